@@ -1,0 +1,309 @@
+//! Configuration: defaults, then a TOML file, then `POOL__SECTION__KEY` environment variables,
+//! then the short forms `POOL_ADMIN_TOKEN`, `POOL_DATABASE_URL` and `POOL_LISTEN`.
+//!
+//! Unknown keys are errors, in the file and in `POOL__…` variables alike: a typo must not
+//! silently fall back to a default. Every option is documented in `ollama-pool.example.toml`,
+//! which `ollama-pool config example` prints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pool_core::key::FailurePolicy;
+use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
+use serde::Deserialize;
+
+/// The example configuration, every option commented.
+pub const EXAMPLE: &str = include_str!("../../../ollama-pool.example.toml");
+
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 24;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The admin bearer token. Unset: generated on first start and only its hash stored.
+    pub admin_token: Option<String>,
+    #[serde(default = "default_provider")]
+    pub default_provider: String,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub keys: KeyPolicyConfig,
+    #[serde(default)]
+    pub stats: StatsConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default = "default_database_url")]
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: Option<ProviderKind>,
+    pub url: Option<String>,
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub max_attempts: u32,
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+    pub connect_timeout_secs: f64,
+    pub first_byte_timeout_secs: f64,
+    pub idle_timeout_secs: f64,
+    pub models_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyPolicyConfig {
+    pub auth_failure_secs: u64,
+    pub rate_limit_default_secs: u64,
+    pub rate_limit_max_secs: u64,
+    pub transient_cooldown_secs: u64,
+    pub transient_cooldown_after: u32,
+    pub disable_after: u32,
+    pub disable_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    pub flush_interval_secs: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub shutdown_grace_secs: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `ollama_pool=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_provider() -> String {
+    "ollama".into()
+}
+fn default_database_url() -> String {
+    "sqlite://data/pool.db".into()
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: default_database_url() }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            connect_timeout_secs: 10.0,
+            first_byte_timeout_secs: 300.0,
+            idle_timeout_secs: 120.0,
+            models_ttl_secs: 300,
+        }
+    }
+}
+
+impl Default for KeyPolicyConfig {
+    fn default() -> Self {
+        let p = FailurePolicy::default();
+        Self {
+            auth_failure_secs: secs(p.auth_failure_ms),
+            rate_limit_default_secs: secs(p.rate_limit_default_ms),
+            rate_limit_max_secs: secs(p.rate_limit_max_ms),
+            transient_cooldown_secs: secs(p.transient_cooldown_ms),
+            transient_cooldown_after: p.transient_cooldown_after,
+            disable_after: p.disable_after,
+            disable_secs: secs(p.disable_ms),
+        }
+    }
+}
+
+fn secs(ms: i64) -> u64 {
+    u64::try_from(ms / 1000).unwrap_or(0)
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self { flush_interval_secs: 5.0 }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { shutdown_grace_secs: 30.0 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests).
+    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("POOL")).collect();
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("configuration file {} does not exist", file.display());
+            }
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+        }
+        let structured = config::Environment::with_prefix("POOL")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env.clone().into_iter().collect()));
+        builder = builder.add_source(structured);
+        for (var, key) in [("POOL_ADMIN_TOKEN", "admin_token"), ("POOL_DATABASE_URL", "database.url"), ("POOL_LISTEN", "listen")] {
+            if let Some(value) = env.get(var) {
+                builder = builder.set_override(key, value.as_str())?;
+            }
+        }
+        let config: Config = builder
+            .build()
+            .context("reading the configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(token) = &self.admin_token {
+            check_admin_token(token)?;
+        }
+        if self.proxy.max_attempts == 0 {
+            bail!("proxy.max_attempts must be at least 1");
+        }
+        for value in [self.proxy.connect_timeout_secs, self.proxy.first_byte_timeout_secs, self.proxy.idle_timeout_secs, self.stats.flush_interval_secs] {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("timeouts and intervals must be positive numbers of seconds");
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\"");
+        }
+        let providers = self.provider_specs()?;
+        if !providers.iter().any(|p| p.name.as_ref() == self.default_provider) {
+            bail!("default_provider '{}' is not a configured provider", self.default_provider);
+        }
+        Ok(())
+    }
+
+    /// The built-in providers (`ollama`, `openrouter`) with the configuration laid over them, and
+    /// any others the configuration adds.
+    pub fn provider_specs(&self) -> anyhow::Result<Vec<ProviderSpec>> {
+        let mut merged: BTreeMap<String, ProviderConfig> = builtin_providers();
+        for (name, given) in &self.providers {
+            let base = merged.entry(name.clone()).or_default();
+            base.kind = given.kind.or(base.kind);
+            base.url = given.url.clone().or(base.url.take());
+            base.enabled = given.enabled.or(base.enabled);
+            base.headers.extend(given.headers.clone());
+        }
+        merged.into_iter().map(|(name, p)| provider_spec(&name, p)).collect()
+    }
+
+    pub fn failure_policy(&self) -> FailurePolicy {
+        let k = &self.keys;
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        FailurePolicy {
+            max_attempts: self.proxy.max_attempts,
+            auth_failure_ms: ms(k.auth_failure_secs),
+            rate_limit_default_ms: ms(k.rate_limit_default_secs),
+            rate_limit_max_ms: ms(k.rate_limit_max_secs),
+            transient_cooldown_ms: ms(k.transient_cooldown_secs),
+            transient_cooldown_after: k.transient_cooldown_after.max(1),
+            disable_after: k.disable_after.max(1),
+            disable_ms: ms(k.disable_secs),
+        }
+    }
+}
+
+/// Seconds as a `Duration`, for the validated positive `f64` options.
+pub fn duration(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+pub fn check_admin_token(token: &str) -> anyhow::Result<()> {
+    if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
+        bail!("the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters long");
+    }
+    if token.contains("your-admin") || token.chars().all(|c| Some(c) == token.chars().next()) {
+        bail!("the admin token looks like a placeholder; set a random one");
+    }
+    Ok(())
+}
+
+fn builtin_providers() -> BTreeMap<String, ProviderConfig> {
+    let ollama = ProviderConfig { kind: Some(ProviderKind::Ollama), url: Some("https://ollama.com".into()), enabled: Some(true), headers: BTreeMap::new() };
+    let openrouter = ProviderConfig {
+        kind: Some(ProviderKind::OpenAi),
+        url: Some("https://openrouter.ai/api/v1".into()),
+        enabled: Some(true),
+        headers: BTreeMap::from([("X-Title".to_owned(), "ollama-pool".to_owned())]),
+    };
+    BTreeMap::from([("ollama".to_owned(), ollama), ("openrouter".to_owned(), openrouter)])
+}
+
+fn provider_spec(name: &str, p: ProviderConfig) -> anyhow::Result<ProviderSpec> {
+    let name = ProviderName::parse(name)?;
+    let kind = p.kind.with_context(|| format!("providers.{name}.kind is required (\"ollama\" or \"openai\")"))?;
+    let url = p.url.with_context(|| format!("providers.{name}.url is required"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("providers.{name}.url must start with http:// or https://");
+    }
+    for (header, value) in &p.headers {
+        let valid = axum::http::HeaderName::try_from(header.as_str()).is_ok() && axum::http::HeaderValue::try_from(value.as_str()).is_ok();
+        if !valid || header.eq_ignore_ascii_case("authorization") {
+            bail!("providers.{name}.headers.{header} is not an allowed header");
+        }
+    }
+    let headers = p.headers.into_iter().collect();
+    Ok(ProviderSpec { name, kind, url: url.trim_end_matches('/').to_owned(), enabled: p.enabled.unwrap_or(true), headers })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! Configuration layering and validation.
+
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn file(contents: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    f.write_all(contents.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    f
+}
+
+#[test]
+fn no_configuration_at_all_gives_the_documented_defaults() {
+    let config = Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(config.listen, "127.0.0.1:8080");
+    assert_eq!(config.database.url, "sqlite://data/pool.db");
+    assert_eq!(config.admin_token, None);
+    let names: Vec<String> = config.provider_specs().unwrap_or_default().iter().map(|p| p.name.to_string()).collect();
+    assert_eq!(names, ["ollama", "openrouter"]);
+}
+
+#[test]
+fn the_example_file_is_valid_and_matches_the_defaults() {
+    let example = file(EXAMPLE);
+    let config = Config::load_from(Some(example.path()), env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    let defaults = Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(format!("{:?}", config.provider_specs().unwrap_or_default()), format!("{:?}", defaults.provider_specs().unwrap_or_default()));
+    let (mut config, mut defaults) = (config, defaults);
+    config.providers.clear();
+    defaults.providers.clear();
+    assert_eq!(format!("{config:?}"), format!("{defaults:?}"));
+}
+
+#[test]
+fn environment_overrides_the_file_and_short_forms_win() {
+    let f = file("listen = \"0.0.0.0:1\"\n[proxy]\nmax_attempts = 2\n");
+    let config = Config::load_from(
+        Some(f.path()),
+        env(&[("POOL__PROXY__MAX_ATTEMPTS", "5"), ("POOL_LISTEN", "127.0.0.1:9"), ("POOL_DATABASE_URL", "postgres://x/y"), ("POOL__PROVIDERS__OPENROUTER__ENABLED", "false")]),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(config.proxy.max_attempts, 5);
+    assert_eq!(config.listen, "127.0.0.1:9");
+    assert_eq!(config.database.url, "postgres://x/y");
+    let openrouter = config.provider_specs().unwrap_or_default().into_iter().find(|p| p.name.as_ref() == "openrouter");
+    assert_eq!(openrouter.map(|p| p.enabled), Some(false));
+}
+
+#[test]
+fn unknown_options_are_errors_in_files_and_environment() {
+    let f = file("[proxy]\nmax_atempts = 2\n");
+    assert!(Config::load_from(Some(f.path()), env(&[])).is_err());
+    assert!(Config::load_from(None, env(&[("POOL__PROXY__NOPE", "1")])).is_err());
+}
+
+#[test]
+fn a_short_or_placeholder_admin_token_is_refused() {
+    assert!(Config::load_from(None, env(&[("POOL_ADMIN_TOKEN", "short")])).is_err());
+    assert!(Config::load_from(None, env(&[("POOL_ADMIN_TOKEN", "your-admin-token-here-please")])).is_err());
+    assert!(Config::load_from(None, env(&[("POOL_ADMIN_TOKEN", "aaaaaaaaaaaaaaaaaaaaaaaaaaaa")])).is_err());
+    assert!(Config::load_from(None, env(&[("POOL_ADMIN_TOKEN", "k7Qw9-long-random-admin-token-01")])).is_ok());
+}
+
+#[test]
+fn custom_providers_are_added_and_validated() {
+    let f = file("[providers.vllm]\nkind = \"openai\"\nurl = \"http://10.0.0.5:8000/v1/\"\n");
+    let config = Config::load_from(Some(f.path()), env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    let vllm = config.provider_specs().unwrap_or_default().into_iter().find(|p| p.name.as_ref() == "vllm");
+    assert_eq!(vllm.map(|p| p.url), Some("http://10.0.0.5:8000/v1".to_owned()));
+    for bad in ["[providers.Bad]\nkind=\"openai\"\nurl=\"http://x\"\n", "[providers.x]\nurl=\"http://x\"\n", "[providers.x]\nkind=\"openai\"\nurl=\"ftp://x\"\n"] {
+        let f = file(bad);
+        assert!(Config::load_from(Some(f.path()), env(&[])).is_err(), "{bad}");
+    }
+}

@@ -1,0 +1,135 @@
+//! The `ollama-pool` command line. This file should remain minimal: parse, then hand over to
+//! the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ollama_pool::admin_token::{self, AdminTokenSource};
+use ollama_pool::app::App;
+use ollama_pool::config::{self, Config};
+use ollama_pool::telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "ollama-pool", version, about = "Self-hosted LLM API key-pool gateway")]
+struct Cli {
+    /// TOML configuration file (every option: `ollama-pool config example`).
+    #[arg(long, global = true, env = "POOL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: text or json (overrides log.format).
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Admin credential helpers.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print an example configuration with every option documented.
+    Example,
+    /// Load and validate the configuration, then print where it points (no secrets).
+    Check,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Generate a new admin token, store its hash in the database, and print it once.
+    ResetToken,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Config { command: ConfigCommand::Example } = cli.command {
+        print!("{}", config::EXAMPLE);
+        return Ok(());
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
+    telemetry::init(&config.log.format, &config.log.level);
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Config { .. } => {
+            println!("configuration is valid: listen {}, database {}", config.listen, pool_adapters::sql::backend_name(&config.database.url));
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::ResetToken } => {
+            let store = pool_adapters::sql::connect(&config.database.url).await.context("opening the database")?;
+            let token = admin_token::reset(store.as_ref()).await?;
+            println!("New admin token (shown once, store it now):\n\n    {token}\n");
+            if config.admin_token.is_some() {
+                println!("Note: admin_token / POOL_ADMIN_TOKEN is set and takes precedence over the stored token.");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(&config).await?;
+    let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    print_banner(&app, addr, &config);
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining in-flight requests");
+        trigger.cancel();
+    });
+    app.serve(listener, shutdown).await
+}
+
+fn print_banner(app: &App, addr: std::net::SocketAddr, config: &Config) {
+    let base = format!("http://{addr}");
+    println!("ollama-pool {} is listening on {base}", env!("CARGO_PKG_VERSION"));
+    println!("  OpenAI-compatible API: {base}/v1   (Authorization: Bearer <client token>)");
+    println!("  Admin API:             {base}/admin/   Health: {base}/health");
+    println!("  Database:              {}", pool_adapters::sql::backend_name(&config.database.url));
+    match &app.admin_token {
+        AdminTokenSource::Generated(token) => {
+            println!("\n  A new admin token was generated. It is shown this once; only its hash is stored:\n\n      {token}\n");
+            println!("  Lost it? Stop the server and run `ollama-pool admin reset-token`.");
+        }
+        AdminTokenSource::Stored => println!("  Admin token: the one generated on first start (reset: `ollama-pool admin reset-token`)."),
+        AdminTokenSource::Configured => println!("  Admin token: from admin_token / POOL_ADMIN_TOKEN."),
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

@@ -1,0 +1,202 @@
+//! `spawn_app()` and friends: one fresh gateway per test, on port 0, with its own database.
+
+use std::time::Duration;
+
+use ollama_pool::app::App;
+use ollama_pool::config::Config;
+use pool_testkit::FakeUpstream;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub upstream: FakeUpstream,
+    pub token: String,
+    pub db_url: String,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Options of a test gateway, as `POOL_…` variables layered over the defaults.
+pub struct Options {
+    pub env: Vec<(String, String)>,
+    pub db_url: Option<String>,
+    pub upstream: Option<FakeUpstream>,
+}
+
+impl Options {
+    pub fn new() -> Self {
+        Self { env: Vec::new(), db_url: None, upstream: None }
+    }
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::new()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let upstream = match options.upstream {
+        Some(u) => u,
+        None => FakeUpstream::start().await.expect("fake upstream"),
+    };
+    let (dir, db_url) = match options.db_url {
+        Some(url) => (None, url),
+        None => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}/pool.db", dir.path().display());
+            (Some(dir), url)
+        }
+    };
+    let mut env = vec![
+        ("POOL_ADMIN_TOKEN".to_owned(), ADMIN.to_owned()),
+        ("POOL_DATABASE_URL".to_owned(), db_url.clone()),
+        ("POOL__PROVIDERS__OLLAMA__URL".to_owned(), upstream.url()),
+        ("POOL__PROVIDERS__OPENROUTER__URL".to_owned(), format!("{}/v1", upstream.url())),
+        ("POOL__PROXY__CONNECT_TIMEOUT_SECS".to_owned(), "1".to_owned()),
+        ("POOL__PROXY__FIRST_BYTE_TIMEOUT_SECS".to_owned(), "1".to_owned()),
+        ("POOL__PROXY__IDLE_TIMEOUT_SECS".to_owned(), "1".to_owned()),
+        ("POOL__STATS__FLUSH_INTERVAL_SECS".to_owned(), "0.2".to_owned()),
+        ("POOL__SERVER__SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
+    ];
+    env.extend(options.env);
+    let config = Config::load_from(None, env).expect("test configuration");
+    let app = App::build(&config).await.expect("app builds");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.serve(listener, shutdown.clone()));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let mut test = TestApp { base, client, upstream, token: String::new(), db_url, shutdown, server: Some(server), _dir: dir };
+    test.token = test.create_token(json!({"name": "tests"})).await["token"].as_str().expect("token").to_owned();
+    test
+}
+
+pub fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server as SIGTERM would, and waits for it (drain, final flush).
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    /// Keeps the database directory of a stopped app, for a restart on the same data.
+    pub fn take_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._dir.take()
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Response {
+        self.client.post(self.url(path)).bearer_auth(ADMIN).json(&body).send().await.expect("request")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(ADMIN).send().await.expect("request")
+    }
+
+    pub async fn admin_delete(&self, path: &str, body: Option<Value>) -> Response {
+        let request = self.client.delete(self.url(path)).bearer_auth(ADMIN);
+        let request = match body {
+            Some(b) => request.json(&b),
+            None => request,
+        };
+        request.send().await.expect("request")
+    }
+
+    pub async fn add_key(&self, key: &str) -> String {
+        self.add_key_to(None, key).await
+    }
+
+    pub async fn add_key_to(&self, provider: Option<&str>, key: &str) -> String {
+        let mut body = json!({"api_key": key, "username": format!("user-{key}")});
+        if let Some(p) = provider {
+            body["provider"] = json!(p);
+        }
+        let response = self.admin_post("/admin/api-keys", body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let json: Value = response.json().await.expect("json");
+        assert_eq!(json["success"], true, "{json}");
+        json["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn create_token(&self, body: Value) -> Value {
+        let response = self.admin_post("/admin/tokens", body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("json")
+    }
+
+    pub async fn post_chat(&self, body: &Value) -> Response {
+        self.post_as(&self.token, "/v1/chat/completions", body).await
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request")
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The admin view of one key, by id.
+    pub async fn key(&self, id: &str) -> Value {
+        let list: Value = self.admin_get("/admin/api-keys?fetch=all").await.json().await.expect("json");
+        list["api_keys"].as_array().expect("keys").iter().find(|k| k["id"] == id).cloned().expect("key listed")
+    }
+
+    /// Polls the admin view until `pred` holds for key `id` (waiting on a state change, not a clock).
+    pub async fn wait_for_key(&self, id: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let key = self.key(id).await;
+            if pred(&key) || tokio::time::Instant::now() > deadline {
+                return key;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The error object of an OpenAI-shaped error response, after checking the shape.
+pub async fn error_of(response: Response) -> Value {
+    let body: Value = response.json().await.expect("error body is JSON");
+    let error = body["error"].clone();
+    assert!(error["message"].is_string(), "{body}");
+    assert!(error["type"].is_string(), "{body}");
+    assert!(error.get("param").is_some() && error.get("code").is_some(), "{body}");
+    error
+}

@@ -1,0 +1,157 @@
+//! Life cycle: counters reach the store and survive a restart, shutdown drains in-flight
+//! requests, PostgreSQL works the same, and secrets never reach the logs.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::io::AsyncReadExt;
+
+use crate::helpers::{ADMIN, Options, chat, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn counters_are_flushed_and_survive_a_restart() {
+    // Arrange
+    let mut app = spawn_app().await;
+    let id = app.add_key("k").await;
+    for _ in 0..5 {
+        app.post_chat(&chat("m", false)).await;
+    }
+    app.upstream.set_fault("k", pool_testkit::Fault::status(429));
+    app.post_chat(&chat("m", false)).await;
+    // Act
+    app.stop().await;
+    let dir = app.take_dir();
+    let again = spawn_app_with(Options { db_url: Some(app.db_url.clone()), ..Options::new() }).await;
+    // Assert
+    let key = again.key(&id).await;
+    assert_eq!((key["total_requests"].clone(), key["success_count"].clone(), key["failure_count"].clone()), (json!(6), json!(5), json!(1)));
+    assert_eq!(key["status"], "cooling", "health survives a restart too");
+    let tokens: Value = again.admin_get("/admin/tokens").await.json().await.unwrap();
+    let counted: Vec<u64> = tokens["tokens"].as_array().unwrap().iter().map(|t| t["requestCount"].as_u64().unwrap()).collect();
+    assert!(counted.contains(&6), "{tokens}");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_stream_finish() {
+    // Arrange
+    let mut app = spawn_app().await;
+    app.add_key("k").await;
+    app.upstream.set_stream_chunks(5, Duration::from_millis(100));
+    let response = app.post_chat(&chat("m", true)).await;
+    let mut body = response.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    // Act
+    app.shutdown_token().cancel();
+    let mut rest = Vec::from(first.as_ref());
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    app.stop().await;
+    // Assert
+    assert!(String::from_utf8(rest).unwrap().ends_with("data: [DONE]\n\n"));
+    assert!(app.client.get(app.url("/health")).send().await.is_err(), "no longer listening");
+}
+
+/// The PostgreSQL URL of the test server, if this run has one (always in CI).
+fn postgres_url() -> Option<String> {
+    match std::env::var("POOL_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => Some("postgres://postgres@127.0.0.1:5432/test".into()),
+        Err(_) => None,
+    }
+}
+
+/// A fresh database on the test server, for one test.
+async fn fresh_postgres_database(server: &str) -> String {
+    let name = format!("pool_e2e_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(server).await.unwrap_or_else(|e| panic!("PostgreSQL at {server} is required in CI: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+#[tokio::test]
+async fn the_gateway_works_the_same_on_postgresql() {
+    let Some(server) = postgres_url() else {
+        eprintln!("skipping PostgreSQL: set POOL_TEST_POSTGRES_URL");
+        return;
+    };
+    // Arrange
+    let url = fresh_postgres_database(&server).await;
+    let mut app = spawn_app_with(Options { db_url: Some(url.clone()), ..Options::new() }).await;
+    let bad = app.add_key("bad").await;
+    let good = app.add_key("good").await;
+    app.upstream.set_fault("bad", pool_testkit::Fault::status(401));
+    // Act
+    for _ in 0..4 {
+        assert_eq!(app.post_chat(&chat("m", false)).await.status(), 200);
+    }
+    assert_eq!(app.post_chat(&chat("m", true)).await.status(), 200);
+    app.stop().await;
+    let again = spawn_app_with(Options { db_url: Some(url), ..Options::new() }).await;
+    // Assert
+    let health: Value = again.client.get(again.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["storage"], "postgres");
+    assert_eq!(again.key(&bad).await["status"], "failed");
+    assert_eq!(again.key(&good).await["success_count"], 5);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    // Arrange: the real binary, logging everything
+    let upstream = pool_testkit::FakeUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-pool"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .env("POOL_ADMIN_TOKEN", ADMIN)
+        .env("POOL_LISTEN", addr.to_string())
+        .env("POOL__PROVIDERS__OLLAMA__URL", upstream.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the binary did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let upstream_key = "sk-upstream-secret-value-0123456789";
+    client.post(format!("{base}/admin/api-keys")).bearer_auth(ADMIN).json(&json!({"api_key": upstream_key})).send().await.unwrap();
+    let created: Value = client.post(format!("{base}/admin/tokens")).bearer_auth(ADMIN).json(&json!({"name": "t"})).send().await.unwrap().json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    // Act
+    for stream in [false, true] {
+        let response = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&token).json(&chat("m", stream)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap();
+    }
+    client.post(format!("{base}/v1/chat/completions")).bearer_auth("sk-wrong-token-abcdef").json(&chat("m", false)).send().await.unwrap();
+    let pid = nix_pid(&child);
+    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    let status = child.wait().await.unwrap();
+    // Assert
+    assert!(status.success(), "SIGTERM is a clean stop");
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    assert!(logs.contains("stopped"), "{logs}");
+    for secret in [upstream_key, token.as_str(), ADMIN, "sk-wrong-token-abcdef"] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
+
+fn nix_pid(child: &tokio::process::Child) -> u32 {
+    child.id().unwrap()
+}

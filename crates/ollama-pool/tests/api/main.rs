@@ -1,0 +1,13 @@
+//! Black-box tests: the real server on port 0, a fake upstream with per-key faults, and a real
+//! SQLite file (PostgreSQL where the test says so).
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot go on should fail loudly")]
+
+mod admin;
+mod bad_input;
+mod failover;
+mod helpers;
+mod lifecycle;
+mod models;
+mod rotation;
+mod streaming;
+mod tokens;

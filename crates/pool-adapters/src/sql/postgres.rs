@@ -1,0 +1,216 @@
+//! The PostgreSQL store: for several gateways sharing one database.
+//!
+//! Every batch travels as a handful of bound arrays expanded by `UNNEST`, so inserting 10,000 keys
+//! or flushing a few thousand deltas is one statement, not one round trip per row. A flush first
+//! locks its rows in id order (`SELECT … ORDER BY id FOR UPDATE`): two gateways flushing
+//! overlapping keys then queue instead of deadlocking, whatever join order the planner picks.
+
+use std::str::FromStr;
+
+use pool_core::pool::KeyDelta;
+use pool_core::ports::StoreError;
+use pool_core::token::TokenDelta;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
+
+use super::rows::{self, HealthColumns, KeyRow};
+use super::{db_error, migrate, migrator};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Keys per insert statement: big enough to amortise the round trip, small enough to keep each
+/// statement's arrays a few megabytes.
+const INSERT_CHUNK: usize = 10_000;
+
+const INSERT_KEYS: &str = "INSERT INTO upstream_keys \
+     (id, provider, secret, secret_hash, label, created_at, expires_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                          $6::bigint[], $7::bigint[]) \
+     ON CONFLICT DO NOTHING RETURNING id";
+
+const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id = ANY($1::text[])";
+
+const LOCK_KEYS: &str =
+    "SELECT id FROM upstream_keys WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+
+const LOCK_TOKENS: &str =
+    "SELECT id FROM client_tokens WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+
+/// `GREATEST` ignores NULLs, so an instant the delta does not carry leaves the column as it was.
+/// A NULL `d.status` (no health in the delta) leaves the status columns alone.
+const FLUSH_KEYS: &str = "UPDATE upstream_keys AS k SET \
+     total_requests = k.total_requests + d.requests, \
+     success_count = k.success_count + d.successes, \
+     failure_count = k.failure_count + d.failures, \
+     last_used_at = GREATEST(k.last_used_at, d.last_used), \
+     last_success_at = GREATEST(k.last_success_at, d.last_success), \
+     last_failure_at = GREATEST(k.last_failure_at, d.last_failure), \
+     status = COALESCE(d.status, k.status), \
+     status_reason = CASE WHEN d.status IS NULL THEN k.status_reason ELSE d.reason END, \
+     status_since = CASE WHEN d.status IS NULL THEN k.status_since ELSE d.since END, \
+     status_until = CASE WHEN d.status IS NULL THEN k.status_until ELSE d.until END, \
+     consecutive_failures = COALESCE(d.consecutive_failures, k.consecutive_failures) \
+     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+          $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::integer[]) \
+     AS d(id, requests, successes, failures, last_used, last_success, last_failure, \
+          status, reason, since, until, consecutive_failures) \
+     WHERE k.id = d.id";
+
+const FLUSH_TOKENS: &str = "UPDATE client_tokens AS t SET \
+     request_count = t.request_count + d.requests, \
+     last_used_at = GREATEST(t.last_used_at, d.last_used) \
+     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS d(id, requests, last_used) \
+     WHERE t.id = d.id";
+
+/// Implements the store ports on one PostgreSQL schema.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pub(super) pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `postgres://…` (or `postgresql://…`) and migrates the schema the connection's
+    /// `search_path` names first (usually `public`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(PgConnectOptions::from_str(url).map_err(db_error)?).await
+    }
+
+    /// Like [`PgStore::connect`], but every connection works in `schema` (created if missing):
+    /// how tests get a fresh, isolated database each.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(db_error)?;
+        let schema = quote_ident(schema);
+        create_schema(&options, &schema).await?;
+        Self::open(options.options([("search_path", schema)])).await
+    }
+
+    async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        migrate(&migrator(MIGRATIONS), &pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn insert_batch(
+        &self,
+        keys: &[KeyRow<'_>],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut inserted = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let query = insert_query(chunk);
+            inserted.extend(query.fetch_all(&mut *tx).await.map_err(db_error)?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(inserted)
+    }
+
+    pub(super) async fn delete_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let done = sqlx::query(DELETE_KEYS)
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn flush_key_batch(&self, deltas: &[KeyDelta]) -> Result<(), StoreError> {
+        let ids = column(deltas, |d| d.id.to_string());
+        let health = column(deltas, |d| HealthColumns::of(d.health.as_ref()));
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        lock_rows(&mut tx, LOCK_KEYS, &ids).await?;
+        flush_keys_query(&ids, deltas, &health)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(super) async fn flush_token_batch(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
+        let ids = column(deltas, |d| d.id.to_string());
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        lock_rows(&mut tx, LOCK_TOKENS, &ids).await?;
+        sqlx::query(FLUSH_TOKENS)
+            .bind(&ids)
+            .bind(column(deltas, |d| rows::delta(d.requests)))
+            .bind(column(deltas, |d| d.last_used))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+}
+
+/// One field of every item, as the array bound to one `UNNEST` column.
+fn column<'a, T, U>(items: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    items.iter().map(field).collect()
+}
+
+/// Quotes an identifier for PostgreSQL (`"name"`, inner quotes doubled).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn create_schema(options: &PgConnectOptions, quoted: &str) -> Result<(), StoreError> {
+    let mut conn = PgConnection::connect_with(options)
+        .await
+        .map_err(db_error)?;
+    let create = format!("CREATE SCHEMA IF NOT EXISTS {quoted}");
+    sqlx::query(AssertSqlSafe(create))
+        .execute(&mut conn)
+        .await
+        .map_err(db_error)?;
+    conn.close().await.map_err(db_error)
+}
+
+async fn lock_rows(
+    tx: &mut PgConnection,
+    lock: &'static str,
+    ids: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query(lock)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+fn insert_query<'a>(chunk: &'a [KeyRow<'_>]) -> QueryScalar<'a, Postgres, String, PgArguments> {
+    sqlx::query_scalar(INSERT_KEYS)
+        .bind(column(chunk, |k| k.id.as_str()))
+        .bind(column(chunk, |k| k.provider))
+        .bind(column(chunk, |k| k.secret))
+        .bind(column(chunk, |k| k.secret_hash.as_str()))
+        .bind(column(chunk, |k| k.label))
+        .bind(column(chunk, |k| k.created_at))
+        .bind(column(chunk, |k| k.expires_at))
+}
+
+fn flush_keys_query<'a>(
+    ids: &'a [String],
+    deltas: &'a [KeyDelta],
+    health: &'a [HealthColumns],
+) -> Query<'a, Postgres, PgArguments> {
+    sqlx::query(FLUSH_KEYS)
+        .bind(ids)
+        .bind(column(deltas, |d| rows::delta(d.counters.requests)))
+        .bind(column(deltas, |d| rows::delta(d.counters.successes)))
+        .bind(column(deltas, |d| rows::delta(d.counters.failures)))
+        .bind(column(deltas, |d| d.counters.last_used))
+        .bind(column(deltas, |d| d.counters.last_success))
+        .bind(column(deltas, |d| d.counters.last_failure))
+        .bind(column(health, |h| h.status))
+        .bind(column(health, |h| h.reason.as_deref()))
+        .bind(column(health, |h| h.since))
+        .bind(column(health, |h| h.until))
+        .bind(column(health, |h| h.consecutive_failures))
+}

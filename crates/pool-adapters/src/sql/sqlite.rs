@@ -1,0 +1,222 @@
+//! The SQLite store: one file, WAL journal, the default for a single gateway.
+//!
+//! Bulk inserts are multi-row `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING RETURNING id`
+//! in chunks that stay under SQLite's limit of 32,766 bound parameters; flushes run one prepared
+//! `UPDATE` per delta inside one transaction, which SQLite executes in microseconds. Writes
+//! begin `IMMEDIATE`, so two writers queue on the busy timeout instead of failing to upgrade a
+//! read lock.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use pool_core::pool::KeyDelta;
+use pool_core::ports::StoreError;
+use pool_core::token::TokenDelta;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use super::rows::{self, HealthColumns, KeyRow};
+use super::{db_error, migrate, migrator};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// Bound parameters per key row of [`INSERT_KEYS`].
+const KEY_COLUMNS: usize = 7;
+/// Keys per insert statement: SQLite binds at most 32,766 parameters.
+const INSERT_CHUNK: usize = 32_766 / KEY_COLUMNS;
+
+const INSERT_KEYS: &str =
+    "INSERT INTO upstream_keys (id, provider, secret, secret_hash, label, created_at, expires_at) ";
+
+const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id IN (SELECT value FROM json_each($1))";
+
+/// SQLite's two-argument `MAX` is NULL when either side is: the `COALESCE` keeps whichever
+/// instant is known. A NULL `$8` (no health in the delta) leaves the status columns alone.
+const FLUSH_KEY: &str = "UPDATE upstream_keys SET \
+     total_requests = total_requests + $2, \
+     success_count = success_count + $3, \
+     failure_count = failure_count + $4, \
+     last_used_at = COALESCE(MAX(last_used_at, $5), last_used_at, $5), \
+     last_success_at = COALESCE(MAX(last_success_at, $6), last_success_at, $6), \
+     last_failure_at = COALESCE(MAX(last_failure_at, $7), last_failure_at, $7), \
+     status = COALESCE($8, status), \
+     status_reason = CASE WHEN $8 IS NULL THEN status_reason ELSE $9 END, \
+     status_since = CASE WHEN $8 IS NULL THEN status_since ELSE $10 END, \
+     status_until = CASE WHEN $8 IS NULL THEN status_until ELSE $11 END, \
+     consecutive_failures = COALESCE($12, consecutive_failures) \
+     WHERE id = $1";
+
+const FLUSH_TOKEN: &str = "UPDATE client_tokens SET \
+     request_count = request_count + $2, \
+     last_used_at = COALESCE(MAX(last_used_at, $3), last_used_at, $3) \
+     WHERE id = $1";
+
+/// Implements the store ports on one SQLite database.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pub(super) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directories if missing) and migrates a SQLite database:
+    /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = connect_options(url)?;
+        if !in_memory {
+            create_parent_dir(options.get_filename())?;
+        }
+        let pool = pool_options(in_memory)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        migrate(&migrator(MIGRATIONS), &pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)
+    }
+
+    pub(super) async fn insert_batch(
+        &self,
+        keys: &[KeyRow<'_>],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut inserted = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            inserted.extend(insert_chunk(&mut tx, chunk).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(inserted)
+    }
+
+    pub(super) async fn delete_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let done = sqlx::query(DELETE_KEYS)
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn flush_key_batch(&self, deltas: &[KeyDelta]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for delta in deltas {
+            flush_key(&mut tx, delta).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(super) async fn flush_token_batch(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for delta in deltas {
+            let query = sqlx::query(FLUSH_TOKEN)
+                .bind(delta.id.to_string())
+                .bind(rows::delta(delta.requests));
+            query
+                .bind(delta.last_used)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+}
+
+fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(db_error)?;
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true))
+}
+
+/// An in-memory database lives only as long as a connection to it: keep exactly one, forever.
+fn pool_options(in_memory: bool) -> SqlitePoolOptions {
+    let options = SqlitePoolOptions::new();
+    if in_memory {
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        options.max_connections(4)
+    }
+}
+
+/// The directory of the database file could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the database directory {}", path.display())]
+struct CreateDirError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Startup-only, so the blocking call is harmless.
+fn create_parent_dir(file: &Path) -> Result<(), StoreError> {
+    let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|source| {
+        StoreError::Backend(Box::new(CreateDirError {
+            path: dir.to_owned(),
+            source,
+        }))
+    })
+}
+
+async fn insert_chunk(
+    tx: &mut SqliteConnection,
+    chunk: &[KeyRow<'_>],
+) -> Result<Vec<String>, StoreError> {
+    let mut builder = QueryBuilder::<Sqlite>::new(INSERT_KEYS);
+    builder.push_values(chunk, |mut row, key| {
+        row.push_bind(key.id.as_str())
+            .push_bind(key.provider)
+            .push_bind(key.secret);
+        row.push_bind(key.secret_hash.as_str()).push_bind(key.label);
+        row.push_bind(key.created_at).push_bind(key.expires_at);
+    });
+    builder.push(" ON CONFLICT DO NOTHING RETURNING id");
+    builder
+        .build_query_scalar()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)
+}
+
+async fn flush_key(tx: &mut SqliteConnection, delta: &KeyDelta) -> Result<(), StoreError> {
+    let counters = &delta.counters;
+    let health = HealthColumns::of(delta.health.as_ref());
+    sqlx::query(FLUSH_KEY)
+        .bind(delta.id.to_string())
+        .bind(rows::delta(counters.requests))
+        .bind(rows::delta(counters.successes))
+        .bind(rows::delta(counters.failures))
+        .bind(counters.last_used)
+        .bind(counters.last_success)
+        .bind(counters.last_failure)
+        .bind(health.status)
+        .bind(health.reason)
+        .bind(health.since)
+        .bind(health.until)
+        .bind(health.consecutive_failures)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}

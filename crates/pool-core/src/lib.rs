@@ -1,0 +1,29 @@
+//! The rules of ollama-pool, free of I/O.
+//!
+//! # Layout
+//! - [`key`]: the health state machine of one upstream key (`active → cooling/failed/disabled →
+//!   active`), driven by [`outcome`], the classification of what an upstream answered.
+//! - [`pool`]: the per-provider key pools and the round-robin selector of the hot path.
+//! - [`token`]: client tokens and their in-memory index.
+//! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
+//! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
+//!
+//! A key design decision: time is always passed in as unix milliseconds (`now`), never read here,
+//! so every rule is a plain unit test. The only place that reads a clock is the [`ports::Clock`]
+//! the proxy use case is handed.
+
+pub mod ids;
+pub mod key;
+pub mod models;
+pub mod outcome;
+pub mod pool;
+pub mod ports;
+pub mod provider;
+pub mod proxy;
+pub mod registry;
+pub mod secret;
+pub mod sse;
+pub mod token;
+
+/// Milliseconds since the unix epoch, the one time unit of the domain.
+pub type UnixMs = i64;

@@ -1,0 +1,429 @@
+//! The key pools and the selector of the hot path.
+//!
+//! Each provider has one [`KeyPool`]: an `ArcSwap` snapshot of its keys, replaced whole when an
+//! operator adds or removes keys, and an atomic cursor. Picking a key is a load of the snapshot, a
+//! `fetch_add` on the cursor and a scan from there to the first key that is eligible now and not
+//! yet tried by this request; no lock is taken unless a key's health changes.
+//!
+//! A key's health lives in a `std::sync::Mutex` (never held across an await) mirrored by an atomic
+//! `blocked_until`, so the selector reads one atomic per key it looks at.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::UnixMs;
+use crate::ids::KeyId;
+use crate::key::{FailurePolicy, Health, KeyEvent, KeyStatus};
+use crate::provider::ProviderName;
+use crate::secret::{Secret, SecretHash};
+
+/// One upstream key as the running gateway holds it.
+#[derive(Debug)]
+pub struct PoolKey {
+    pub id: KeyId,
+    pub provider: ProviderName,
+    pub secret: Secret,
+    /// SHA-256 of the secret: how a key given back by an operator is found, and how duplicates
+    /// are recognised without comparing secrets.
+    pub secret_hash: SecretHash,
+    pub label: Option<String>,
+    pub created_at: UnixMs,
+    pub expires_at: Option<UnixMs>,
+    /// Mirror of `health.blocked_until()` for the selector.
+    blocked_until: AtomicI64,
+    health: Mutex<Health>,
+    /// Set when `health` changed since the last flush to the store.
+    health_dirty: AtomicBool,
+    pub counters: KeyCounters,
+}
+
+/// Exact per-key counters. Totals include what the store held at start; `pending` holds what
+/// has not been flushed yet.
+#[derive(Debug, Default)]
+pub struct KeyCounters {
+    pub requests: AtomicU64,
+    pub successes: AtomicU64,
+    pub failures: AtomicU64,
+    pub last_used: AtomicI64,
+    pub last_success: AtomicI64,
+    pub last_failure: AtomicI64,
+    pending_requests: AtomicU64,
+    pending_successes: AtomicU64,
+    pending_failures: AtomicU64,
+}
+
+/// Counter values as loaded from the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterValues {
+    pub requests: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub last_used: Option<UnixMs>,
+    pub last_success: Option<UnixMs>,
+    pub last_failure: Option<UnixMs>,
+}
+
+/// What a flush takes from a key: counter deltas, and the health when it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDelta {
+    pub id: KeyId,
+    pub counters: CounterValues,
+    pub health: Option<Health>,
+}
+
+impl PoolKey {
+    pub fn new(
+        id: KeyId,
+        provider: ProviderName,
+        secret: Secret,
+        label: Option<String>,
+        created_at: UnixMs,
+        expires_at: Option<UnixMs>,
+    ) -> Self {
+        let secret_hash = crate::secret::hash_secret(secret.expose_secret());
+        Self {
+            id,
+            provider,
+            secret,
+            secret_hash,
+            label,
+            created_at,
+            expires_at,
+            blocked_until: AtomicI64::new(0),
+            health: Mutex::new(Health::default()),
+            health_dirty: AtomicBool::new(false),
+            counters: KeyCounters::default(),
+        }
+    }
+
+    /// Restores what the store remembered (at start).
+    pub fn with_state(self, health: Health, counters: &CounterValues) -> Self {
+        self.blocked_until.store(health.blocked_until(), Relaxed);
+        *self.lock_health() = health;
+        let c = &self.counters;
+        c.requests.store(counters.requests, Relaxed);
+        c.successes.store(counters.successes, Relaxed);
+        c.failures.store(counters.failures, Relaxed);
+        c.last_used.store(counters.last_used.unwrap_or(0), Relaxed);
+        c.last_success.store(counters.last_success.unwrap_or(0), Relaxed);
+        c.last_failure.store(counters.last_failure.unwrap_or(0), Relaxed);
+        self
+    }
+
+    pub fn is_expired(&self, now: UnixMs) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// May the selector pick this key now?
+    pub fn is_eligible(&self, now: UnixMs) -> bool {
+        self.blocked_until.load(Relaxed) <= now && !self.is_expired(now)
+    }
+
+    pub fn status(&self, now: UnixMs) -> KeyStatus {
+        if self.is_expired(now) { KeyStatus::Expired } else { self.lock_health().status(now) }
+    }
+
+    pub fn health(&self) -> Health {
+        self.lock_health().clone()
+    }
+
+    /// Counts an attempt on this key as it starts.
+    pub fn begin_attempt(&self, now: UnixMs) {
+        let c = &self.counters;
+        c.requests.fetch_add(1, Relaxed);
+        c.pending_requests.fetch_add(1, Relaxed);
+        c.last_used.fetch_max(now, Relaxed);
+    }
+
+    /// Records how an attempt ended: counters, then the health transition.
+    pub fn record(&self, event: &KeyEvent, policy: &FailurePolicy, now: UnixMs) {
+        let c = &self.counters;
+        match event {
+            KeyEvent::Success => {
+                c.successes.fetch_add(1, Relaxed);
+                c.pending_successes.fetch_add(1, Relaxed);
+                c.last_success.fetch_max(now, Relaxed);
+            }
+            KeyEvent::Neutral => {}
+            KeyEvent::RateLimited { .. } | KeyEvent::Rejected { .. } | KeyEvent::Transient { .. } => {
+                c.failures.fetch_add(1, Relaxed);
+                c.pending_failures.fetch_add(1, Relaxed);
+                c.last_failure.fetch_max(now, Relaxed);
+            }
+        }
+        let clean_success = *event == KeyEvent::Success && self.blocked_until.load(Relaxed) == 0;
+        if *event == KeyEvent::Neutral || clean_success && self.lock_health().consecutive_failures == 0 {
+            return; // nothing to change: keep the hot path free of writes
+        }
+        self.update_health(|h| h.apply(event, policy, now));
+    }
+
+    /// Applies an operator's change (enable, disable) or a probe's verdict.
+    pub fn update_health(&self, change: impl FnOnce(&mut Health)) {
+        let mut health = self.lock_health();
+        let before = health.clone();
+        change(&mut health);
+        if *health != before {
+            self.blocked_until.store(health.blocked_until(), Relaxed);
+            self.health_dirty.store(true, Relaxed);
+        }
+    }
+
+    /// Takes what changed since the last flush; `None` when nothing did.
+    pub fn take_delta(&self) -> Option<KeyDelta> {
+        let c = &self.counters;
+        let counters = CounterValues {
+            requests: c.pending_requests.swap(0, Relaxed),
+            successes: c.pending_successes.swap(0, Relaxed),
+            failures: c.pending_failures.swap(0, Relaxed),
+            last_used: nonzero(c.last_used.load(Relaxed)),
+            last_success: nonzero(c.last_success.load(Relaxed)),
+            last_failure: nonzero(c.last_failure.load(Relaxed)),
+        };
+        let health = self.health_dirty.swap(false, Relaxed).then(|| self.health());
+        let idle = counters.requests == 0 && counters.successes == 0 && counters.failures == 0;
+        (!idle || health.is_some()).then_some(KeyDelta { id: self.id, counters, health })
+    }
+
+    /// Gives a delta back after a failed flush, so nothing is lost.
+    pub fn restore_delta(&self, delta: &KeyDelta) {
+        let c = &self.counters;
+        c.pending_requests.fetch_add(delta.counters.requests, Relaxed);
+        c.pending_successes.fetch_add(delta.counters.successes, Relaxed);
+        c.pending_failures.fetch_add(delta.counters.failures, Relaxed);
+        if delta.health.is_some() {
+            self.health_dirty.store(true, Relaxed);
+        }
+    }
+
+    fn lock_health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn nonzero(ms: UnixMs) -> Option<UnixMs> {
+    (ms != 0).then_some(ms)
+}
+
+/// The result of asking a pool for a key.
+#[derive(Debug)]
+pub enum Pick {
+    Key(Arc<PoolKey>),
+    /// No eligible untried key. `retry_at` is when the earliest held key comes back, if any will.
+    Exhausted { retry_at: Option<UnixMs> },
+}
+
+/// The keys of one provider.
+#[derive(Debug, Default)]
+pub struct KeyPool {
+    keys: ArcSwap<Vec<Arc<PoolKey>>>,
+    cursor: AtomicUsize,
+}
+
+impl KeyPool {
+    /// Round-robin over the eligible keys, skipping those already tried by this request.
+    pub fn pick(&self, now: UnixMs, tried: &[KeyId]) -> Pick {
+        let keys = self.keys.load();
+        let n = keys.len();
+        if n == 0 {
+            return Pick::Exhausted { retry_at: None };
+        }
+        let start = self.cursor.fetch_add(1, Relaxed) % n;
+        for i in 0..n {
+            let key = &keys[(start + i) % n];
+            if key.is_eligible(now) && !tried.contains(&key.id) {
+                return Pick::Key(Arc::clone(key));
+            }
+        }
+        let retry_at = keys
+            .iter()
+            .filter(|k| !k.is_expired(now))
+            .map(|k| k.blocked_until.load(Relaxed).max(now))
+            .filter(|&at| at < UnixMs::MAX)
+            .min();
+        Pick::Exhausted { retry_at }
+    }
+
+    pub fn snapshot(&self) -> Arc<Vec<Arc<PoolKey>>> {
+        self.keys.load_full()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds keys; the new snapshot is visible to the next pick.
+    pub fn add(&self, new: Vec<Arc<PoolKey>>) {
+        self.keys.rcu(|keys| {
+            let mut next = Vec::with_capacity(keys.len() + new.len());
+            next.extend(keys.iter().cloned());
+            next.extend(new.iter().cloned());
+            next
+        });
+    }
+
+    /// Removes the keys whose ids are listed; returns how many went.
+    pub fn remove(&self, ids: &[KeyId]) -> usize {
+        let mut removed = 0;
+        self.keys.rcu(|keys| {
+            let next: Vec<_> = keys.iter().filter(|k| !ids.contains(&k.id)).cloned().collect();
+            removed = keys.len() - next.len();
+            next
+        });
+        removed
+    }
+}
+
+/// The pools of every configured provider. The set of providers is fixed at start.
+#[derive(Debug, Default)]
+pub struct Pools {
+    by_provider: HashMap<ProviderName, KeyPool>,
+}
+
+impl Pools {
+    pub fn new(providers: impl IntoIterator<Item = ProviderName>) -> Self {
+        Self { by_provider: providers.into_iter().map(|p| (p, KeyPool::default())).collect() }
+    }
+
+    pub fn pool(&self, provider: &ProviderName) -> Option<&KeyPool> {
+        self.by_provider.get(provider)
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = (&ProviderName, &KeyPool)> {
+        self.by_provider.iter()
+    }
+
+    /// Every key of every provider (admin views, flushes).
+    pub fn all_keys(&self) -> Vec<Arc<PoolKey>> {
+        self.by_provider.values().flat_map(|p| p.snapshot().iter().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    pub fn find(&self, id: KeyId) -> Option<Arc<PoolKey>> {
+        self.by_provider.values().find_map(|p| p.snapshot().iter().find(|k| k.id == id).cloned())
+    }
+
+    pub fn find_by_secret(&self, provider: Option<&ProviderName>, hash: &SecretHash) -> Vec<Arc<PoolKey>> {
+        self.by_provider
+            .iter()
+            .filter(|(name, _)| provider.is_none_or(|p| p == *name))
+            .flat_map(|(_, pool)| pool.snapshot().iter().filter(|k| &k.secret_hash == hash).cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Removes keys by id from whichever pool holds them.
+    pub fn remove(&self, ids: &[KeyId]) -> usize {
+        self.by_provider.values().map(|p| p.remove(ids)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    const T0: UnixMs = 1_700_000_000_000;
+
+    fn provider() -> ProviderName {
+        ProviderName::parse("ollama").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn key(n: u128) -> Arc<PoolKey> {
+        let id = KeyId::from_uuid(Uuid::from_u128(n));
+        Arc::new(PoolKey::new(id, provider(), Secret::new(format!("key-{n}")), None, T0, None))
+    }
+
+    fn pool_of(n: u128) -> (KeyPool, Vec<Arc<PoolKey>>) {
+        let keys: Vec<_> = (1..=n).map(key).collect();
+        let pool = KeyPool::default();
+        pool.add(keys.clone());
+        (pool, keys)
+    }
+
+    fn picked(pool: &KeyPool, now: UnixMs, tried: &[KeyId]) -> Option<KeyId> {
+        match pool.pick(now, tried) {
+            Pick::Key(k) => Some(k.id),
+            Pick::Exhausted { .. } => None,
+        }
+    }
+
+    #[test]
+    fn rotation_is_exactly_even_over_healthy_keys() {
+        let (pool, keys) = pool_of(4);
+        let mut counts = HashMap::new();
+        for _ in 0..400 {
+            *counts.entry(picked(&pool, T0, &[])).or_insert(0) += 1;
+        }
+        for k in &keys {
+            assert_eq!(counts.get(&Some(k.id)), Some(&100));
+        }
+    }
+
+    #[test]
+    fn a_held_key_is_skipped_until_its_hold_ends() {
+        let (pool, keys) = pool_of(2);
+        keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(1_000) }, &FailurePolicy::default(), T0);
+        for _ in 0..10 {
+            assert_eq!(picked(&pool, T0 + 999, &[]), Some(keys[1].id));
+        }
+        let back: Vec<_> = (0..2).map(|_| picked(&pool, T0 + 1_000, &[])).collect();
+        assert!(back.contains(&Some(keys[0].id)));
+    }
+
+    #[test]
+    fn a_key_already_tried_is_never_picked_again() {
+        let (pool, keys) = pool_of(3);
+        let tried = [keys[0].id, keys[2].id];
+        for _ in 0..10 {
+            assert_eq!(picked(&pool, T0, &tried), Some(keys[1].id));
+        }
+        assert_eq!(picked(&pool, T0, &[keys[0].id, keys[1].id, keys[2].id]), None);
+    }
+
+    #[test]
+    fn exhaustion_reports_when_the_earliest_key_returns() {
+        let (pool, keys) = pool_of(2);
+        let policy = FailurePolicy::default();
+        keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(30_000) }, &policy, T0);
+        keys[1].record(&KeyEvent::RateLimited { retry_after_ms: Some(10_000) }, &policy, T0);
+        assert!(matches!(pool.pick(T0, &[]), Pick::Exhausted { retry_at: Some(at) } if at == T0 + 10_000));
+    }
+
+    #[test]
+    fn expired_and_manually_disabled_keys_are_never_picked() {
+        let expired = Arc::new(PoolKey::new(KeyId::from_uuid(Uuid::from_u128(9)), provider(), Secret::new("e"), None, T0, Some(T0)));
+        let (pool, keys) = pool_of(1);
+        keys[0].update_health(|h| h.disable("operator".into(), T0, None));
+        pool.add(vec![expired]);
+        assert!(matches!(pool.pick(T0, &[]), Pick::Exhausted { retry_at: None }));
+    }
+
+    #[test]
+    fn deltas_are_taken_once_and_can_be_given_back() {
+        let (_, keys) = pool_of(1);
+        let k = &keys[0];
+        k.begin_attempt(T0);
+        k.record(&KeyEvent::Success, &FailurePolicy::default(), T0);
+        let delta = k.take_delta().unwrap_or_else(|| panic!("a delta"));
+        assert_eq!((delta.counters.requests, delta.counters.successes), (1, 1));
+        assert_eq!(delta.health, None, "a clean success changes no health");
+        assert_eq!(k.take_delta(), None);
+        k.restore_delta(&delta);
+        assert_eq!(k.take_delta().map(|d| d.counters.requests), Some(1));
+    }
+
+    #[test]
+    fn removing_keys_takes_them_out_of_rotation_at_once() {
+        let (pool, keys) = pool_of(2);
+        assert_eq!(pool.remove(&[keys[0].id]), 1);
+        for _ in 0..5 {
+            assert_eq!(picked(&pool, T0, &[]), Some(keys[1].id));
+        }
+    }
+}

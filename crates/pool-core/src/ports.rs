@@ -1,0 +1,138 @@
+//! The ports: what the domain needs from the outside world, as small traits.
+//!
+//! Adapters implement them, one module per technology (`pool-adapters`). The records here are
+//! plain data in the store's terms; turning them into running [`crate::pool::PoolKey`]s and
+//! [`crate::token::ClientToken`]s is the domain's job.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_core::Stream;
+
+use crate::UnixMs;
+use crate::ids::{KeyId, TokenId};
+use crate::key::Health;
+use crate::pool::{CounterValues, KeyDelta};
+use crate::secret::{Secret, SecretHash};
+use crate::token::TokenDelta;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record already exists")]
+    Conflict,
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An upstream key to insert.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    pub id: KeyId,
+    pub provider: String,
+    pub secret: Secret,
+    pub label: Option<String>,
+    pub created_at: UnixMs,
+    pub expires_at: Option<UnixMs>,
+}
+
+/// An upstream key as stored, with its health and counters.
+#[derive(Clone, Debug)]
+pub struct KeyRecord {
+    pub key: NewKey,
+    pub health: Health,
+    pub counters: CounterValues,
+}
+
+/// A client token as stored: never the token itself, only its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: TokenId,
+    pub name: String,
+    pub prefix: String,
+    pub hash: SecretHash,
+    pub providers: Option<Vec<String>>,
+    pub created_at: UnixMs,
+    pub expires_at: Option<UnixMs>,
+    pub requests: u64,
+    pub last_used: Option<UnixMs>,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn load_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Inserts keys in one transaction, skipping any whose (provider, secret) is already stored.
+    /// Returns the ids actually inserted.
+    async fn insert_keys(&self, keys: &[NewKey]) -> Result<Vec<KeyId>, StoreError>;
+    async fn delete_keys(&self, ids: &[KeyId]) -> Result<u64, StoreError>;
+    /// Adds counter deltas and stores changed health, all in one transaction.
+    async fn flush_keys(&self, deltas: &[KeyDelta]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn load_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Returns whether a token was deleted.
+    async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError>;
+    async fn flush_tokens(&self, deltas: &[TokenDelta]) -> Result<(), StoreError>;
+}
+
+/// Small named values the gateway keeps (the admin token's hash).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The store of record: SQLite or PostgreSQL.
+pub trait Store: KeyStore + TokenStore + SettingsStore {}
+impl<T: KeyStore + TokenStore + SettingsStore> Store for T {}
+
+/// The one way the domain learns the time.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> UnixMs;
+}
+
+/// Why an upstream exchange broke before a complete answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("could not connect to upstream")]
+    Connect,
+    #[error("upstream sent no response headers in time")]
+    FirstByteTimeout,
+    #[error("upstream went silent mid-response")]
+    IdleTimeout,
+    #[error("upstream connection dropped")]
+    Dropped,
+    #[error("upstream response too large")]
+    TooLarge,
+}
+
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
+
+/// One request to an upstream, with the pool key to present.
+#[derive(Debug)]
+pub struct UpstreamRequest {
+    pub method: http::Method,
+    pub url: String,
+    pub bearer: Secret,
+    /// Headers to send besides `Authorization` (already filtered: never the client's credentials).
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+pub struct UpstreamResponse {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: BodyStream,
+}
+
+/// The client that talks to upstream providers. It owns the timeouts: connect and first byte
+/// fail `send`, and the idle timeout between chunks ends `body` with an error.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, TransportError>;
+}

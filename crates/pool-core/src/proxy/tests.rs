@@ -1,0 +1,176 @@
+//! Unit tests of the failover use case against a scripted upstream.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+use async_trait::async_trait;
+use futures_util::stream;
+use uuid::Uuid;
+
+use super::*;
+use crate::key::KeyStatus;
+use crate::secret::Secret;
+
+const T0: UnixMs = 1_700_000_000_000;
+
+#[derive(Clone)]
+enum Script {
+    Status(u16),
+    Transport(TransportError),
+    Sse(Vec<Result<&'static str, TransportError>>),
+}
+
+struct Scripted(Mutex<HashMap<String, Script>>);
+
+#[async_trait]
+impl Upstream for Scripted {
+    async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, TransportError> {
+        let script = self.0.lock().map(|m| m.get(request.bearer.expose_secret()).cloned()).ok().flatten();
+        let (status, content_type, chunks) = match script.unwrap_or(Script::Status(200)) {
+            Script::Transport(e) => return Err(e),
+            Script::Status(s) => (s, "application/json", vec![Ok(r#"{"ok":true}"#)]),
+            Script::Sse(chunks) => (200, "text/event-stream", chunks),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, content_type.parse().unwrap_or_else(|_| panic!("header")));
+        let body = stream::iter(chunks.into_iter().map(|c| c.map(|s: &'static str| Bytes::from_static(s.as_bytes()))));
+        Ok(UpstreamResponse { status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK), headers, body: Box::pin(body) })
+    }
+}
+
+struct FixedClock(AtomicI64);
+impl Clock for FixedClock {
+    fn now_ms(&self) -> UnixMs {
+        self.0.load(Relaxed)
+    }
+}
+
+fn provider() -> ProviderName {
+    ProviderName::parse("ollama").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolKey>>) {
+    let pools = Pools::new([provider()]);
+    let keys: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Arc::new(PoolKey::new(KeyId::from_uuid(Uuid::from_u128(i as u128 + 1)), provider(), Secret::new(*k), None, T0, None)))
+        .collect();
+    pools.pool(&provider()).unwrap_or_else(|| panic!("pool")).add(keys.clone());
+    let scripts = scripts.iter().map(|(k, s)| ((*k).to_owned(), s.clone())).collect();
+    let gateway = Gateway {
+        pools: Arc::new(pools),
+        policy: FailurePolicy::default(),
+        upstream: Arc::new(Scripted(Mutex::new(scripts))),
+        clock: Arc::new(FixedClock(AtomicI64::new(T0))),
+        max_response_bytes: 1 << 20,
+    };
+    (gateway, keys)
+}
+
+fn request() -> ForwardRequest {
+    ForwardRequest { provider: provider(), method: Method::POST, url: "http://up/v1/chat/completions".into(), headers: HeaderMap::new(), body: Bytes::new() }
+}
+
+async fn collect(body: Body) -> String {
+    match body {
+        Body::Full(b) => String::from_utf8_lossy(&b).into_owned(),
+        Body::Stream(s) => {
+            let chunks: Vec<_> = s.collect().await;
+            chunks.into_iter().map(|c| String::from_utf8_lossy(&c.unwrap_or_default()).into_owned()).collect()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_key_is_skipped_and_the_next_one_serves() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(503))]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.status, StatusCode::OK);
+    assert_eq!(delivery.served_by, keys[1].id);
+    assert_eq!(delivery.failed_attempts, vec![AttemptNote { key: keys[0].id, outcome: "upstream answered 503".into() }]);
+    assert_eq!(keys[0].health().consecutive_failures, 1);
+}
+
+#[tokio::test]
+async fn a_client_error_is_returned_as_sent_without_blame() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(400)), ("b", Script::Status(400))]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.status, StatusCode::BAD_REQUEST);
+    assert!(delivery.failed_attempts.is_empty());
+    assert!(keys.iter().all(|k| k.status(T0) == KeyStatus::Active && k.health().consecutive_failures == 0));
+}
+
+#[tokio::test]
+async fn when_every_attempt_fails_the_error_names_the_last_status() {
+    let scripts = [("a", Script::Status(500)), ("b", Script::Status(401)), ("c", Script::Status(502)), ("d", Script::Status(502))];
+    let (gw, keys) = gateway(&["a", "b", "c", "d"], &scripts);
+    let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
+    assert_eq!(notes.len(), 3, "three attempts at most");
+    assert_eq!(keys.iter().map(|k| k.counters.requests.load(Relaxed)).sum::<u64>(), 3);
+}
+
+#[tokio::test]
+async fn an_empty_pool_says_no_key() {
+    let (gw, _) = gateway(&[], &[]);
+    assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: None, .. })));
+}
+
+#[tokio::test]
+async fn rate_limited_keys_give_retry_after_of_the_earliest_return() {
+    let (gw, keys) = gateway(&["a"], &[]);
+    keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(12_500) }, &FailurePolicy::default(), T0);
+    assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: Some(13), .. })));
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_before_its_first_event_moves_to_another_key() {
+    let broken = Script::Sse(vec![Ok("data: {\"par"), Err(TransportError::Dropped)]);
+    let (gw, keys) = gateway(&["a", "b"], &[("a", broken), ("b", Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: [DONE]\n\n")]))]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.served_by, keys[1].id);
+    assert_eq!(collect(delivery.body).await, "data: 1\n\ndata: [DONE]\n\n");
+    assert_eq!(keys[1].counters.successes.load(Relaxed), 1, "success recorded at the stream's end");
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_after_its_first_event_ends_with_an_error_event() {
+    let script = Script::Sse(vec![Ok("data: 1\n\n"), Err(TransportError::IdleTimeout)]);
+    let (gw, keys) = gateway(&["a"], &[("a", script)]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    let text = collect(delivery.body).await;
+    assert!(text.starts_with("data: 1\n\ndata: {\"error\""), "{text}");
+    assert_eq!(keys[0].counters.failures.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_stream_opening_with_an_inband_rate_limit_moves_on() {
+    let inband = Script::Sse(vec![Ok("data: {\"error\":{\"code\":429,\"message\":\"slow down\"}}\n\n")]);
+    let (gw, keys) = gateway(&["a", "b"], &[("a", inband), ("b", Script::Sse(vec![Ok("data: ok\n\n")]))]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.served_by, keys[1].id);
+    assert_eq!(keys[0].status(T0), KeyStatus::Cooling);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_costs_the_key_nothing() {
+    let script = Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: 2\n\n")]);
+    let (gw, keys) = gateway(&["a"], &[("a", script)]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    drop(delivery);
+    assert_eq!(keys[0].counters.failures.load(Relaxed), 0);
+    assert_eq!(keys[0].counters.successes.load(Relaxed), 0);
+    assert_eq!(keys[0].status(T0), KeyStatus::Active);
+}
+
+#[tokio::test]
+async fn repeated_connect_errors_rest_the_key() {
+    let (gw, keys) = gateway(&["a"], &[("a", Script::Transport(TransportError::Connect))]);
+    for _ in 0..2 {
+        assert!(matches!(gw.forward(request()).await, Err(ProxyError::AllFailed { .. })));
+    }
+    assert_eq!(keys[0].health().consecutive_failures, 2);
+    assert_eq!(keys[0].status(T0), KeyStatus::Cooling);
+    assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: Some(5), .. })));
+}

@@ -1,0 +1,172 @@
+//! The registry: keys and tokens as the store records them and as the running gateway holds them,
+//! kept in step.
+//!
+//! Every change goes to the store first and then to memory, so a change the store refused never
+//! shows in rotation. Counters go the other way: they grow in memory on the hot path and reach the
+//! store through [`Registry::flush`], a few times a minute and at shutdown. A flush that fails
+//! gives its deltas back, so nothing counted is lost while the database is away.
+
+use std::sync::Arc;
+
+use crate::UnixMs;
+use crate::ids::{KeyId, TokenId};
+use crate::pool::{KeyDelta, PoolKey, Pools};
+use crate::ports::{NewKey, Store, StoreError, TokenRecord};
+use crate::provider::ProviderName;
+use crate::token::{ClientToken, TokenDelta, TokenIndex};
+
+pub struct Registry {
+    pub pools: Arc<Pools>,
+    pub tokens: Arc<TokenIndex>,
+    pub store: Arc<dyn Store>,
+}
+
+/// What a flush wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub keys: usize,
+    pub tokens: usize,
+}
+
+/// What loading at start found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub keys: usize,
+    /// Keys of providers no longer configured: kept in the store, out of rotation.
+    pub orphaned_keys: usize,
+    pub tokens: usize,
+}
+
+impl Registry {
+    /// Fills the pools and the token index from the store.
+    pub async fn load(&self) -> Result<LoadReport, StoreError> {
+        let mut report = LoadReport::default();
+        let mut by_provider: Vec<(ProviderName, Vec<Arc<PoolKey>>)> = Vec::new();
+        for record in self.store.load_keys().await? {
+            let Some(provider) = self.configured(&record.key.provider) else {
+                report.orphaned_keys += 1;
+                continue;
+            };
+            let key = pool_key(&record.key, provider.clone()).with_state(record.health, &record.counters);
+            match by_provider.iter_mut().find(|(p, _)| *p == provider) {
+                Some((_, keys)) => keys.push(Arc::new(key)),
+                None => by_provider.push((provider, vec![Arc::new(key)])),
+            }
+            report.keys += 1;
+        }
+        for (provider, keys) in by_provider {
+            if let Some(pool) = self.pools.pool(&provider) {
+                pool.add(keys);
+            }
+        }
+        let tokens: Vec<_> = self.store.load_tokens().await?.iter().map(client_token).collect();
+        report.tokens = tokens.len();
+        self.tokens.replace_all(tokens.into_iter().map(Arc::new).collect());
+        Ok(report)
+    }
+
+    /// Stores new keys (skipping duplicates) and puts them in rotation. Returns the ids added.
+    pub async fn add_keys(&self, provider: &ProviderName, keys: Vec<NewKey>) -> Result<Vec<KeyId>, StoreError> {
+        let added = self.store.insert_keys(&keys).await?;
+        let fresh: Vec<_> = keys
+            .iter()
+            .filter(|k| added.contains(&k.id))
+            .map(|k| Arc::new(pool_key(k, provider.clone())))
+            .collect();
+        if let Some(pool) = self.pools.pool(provider) {
+            pool.add(fresh);
+        }
+        Ok(added)
+    }
+
+    /// Deletes keys from the store and takes them out of rotation.
+    pub async fn delete_keys(&self, ids: &[KeyId]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.store.delete_keys(ids).await?;
+        Ok(self.pools.remove(ids))
+    }
+
+    pub async fn add_token(&self, record: TokenRecord) -> Result<Arc<ClientToken>, StoreError> {
+        self.store.insert_token(&record).await?;
+        let token = Arc::new(client_token(&record));
+        self.tokens.insert(Arc::clone(&token));
+        Ok(token)
+    }
+
+    /// Revokes a token: gone from memory at once, then from the store.
+    pub async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError> {
+        let removed = self.tokens.remove(id);
+        let deleted = self.store.delete_token(id).await?;
+        Ok(removed.is_some() || deleted)
+    }
+
+    /// Writes every counter delta and health change since the last flush.
+    pub async fn flush(&self) -> Result<FlushReport, StoreError> {
+        let keys = self.pools.all_keys();
+        let key_deltas: Vec<KeyDelta> = keys.iter().filter_map(|k| k.take_delta()).collect();
+        if !key_deltas.is_empty()
+            && let Err(e) = self.store.flush_keys(&key_deltas).await
+        {
+            give_back_keys(&keys, &key_deltas);
+            return Err(e);
+        }
+        let tokens = self.tokens.all();
+        let token_deltas: Vec<TokenDelta> = tokens.iter().filter_map(|t| t.take_delta()).collect();
+        if !token_deltas.is_empty()
+            && let Err(e) = self.store.flush_tokens(&token_deltas).await
+        {
+            for delta in &token_deltas {
+                if let Some(token) = tokens.iter().find(|t| t.id == delta.id) {
+                    token.restore_delta(delta);
+                }
+            }
+            return Err(e);
+        }
+        Ok(FlushReport { keys: key_deltas.len(), tokens: token_deltas.len() })
+    }
+
+    fn configured(&self, provider: &str) -> Option<ProviderName> {
+        self.pools.providers().map(|(name, _)| name).find(|name| name.as_ref() == provider).cloned()
+    }
+}
+
+fn give_back_keys(keys: &[Arc<PoolKey>], deltas: &[KeyDelta]) {
+    for delta in deltas {
+        if let Some(key) = keys.iter().find(|k| k.id == delta.id) {
+            key.restore_delta(delta);
+        }
+    }
+}
+
+fn pool_key(key: &NewKey, provider: ProviderName) -> PoolKey {
+    PoolKey::new(key.id, provider, key.secret.clone(), key.label.clone(), key.created_at, key.expires_at)
+}
+
+fn client_token(record: &TokenRecord) -> ClientToken {
+    let providers = record
+        .providers
+        .as_ref()
+        .map(|list| list.iter().filter_map(|p| ProviderName::parse(p).ok()).collect());
+    let token = ClientToken::new(
+        record.id,
+        record.name.clone(),
+        record.prefix.clone(),
+        record.hash,
+        providers,
+        record.created_at,
+        record.expires_at,
+        record.requests,
+    );
+    if let Some(at) = record.last_used {
+        token.last_used.store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+    token
+}
+
+/// Seconds to milliseconds for a time-to-live given by an operator, refusing nonsense.
+pub fn ttl_to_expiry(now: UnixMs, ttl_seconds: Option<u64>) -> Option<UnixMs> {
+    let ttl = ttl_seconds.filter(|&s| s > 0)?;
+    Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX / 1000).saturating_mul(1000)))
+}

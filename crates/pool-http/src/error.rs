@@ -1,0 +1,122 @@
+//! `ApiError`: every error the gateway itself produces, in the OpenAI error shape.
+//!
+//! For a 5xx the client gets a generic message and the cause is logged here, once.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+use pool_core::ports::StoreError;
+use pool_core::proxy::ProxyError;
+use pool_core::token::AuthError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub param: Option<&'static str>,
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), kind, code: None, param: None, retry_after_s: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub fn invalid_param(param: &'static str, message: impl Into<String>) -> Self {
+        Self { param: Some(param), ..Self::bad_request(message) }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self { code: Some("invalid_api_key"), ..Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message) }
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        let message = format!("Request body is larger than the limit of {limit} bytes");
+        Self { code: Some("request_too_large"), ..Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", message) }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
+    }
+
+    /// A failure of ours: logged with its cause, shown to the client without it.
+    pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error.cause_chain = %cause_chain(cause), "{context}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal server error")
+    }
+
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+}
+
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        chain.push_str(": ");
+        chain.push_str(&e.to_string());
+        source = e.source();
+    }
+    chain
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::ProviderNotAllowed(_) => {
+                Self::new(StatusCode::FORBIDDEN, "permission_error", e.to_string()).with_code("provider_not_allowed")
+            }
+            AuthError::Expired => Self::unauthorized(e.to_string()).with_code("token_expired"),
+            AuthError::Missing | AuthError::Unknown => Self::unauthorized(e.to_string()),
+        }
+    }
+}
+
+impl From<ProxyError> for ApiError {
+    fn from(e: ProxyError) -> Self {
+        let message = e.to_string();
+        match e {
+            ProxyError::UnknownProvider(_) => Self::not_found(message),
+            ProxyError::NoKey { retry_after_s, .. } => {
+                Self { retry_after_s, ..Self::unavailable(message).with_code("no_available_key") }
+            }
+            ProxyError::AllFailed { retry_after_s, .. } => Self {
+                retry_after_s,
+                ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_failed")
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Self::new(StatusCode::CONFLICT, "invalid_request_error", "Record already exists"),
+            other => Self::internal("store operation failed", &other),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The HTTP face of ollama-pool: thin axum handlers over `pool-core`'s use cases.
+//!
+//! Every error leaves in the OpenAI shape (`{"error":{"message","type","param","code"}}`, see
+//! [`error`]), including the ones axum would otherwise answer in plain text: bodies are read and
+//! parsed by our own extractors ([`extract`]). The full route table is in [`routes`].
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+mod wire;
+
+pub use routes::router;
+pub use state::{AdminCredential, AppState, HttpSettings, ProviderRuntime, Providers, Services};

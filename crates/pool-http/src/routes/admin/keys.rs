@@ -1,0 +1,196 @@
+//! `/admin/api-keys`: add, list (masked, paged, filtered) and delete upstream keys.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use pool_core::ids::KeyId;
+use pool_core::key::KeyStatus;
+use pool_core::pool::PoolKey;
+use pool_core::ports::NewKey;
+use pool_core::registry::ttl_to_expiry;
+use pool_core::secret::{Secret, hash_secret, mask};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{label, provider_or_default, query, ttl};
+use crate::error::ApiError;
+use crate::extract::{Admin, AppJson};
+use crate::state::AppState;
+use crate::wire::iso;
+
+const MAX_KEY_LEN: usize = 4096;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    #[serde(alias = "apiKey")]
+    api_key: String,
+    username: Option<String>,
+    ttl: Option<u64>,
+    provider: Option<String>,
+}
+
+pub async fn create(_: Admin, State(state): State<AppState>, AppJson(body): AppJson<CreateKey>) -> Result<Json<Value>, ApiError> {
+    let provider = provider_or_default(&state, body.provider.as_deref())?;
+    let secret = parse_secret(&body.api_key)?;
+    let now = state.gateway.clock.now_ms();
+    let key = NewKey {
+        id: KeyId::from_uuid(Uuid::now_v7()),
+        provider: provider.spec.name.to_string(),
+        secret: Secret::new(secret),
+        label: label("username", body.username)?,
+        created_at: now,
+        expires_at: ttl_to_expiry(now, ttl("ttl", body.ttl)?),
+    };
+    let (id, masked) = (key.id, mask(secret));
+    let added = state.registry.add_keys(&provider.spec.name, vec![key]).await?;
+    Ok(Json(if added.is_empty() {
+        json!({"success": false, "message": "Already exists"})
+    } else {
+        json!({"success": true, "message": "Added", "id": id, "apiKey": masked, "provider": provider.spec.name})
+    }))
+}
+
+/// An upstream key as given: trimmed, visible ASCII only (it travels in a header), bounded.
+pub(crate) fn parse_secret(raw: &str) -> Result<&str, ApiError> {
+    let secret = raw.trim();
+    if secret.is_empty() {
+        return Err(ApiError::invalid_param("api_key", "API Key is required"));
+    }
+    if secret.len() > MAX_KEY_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid_param("api_key", format!("An API key is 1-{MAX_KEY_LEN} visible ASCII characters")));
+    }
+    Ok(secret)
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    provider: Option<String>,
+    page: Option<usize>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<usize>,
+    status: Option<String>,
+    search: Option<String>,
+    fetch: Option<String>,
+}
+
+pub async fn list(_: Admin, State(state): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let now = state.gateway.clock.now_ms();
+    let status = match q.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(KeyStatus::parse(s).ok_or_else(|| ApiError::invalid_param("status", "status is one of all, active, cooling, failed, disabled, expired"))?),
+    };
+    let provider = q.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let mut keys: Vec<Arc<PoolKey>> = state
+        .gateway
+        .pools
+        .all_keys()
+        .into_iter()
+        .filter(|k| provider.as_ref().is_none_or(|p| p.spec.name == k.provider))
+        .filter(|k| status.is_none_or(|s| k.status(now) == s))
+        .filter(|k| search.is_none_or(|s| matches_search(k, s)))
+        .collect();
+    keys.sort_by_key(|k| (k.created_at, k.id));
+    let total = keys.len();
+    let all = q.fetch.as_deref() == Some("all");
+    let page_size = if all { total.max(1) } else { q.page_size.unwrap_or(50).clamp(1, 200) };
+    let total_pages = total.div_ceil(page_size).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, total_pages);
+    let items: Vec<Value> = keys.iter().skip((page - 1) * page_size).take(page_size).map(|k| key_json(k, now)).collect();
+    Ok(Json(json!({"api_keys": items, "total": total, "page": page, "pageSize": page_size, "totalPages": total_pages})))
+}
+
+/// A search matches a label (case-insensitive substring), an id prefix, or the whole secret.
+/// Never a substring of a secret: the list must not become an oracle for key material.
+fn matches_search(key: &PoolKey, search: &str) -> bool {
+    let needle = search.to_lowercase();
+    key.label.as_ref().is_some_and(|l| l.to_lowercase().contains(&needle))
+        || key.id.to_string().starts_with(&needle)
+        || key.secret_hash == hash_secret(search)
+}
+
+fn key_json(key: &PoolKey, now: i64) -> Value {
+    let health = key.health();
+    let hold = health.hold.as_ref().filter(|h| h.in_force(now));
+    let c = &key.counters;
+    let load = |a: &std::sync::atomic::AtomicI64| Some(a.load(std::sync::atomic::Ordering::Relaxed)).filter(|&v| v != 0);
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "id": key.id,
+        "provider": key.provider,
+        "api_key": mask(key.secret.expose_secret()),
+        "username": key.label,
+        "status": key.status(now).as_str(),
+        "reason": hold.map(|h| h.reason.clone()),
+        "since": iso(hold.map(|h| h.since)),
+        "until": iso(hold.and_then(|h| h.until)),
+        "created_at": iso(Some(key.created_at)),
+        "expires_at": iso(key.expires_at),
+        "consecutive_failures": health.consecutive_failures,
+        "total_requests": count(&c.requests),
+        "success_count": count(&c.successes),
+        "failure_count": count(&c.failures),
+        "last_used": iso(load(&c.last_used)),
+        "last_success": iso(load(&c.last_success)),
+        "last_failure": iso(load(&c.last_failure)),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteKeys {
+    #[serde(alias = "api_key")]
+    #[serde(rename = "apiKey")]
+    api_key: Option<String>,
+    #[serde(rename = "apiKeys")]
+    api_keys: Option<Vec<String>>,
+    id: Option<String>,
+    ids: Option<Vec<String>>,
+    provider: Option<String>,
+}
+
+pub async fn delete_many(_: Admin, State(state): State<AppState>, AppJson(body): AppJson<DeleteKeys>) -> Result<Json<Value>, ApiError> {
+    let provider = body.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
+    let provider_name = provider.as_ref().map(|p| &p.spec.name);
+    let single = body.api_keys.is_none() && body.ids.is_none();
+    let secrets: Vec<String> = body.api_key.into_iter().chain(body.api_keys.unwrap_or_default()).collect();
+    let raw_ids: Vec<String> = body.id.into_iter().chain(body.ids.unwrap_or_default()).collect();
+    let total = secrets.len() + raw_ids.len();
+    if total == 0 {
+        return Err(ApiError::bad_request("Missing apiKey or apiKeys (or id or ids)"));
+    }
+    let mut ids: Vec<KeyId> = secrets
+        .iter()
+        .flat_map(|s| state.gateway.pools.find_by_secret(provider_name, &hash_secret(s.trim())))
+        .map(|k| k.id)
+        .collect();
+    ids.extend(
+        raw_ids
+            .iter()
+            .filter_map(|raw| raw.parse::<KeyId>().ok())
+            .filter_map(|id| state.gateway.pools.find(id))
+            .filter(|k| provider_name.is_none_or(|p| *p == k.provider))
+            .map(|k| k.id),
+    );
+    ids.sort();
+    ids.dedup();
+    let deleted = state.registry.delete_keys(&ids).await?;
+    Ok(Json(if single {
+        json!({"success": deleted > 0})
+    } else {
+        json!({"success": true, "deleted": deleted, "failed": total.saturating_sub(deleted), "total": total})
+    }))
+}
+
+pub async fn delete_one(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id: KeyId = id.parse().map_err(|_| ApiError::not_found("No key with that id"))?;
+    match state.registry.delete_keys(&[id]).await? {
+        0 => Err(ApiError::not_found("No key with that id")),
+        _ => Ok(Json(json!({"success": true}))),
+    }
+}

@@ -1,0 +1,62 @@
+//! The route table: every path the gateway answers, on one screen.
+//!
+//! OpenAI paths are served verbatim (`/v1/...`) for the default provider and under a provider
+//! prefix (`/{provider}/v1/...`) for any configured one; Ollama's native paths likewise
+//! (`/api/...`, `/{provider}/api/...`). Admin paths keep the shapes of the system we replace.
+
+mod admin;
+mod health;
+mod models;
+
+pub use models::refresh_models;
+mod proxy;
+
+use axum::Router;
+use axum::http::{HeaderName, Method, header};
+use axum::routing::{delete, get, post};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/health", get(health::show))
+        .route("/admin/api-keys", post(admin::keys::create).get(admin::keys::list).delete(admin::keys::delete_many))
+        .route("/admin/api-keys/{id}", delete(admin::keys::delete_one))
+        .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
+        .route("/admin/tokens/{id}", delete(admin::tokens::revoke));
+    for prefix in ["", "/{provider}"] {
+        router = router
+            .route(&format!("{prefix}/v1/chat/completions"), post(proxy::openai))
+            .route(&format!("{prefix}/v1/completions"), post(proxy::openai))
+            .route(&format!("{prefix}/v1/embeddings"), post(proxy::openai))
+            .route(&format!("{prefix}/v1/models"), get(models::list))
+            .route(&format!("{prefix}/api/chat"), post(proxy::native))
+            .route(&format!("{prefix}/api/generate"), post(proxy::native))
+            .route(&format!("{prefix}/api/embed"), post(proxy::native))
+            .route(&format!("{prefix}/api/embeddings"), post(proxy::native))
+            .route(&format!("{prefix}/api/tags"), get(models::native_tags));
+    }
+    router
+        .fallback(|| async { ApiError::not_found("Unknown route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "Method not allowed")
+        })
+        .layer(TraceLayer::new_for_http())
+        .layer(cors())
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .with_state(state)
+}
+
+/// Browsers may call the API from any origin: credentials are bearer tokens, never cookies.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .max_age(std::time::Duration::from_secs(600))
+}

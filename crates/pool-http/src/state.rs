@@ -1,0 +1,139 @@
+//! `AppState`: everything a handler may touch, built once by the binary.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use pool_core::UnixMs;
+use pool_core::provider::{ProviderName, ProviderSpec};
+use pool_core::proxy::Gateway;
+use pool_core::registry::Registry;
+use pool_core::secret::{SecretHash, ct_eq_hash, hash_secret};
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
+    pub gateway: Gateway,
+    pub registry: Registry,
+    pub providers: Providers,
+    pub admin: AdminCredential,
+    pub settings: HttpSettings,
+    pub started_at: UnixMs,
+    /// "sqlite" or "postgres", for `/health`.
+    pub storage: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// How long a fetched model list is served before it is fetched again.
+    pub models_ttl_ms: i64,
+}
+
+/// The admin token, held only as its hash; compared in constant time.
+pub struct AdminCredential {
+    hash: SecretHash,
+}
+
+impl AdminCredential {
+    pub fn from_hash(hash: SecretHash) -> Self {
+        Self { hash }
+    }
+
+    pub fn verify(&self, presented: &str) -> bool {
+        ct_eq_hash(&hash_secret(presented), &self.hash)
+    }
+}
+
+/// The configured providers; the set is fixed at start, their `enabled` flags are not.
+pub struct Providers {
+    by_name: HashMap<ProviderName, Arc<ProviderRuntime>>,
+    /// The provider of the unprefixed routes (`/v1/...`, `/api/...`).
+    pub default: ProviderName,
+}
+
+impl Providers {
+    pub fn new(specs: Vec<ProviderSpec>, default: ProviderName) -> Self {
+        let by_name = specs.into_iter().map(|spec| (spec.name.clone(), Arc::new(ProviderRuntime::new(spec)))).collect();
+        Self { by_name, default }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<ProviderRuntime>> {
+        let name = ProviderName::parse(name).ok()?;
+        self.by_name.get(&name)
+    }
+
+    /// All providers, sorted by name.
+    pub fn all(&self) -> Vec<&Arc<ProviderRuntime>> {
+        let mut all: Vec<_> = self.by_name.values().collect();
+        all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        all
+    }
+}
+
+pub struct ProviderRuntime {
+    pub spec: ProviderSpec,
+    enabled: AtomicBool,
+    pub models: ModelCache,
+}
+
+impl ProviderRuntime {
+    fn new(spec: ProviderSpec) -> Self {
+        let enabled = AtomicBool::new(spec.enabled);
+        Self { spec, enabled, models: ModelCache::default() }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Relaxed)
+    }
+
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Relaxed);
+    }
+}
+
+/// The provider's model list in the OpenAI shape, as last fetched.
+#[derive(Default)]
+pub struct ModelCache {
+    cached: ArcSwapOption<CachedModels>,
+    /// One fetch at a time per provider; others wait for its result.
+    pub(crate) refresh: tokio::sync::Mutex<()>,
+}
+
+pub struct CachedModels {
+    pub fetched_at: UnixMs,
+    pub body: Bytes,
+}
+
+impl ModelCache {
+    pub fn get(&self) -> Option<Arc<CachedModels>> {
+        self.cached.load_full()
+    }
+
+    pub fn fresh(&self, now: UnixMs, ttl_ms: i64) -> Option<Arc<CachedModels>> {
+        self.get().filter(|c| now - c.fetched_at < ttl_ms)
+    }
+
+    pub fn put(&self, fetched_at: UnixMs, body: Bytes) {
+        self.cached.store(Some(Arc::new(CachedModels { fetched_at, body })));
+    }
+}
