@@ -21,7 +21,8 @@ pub async fn resolve(store: &dyn Store, configured: Option<&str>) -> anyhow::Res
         return Ok((hash_secret(token), AdminTokenSource::Configured));
     }
     if let Some(stored) = store.setting(SETTING).await.context("reading the stored admin token hash")? {
-        let hash = parse_hash_hex(&stored).context("the stored admin token hash is corrupt; run `ollama-pool admin reset-token`")?;
+        let hash = parse_hash_hex(&stored)
+            .context("the stored admin token hash is corrupt; run `ollama-pool admin reset-token`")?;
         return Ok((hash, AdminTokenSource::Stored));
     }
     let token = reset(store).await?;

@@ -32,14 +32,20 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = pool_adapters::sql::connect(&config.database.url)
-            .await
-            .with_context(|| format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url)))?;
+        let store = pool_adapters::sql::connect(&config.database.url).await.with_context(|| {
+            format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
+        })?;
         let specs = config.provider_specs()?;
         let pools = Arc::new(Pools::new(specs.iter().map(|s| s.name.clone())));
-        let registry = Registry { pools: Arc::clone(&pools), tokens: Arc::new(TokenIndex::default()), store: Arc::clone(&store) };
+        let registry =
+            Registry { pools: Arc::clone(&pools), tokens: Arc::new(TokenIndex::default()), store: Arc::clone(&store) };
         let loaded = registry.load().await.context("loading keys and tokens")?;
-        tracing::info!(keys = loaded.keys, tokens = loaded.tokens, orphaned_keys = loaded.orphaned_keys, "loaded the pool");
+        tracing::info!(
+            keys = loaded.keys,
+            tokens = loaded.tokens,
+            orphaned_keys = loaded.orphaned_keys,
+            "loaded the pool"
+        );
         let (admin_hash, admin_token) = admin_token::resolve(store.as_ref(), config.admin_token.as_deref()).await?;
         let gateway = Gateway {
             pools,
@@ -79,7 +85,8 @@ impl App {
         let background = CancellationToken::new();
         tasks.spawn(flush_loop(self.state.clone(), self.flush_interval, background.clone()));
         tasks.spawn(models_loop(self.state.clone(), background.clone()));
-        let server = axum::serve(listener, pool_http::router(self.state.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = axum::serve(listener, pool_http::router(self.state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace = self.grace;
         tokio::select! {
             served = server.into_future() => served.context("serving HTTP")?,
@@ -102,7 +109,8 @@ fn upstream(config: &Config) -> anyhow::Result<HttpUpstream> {
         first_byte: duration(config.proxy.first_byte_timeout_secs),
         idle: duration(config.proxy.idle_timeout_secs),
     };
-    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION"))).context("building the upstream HTTP client")
+    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")))
+        .context("building the upstream HTTP client")
 }
 
 /// Writes counters to the store every `interval` until cancelled; a failed flush keeps them in
@@ -121,7 +129,9 @@ async fn flush_loop(state: AppState, interval: Duration, cancel: CancellationTok
 async fn flush_once(state: &AppState) {
     match state.registry.flush().await {
         Ok(report) => tracing::debug!(keys = report.keys, tokens = report.tokens, "flushed counters"),
-        Err(e) => tracing::warn!(error.cause_chain = %e, "flushing counters failed; they stay in memory until the next flush"),
+        Err(e) => {
+            tracing::warn!(error.cause_chain = %e, "flushing counters failed; they stay in memory until the next flush")
+        }
     }
 }
 

@@ -196,16 +196,15 @@ impl Config {
             .try_parsing(true)
             .source(Some(env.clone().into_iter().collect()));
         builder = builder.add_source(structured);
-        for (var, key) in [("POOL_ADMIN_TOKEN", "admin_token"), ("POOL_DATABASE_URL", "database.url"), ("POOL_LISTEN", "listen")] {
+        for (var, key) in
+            [("POOL_ADMIN_TOKEN", "admin_token"), ("POOL_DATABASE_URL", "database.url"), ("POOL_LISTEN", "listen")]
+        {
             if let Some(value) = env.get(var) {
                 builder = builder.set_override(key, value.as_str())?;
             }
         }
-        let config: Config = builder
-            .build()
-            .context("reading the configuration")?
-            .try_deserialize()
-            .context("invalid configuration")?;
+        let config: Config =
+            builder.build().context("reading the configuration")?.try_deserialize().context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }
@@ -217,7 +216,12 @@ impl Config {
         if self.proxy.max_attempts == 0 {
             bail!("proxy.max_attempts must be at least 1");
         }
-        for value in [self.proxy.connect_timeout_secs, self.proxy.first_byte_timeout_secs, self.proxy.idle_timeout_secs, self.stats.flush_interval_secs] {
+        for value in [
+            self.proxy.connect_timeout_secs,
+            self.proxy.first_byte_timeout_secs,
+            self.proxy.idle_timeout_secs,
+            self.stats.flush_interval_secs,
+        ] {
             if !(value.is_finite() && value > 0.0) {
                 bail!("timeouts and intervals must be positive numbers of seconds");
             }
@@ -271,14 +275,20 @@ pub fn check_admin_token(token: &str) -> anyhow::Result<()> {
     if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
         bail!("the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters long");
     }
-    if token.contains("your-admin") || token.chars().all(|c| Some(c) == token.chars().next()) {
+    let first = token.chars().next();
+    if token.contains("your-admin") || token.chars().all(|c| Some(c) == first) {
         bail!("the admin token looks like a placeholder; set a random one");
     }
     Ok(())
 }
 
 fn builtin_providers() -> BTreeMap<String, ProviderConfig> {
-    let ollama = ProviderConfig { kind: Some(ProviderKind::Ollama), url: Some("https://ollama.com".into()), enabled: Some(true), headers: BTreeMap::new() };
+    let ollama = ProviderConfig {
+        kind: Some(ProviderKind::Ollama),
+        url: Some("https://ollama.com".into()),
+        enabled: Some(true),
+        headers: BTreeMap::new(),
+    };
     let openrouter = ProviderConfig {
         kind: Some(ProviderKind::OpenAi),
         url: Some("https://openrouter.ai/api/v1".into()),
@@ -296,13 +306,20 @@ fn provider_spec(name: &str, p: ProviderConfig) -> anyhow::Result<ProviderSpec> 
         bail!("providers.{name}.url must start with http:// or https://");
     }
     for (header, value) in &p.headers {
-        let valid = axum::http::HeaderName::try_from(header.as_str()).is_ok() && axum::http::HeaderValue::try_from(value.as_str()).is_ok();
+        let valid = axum::http::HeaderName::try_from(header.as_str()).is_ok()
+            && axum::http::HeaderValue::try_from(value.as_str()).is_ok();
         if !valid || header.eq_ignore_ascii_case("authorization") {
             bail!("providers.{name}.headers.{header} is not an allowed header");
         }
     }
     let headers = p.headers.into_iter().collect();
-    Ok(ProviderSpec { name, kind, url: url.trim_end_matches('/').to_owned(), enabled: p.enabled.unwrap_or(true), headers })
+    Ok(ProviderSpec {
+        name,
+        kind,
+        url: url.trim_end_matches('/').to_owned(),
+        enabled: p.enabled.unwrap_or(true),
+        headers,
+    })
 }
 
 #[cfg(test)]

@@ -70,7 +70,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Config { .. } => {
-            println!("configuration is valid: listen {}, database {}", config.listen, pool_adapters::sql::backend_name(&config.database.url));
+            println!(
+                "configuration is valid: listen {}, database {}",
+                config.listen,
+                pool_adapters::sql::backend_name(&config.database.url)
+            );
             Ok(())
         }
         Command::Admin { command: AdminCommand::ResetToken } => {
@@ -91,13 +95,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     print_banner(&app, addr, &config);
     let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested; draining in-flight requests");
-        trigger.cancel();
-    });
-    app.serve(listener, shutdown).await
+    let serving = app.serve(listener, shutdown.clone());
+    tokio::pin!(serving);
+    tokio::select! {
+        stopped = &mut serving => return stopped,
+        () = wait_for_signal() => tracing::info!("shutdown requested; draining in-flight requests"),
+    }
+    shutdown.cancel();
+    serving.await
 }
 
 fn print_banner(app: &App, addr: std::net::SocketAddr, config: &Config) {
@@ -108,11 +113,17 @@ fn print_banner(app: &App, addr: std::net::SocketAddr, config: &Config) {
     println!("  Database:              {}", pool_adapters::sql::backend_name(&config.database.url));
     match &app.admin_token {
         AdminTokenSource::Generated(token) => {
-            println!("\n  A new admin token was generated. It is shown this once; only its hash is stored:\n\n      {token}\n");
+            println!(
+                "\n  A new admin token was generated. It is shown this once; only its hash is stored:\n\n      {token}\n"
+            );
             println!("  Lost it? Stop the server and run `ollama-pool admin reset-token`.");
         }
-        AdminTokenSource::Stored => println!("  Admin token: the one generated on first start (reset: `ollama-pool admin reset-token`)."),
-        AdminTokenSource::Configured => println!("  Admin token: from admin_token / POOL_ADMIN_TOKEN."),
+        AdminTokenSource::Stored => {
+            println!("  Admin token: the one generated on first start (reset: `ollama-pool admin reset-token`).")
+        }
+        AdminTokenSource::Configured => {
+            println!("  Admin token: from admin_token / POOL_ADMIN_TOKEN.")
+        }
     }
 }
 

@@ -16,7 +16,5 @@ impl Clock for SystemClock {
 
 /// Milliseconds since the unix epoch (0 if the system clock is set before 1970).
 pub fn now_ms() -> UnixMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| UnixMs::try_from(d.as_millis()).unwrap_or(UnixMs::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| UnixMs::try_from(d.as_millis()).unwrap_or(UnixMs::MAX))
 }

@@ -145,11 +145,11 @@ impl Health {
             KeyEvent::Success => self.consecutive_failures = 0,
             KeyEvent::Neutral => {}
             KeyEvent::RateLimited { retry_after_ms } => {
-                let wait = retry_after_ms
-                    .unwrap_or(policy.rate_limit_default_ms)
-                    .clamp(0, policy.rate_limit_max_ms);
+                let wait = retry_after_ms.unwrap_or(policy.rate_limit_default_ms).clamp(0, policy.rate_limit_max_ms);
                 let reason = match retry_after_ms {
-                    Some(ms) => format!("rate limited by upstream (429, Retry-After {}s)", ms / 1000),
+                    Some(ms) => {
+                        format!("rate limited by upstream (429, Retry-After {}s)", ms / 1000)
+                    }
                     None => "rate limited by upstream (429)".to_owned(),
                 };
                 self.hold_at_least(KeyStatus::Cooling, reason, now, now + wait);

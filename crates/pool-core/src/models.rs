@@ -10,7 +10,12 @@ pub struct UnexpectedModelList;
 
 /// Maps an upstream model list (Ollama `/api/tags` or OpenAI `/models`) to the OpenAI shape.
 /// `created` is used for entries that carry no creation time of their own.
-pub fn to_openai_list(kind: ProviderKind, body: &[u8], owned_by: &str, created: i64) -> Result<Value, UnexpectedModelList> {
+pub fn to_openai_list(
+    kind: ProviderKind,
+    body: &[u8],
+    owned_by: &str,
+    created: i64,
+) -> Result<Value, UnexpectedModelList> {
     let parsed: Value = serde_json::from_slice(body).map_err(|_| UnexpectedModelList)?;
     let entries = match kind {
         ProviderKind::Ollama => parsed.get("models"),

@@ -27,7 +27,7 @@ pub fn classify_status(status: u16, retry_after_ms: Option<i64>) -> Verdict {
         200..=299 => Verdict::Deliver,
         429 => Verdict::Retry(KeyEvent::RateLimited { retry_after_ms }),
         // 402: OpenRouter's "insufficient credits" is a property of the key, like 401/403.
-        401 | 402 | 403 => Verdict::Retry(KeyEvent::Rejected { status }),
+        401..=403 => Verdict::Retry(KeyEvent::Rejected { status }),
         // 408 (upstream timed out reading us) and 5xx are the upstream's trouble.
         408 | 500..=599 => Verdict::Retry(KeyEvent::Transient { cause: format!("upstream answered {status}") }),
         // Any other status (1xx/3xx should not happen; 4xx are the client's) goes back as sent.

@@ -213,7 +213,9 @@ fn nonzero(ms: UnixMs) -> Option<UnixMs> {
 pub enum Pick {
     Key(Arc<PoolKey>),
     /// No eligible untried key. `retry_at` is when the earliest held key comes back, if any will.
-    Exhausted { retry_at: Option<UnixMs> },
+    Exhausted {
+        retry_at: Option<UnixMs>,
+    },
 }
 
 /// The keys of one provider.
@@ -313,7 +315,9 @@ impl Pools {
         self.by_provider
             .iter()
             .filter(|(name, _)| provider.is_none_or(|p| p == *name))
-            .flat_map(|(_, pool)| pool.snapshot().iter().filter(|k| &k.secret_hash == hash).cloned().collect::<Vec<_>>())
+            .flat_map(|(_, pool)| {
+                pool.snapshot().iter().filter(|k| &k.secret_hash == hash).cloned().collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -397,7 +401,14 @@ mod tests {
 
     #[test]
     fn expired_and_manually_disabled_keys_are_never_picked() {
-        let expired = Arc::new(PoolKey::new(KeyId::from_uuid(Uuid::from_u128(9)), provider(), Secret::new("e"), None, T0, Some(T0)));
+        let expired = Arc::new(PoolKey::new(
+            KeyId::from_uuid(Uuid::from_u128(9)),
+            provider(),
+            Secret::new("e"),
+            None,
+            T0,
+            Some(T0),
+        ));
         let (pool, keys) = pool_of(1);
         keys[0].update_health(|h| h.disable("operator".into(), T0, None));
         pool.add(vec![expired]);

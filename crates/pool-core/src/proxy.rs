@@ -93,7 +93,9 @@ impl Gateway {
             let now = self.clock.now_ms();
             let key = match pool.pick(now, &tried) {
                 Pick::Key(key) => key,
-                Pick::Exhausted { retry_at } => return Err(self.exhausted(&req.provider, notes, retry_at, now)),
+                Pick::Exhausted { retry_at } => {
+                    return Err(self.exhausted(&req.provider, notes, retry_at, now));
+                }
             };
             tried.push(key.id);
             key.begin_attempt(now);
@@ -115,7 +117,13 @@ impl Gateway {
         Err(self.exhausted(&req.provider, notes, retry_at, now))
     }
 
-    fn exhausted(&self, provider: &ProviderName, notes: Vec<AttemptNote>, retry_at: Option<UnixMs>, now: UnixMs) -> ProxyError {
+    fn exhausted(
+        &self,
+        provider: &ProviderName,
+        notes: Vec<AttemptNote>,
+        retry_at: Option<UnixMs>,
+        now: UnixMs,
+    ) -> ProxyError {
         let retry_after_s = retry_at.map(|at| u64::try_from((at - now + 999) / 1000).unwrap_or(0).max(1));
         match notes.last() {
             None => ProxyError::NoKey { provider: provider.clone(), retry_after_s },
@@ -136,14 +144,16 @@ impl Gateway {
             Err(e) => return transient(&e),
         };
         let status = response.status;
-        let retry_after = header_str(&response.headers, RETRY_AFTER.as_str())
-            .and_then(|v| parse_retry_after(v, self.clock.now_ms()));
+        let retry_after =
+            header_str(&response.headers, RETRY_AFTER.as_str()).and_then(|v| parse_retry_after(v, self.clock.now_ms()));
         match classify_status(status.as_u16(), retry_after) {
             Verdict::Retry(event) => Attempt::Failed(event, format!("upstream answered {}", status.as_u16())),
-            Verdict::Deliver => match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
-                Some(framing) => self.hold_stream(key, framing, response).await,
-                None => self.read_whole(key, response, KeyEvent::Success).await,
-            },
+            Verdict::Deliver => {
+                match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
+                    Some(framing) => self.hold_stream(key, framing, response).await,
+                    None => self.read_whole(key, response, KeyEvent::Success).await,
+                }
+            }
             Verdict::PassThrough => self.read_whole(key, response, KeyEvent::Neutral).await,
         }
     }
@@ -200,8 +210,12 @@ fn client_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 async fn read_body(mut body: BodyStream, limit: usize) -> Result<Bytes, TransportError> {
-    let Some(first) = body.next().await.transpose()? else { return Ok(Bytes::new()) };
-    let Some(second) = body.next().await.transpose()? else { return Ok(first) };
+    let Some(first) = body.next().await.transpose()? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = body.next().await.transpose()? else {
+        return Ok(first);
+    };
     let mut buf = BytesMut::from(&first[..]);
     buf.extend_from_slice(&second);
     while let Some(chunk) = body.next().await.transpose()? {
@@ -215,7 +229,11 @@ async fn read_body(mut body: BodyStream, limit: usize) -> Result<Bytes, Transpor
 
 /// Reads until the first complete event; returns the bytes held, the first event's length, and
 /// the rest of the stream.
-async fn hold_first_event(framing: Framing, mut body: BodyStream, limit: usize) -> Result<(Bytes, usize, BodyStream), TransportError> {
+async fn hold_first_event(
+    framing: Framing,
+    mut body: BodyStream,
+    limit: usize,
+) -> Result<(Bytes, usize, BodyStream), TransportError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await.transpose()? {
         buf.extend_from_slice(&chunk);

@@ -68,11 +68,8 @@ impl Registry {
     /// Stores new keys (skipping duplicates) and puts them in rotation. Returns the ids added.
     pub async fn add_keys(&self, provider: &ProviderName, keys: Vec<NewKey>) -> Result<Vec<KeyId>, StoreError> {
         let added = self.store.insert_keys(&keys).await?;
-        let fresh: Vec<_> = keys
-            .iter()
-            .filter(|k| added.contains(&k.id))
-            .map(|k| Arc::new(pool_key(k, provider.clone())))
-            .collect();
+        let fresh: Vec<_> =
+            keys.iter().filter(|k| added.contains(&k.id)).map(|k| Arc::new(pool_key(k, provider.clone()))).collect();
         if let Some(pool) = self.pools.pool(provider) {
             pool.add(fresh);
         }
@@ -145,10 +142,8 @@ fn pool_key(key: &NewKey, provider: ProviderName) -> PoolKey {
 }
 
 fn client_token(record: &TokenRecord) -> ClientToken {
-    let providers = record
-        .providers
-        .as_ref()
-        .map(|list| list.iter().filter_map(|p| ProviderName::parse(p).ok()).collect());
+    let providers =
+        record.providers.as_ref().map(|list| list.iter().filter_map(|p| ProviderName::parse(p).ok()).collect());
     let token = ClientToken::new(
         record.id,
         record.name.clone(),

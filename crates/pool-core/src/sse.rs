@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn inband_errors_name_their_status() {
-        assert_eq!(inband_error_status(Framing::Sse, b"data: {\"error\":{\"code\":429,\"message\":\"x\"}}\n\n"), Some(429));
+        assert_eq!(
+            inband_error_status(Framing::Sse, b"data: {\"error\":{\"code\":429,\"message\":\"x\"}}\n\n"),
+            Some(429)
+        );
         assert_eq!(inband_error_status(Framing::Sse, b"data: {\"error\":{\"code\":\"502\"}}\n\n"), Some(502));
         assert_eq!(inband_error_status(Framing::Sse, b"data: {\"choices\":[]}\n\n"), None);
         assert_eq!(inband_error_status(Framing::Ndjson, b"{\"error\":{\"code\":200}}\n"), None);

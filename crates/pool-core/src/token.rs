@@ -114,7 +114,12 @@ pub struct TokenIndex {
 
 impl TokenIndex {
     /// Authenticates a presented token for a provider and counts the request.
-    pub fn authenticate(&self, presented: Option<&str>, provider: &ProviderName, now: UnixMs) -> Result<Arc<ClientToken>, AuthError> {
+    pub fn authenticate(
+        &self,
+        presented: Option<&str>,
+        provider: &ProviderName,
+        now: UnixMs,
+    ) -> Result<Arc<ClientToken>, AuthError> {
         let token = self.identify(presented, now)?;
         if !token.allows(provider) {
             return Err(AuthError::ProviderNotAllowed(provider.clone()));
@@ -180,10 +185,23 @@ mod tests {
         ProviderName::parse(p).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn index_with(secret: &str, providers: Option<Vec<ProviderName>>, expires_at: Option<UnixMs>) -> (TokenIndex, TokenId) {
+    fn index_with(
+        secret: &str,
+        providers: Option<Vec<ProviderName>>,
+        expires_at: Option<UnixMs>,
+    ) -> (TokenIndex, TokenId) {
         let id = TokenId::from_uuid(Uuid::from_u128(1));
         let index = TokenIndex::default();
-        index.insert(Arc::new(ClientToken::new(id, "t".into(), "sk-…".into(), hash_secret(secret), providers, T0, expires_at, 0)));
+        index.insert(Arc::new(ClientToken::new(
+            id,
+            "t".into(),
+            "sk-…".into(),
+            hash_secret(secret),
+            providers,
+            T0,
+            expires_at,
+            0,
+        )));
         (index, id)
     }
 

@@ -43,7 +43,10 @@ impl ApiError {
 
     pub fn too_large(limit: usize) -> Self {
         let message = format!("Request body is larger than the limit of {limit} bytes");
-        Self { code: Some("request_too_large"), ..Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", message) }
+        Self {
+            code: Some("request_too_large"),
+            ..Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", message)
+        }
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -75,7 +78,8 @@ fn cause_chain(error: &dyn std::error::Error) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let body =
+            json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));

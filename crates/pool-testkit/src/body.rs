@@ -37,29 +37,15 @@ pub(crate) const NDJSON: &str = "application/x-ndjson";
 /// An answer, before any mid-body fault is applied.
 pub(crate) enum Reply {
     /// A complete body sent at once.
-    Full {
-        status: StatusCode,
-        content_type: &'static str,
-        body: Bytes,
-        retry_after: Option<String>,
-    },
+    Full { status: StatusCode, content_type: &'static str, body: Bytes, retry_after: Option<String> },
     /// A 200 stream of events, each its own chunk, each preceded by `delay`.
-    Stream {
-        content_type: &'static str,
-        events: Vec<Bytes>,
-        delay: Duration,
-    },
+    Stream { content_type: &'static str, events: Vec<Bytes>, delay: Duration },
 }
 
 impl Reply {
     /// A JSON answer with this status.
     pub(crate) fn json(status: StatusCode, body: String) -> Reply {
-        Reply::Full {
-            status,
-            content_type: JSON,
-            body: Bytes::from(body),
-            retry_after: None,
-        }
+        Reply::Full { status, content_type: JSON, body: Bytes::from(body), retry_after: None }
     }
 
     /// A 200 JSON answer.
@@ -82,12 +68,7 @@ pub(crate) enum Cut {
 /// Builds the hyper response of `reply`, ending its body as `cut` says.
 pub(crate) fn respond(reply: Reply, cut: Cut) -> Response<ResBody> {
     match reply {
-        Reply::Full {
-            status,
-            content_type,
-            body,
-            retry_after,
-        } => {
+        Reply::Full { status, content_type, body, retry_after } => {
             let len = body.len();
             let mut response = if cut == Cut::None {
                 Response::new(Full::new(body).map_err(never).boxed_unsync())
@@ -109,11 +90,7 @@ pub(crate) fn respond(reply: Reply, cut: Cut) -> Response<ResBody> {
             }
             response
         }
-        Reply::Stream {
-            content_type,
-            events,
-            delay,
-        } => {
+        Reply::Stream { content_type, events, delay } => {
             let mut response = Response::new(events_body(events, delay, cut));
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -138,13 +115,7 @@ struct Progress {
 
 /// A body sending `events` one chunk each (flushed separately), ended as `cut` says.
 fn events_body(events: Vec<Bytes>, delay: Duration, cut: Cut) -> ResBody {
-    let progress = Progress {
-        events: events.into_iter(),
-        sent: 0,
-        delay,
-        cut,
-        done: false,
-    };
+    let progress = Progress { events: events.into_iter(), sent: 0, delay, cut, done: false };
     let frames = stream::unfold(progress, |mut progress| async move {
         if progress.done {
             return None;

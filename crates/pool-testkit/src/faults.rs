@@ -46,20 +46,12 @@ pub enum Fault {
 impl Fault {
     /// A plain error status with the default body and no `Retry-After`.
     pub fn status(code: u16) -> Fault {
-        Fault::Status {
-            status: code,
-            retry_after: None,
-            body: None,
-        }
+        Fault::Status { status: code, retry_after: None, body: None }
     }
 
     /// A 429 answer, with the given `Retry-After` header if any.
     pub fn rate_limited(retry_after: Option<&str>) -> Fault {
-        Fault::Status {
-            status: 429,
-            retry_after: retry_after.map(str::to_owned),
-            body: None,
-        }
+        Fault::Status { status: 429, retry_after: retry_after.map(str::to_owned), body: None }
     }
 }
 

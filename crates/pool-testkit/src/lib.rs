@@ -51,7 +51,8 @@ impl FakeUpstream {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner::new());
         let token = CancellationToken::new();
-        tokio::spawn(server::serve(listener, Arc::clone(&inner), token.clone()));
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.spawn(server::serve(listener, Arc::clone(&inner), token.clone(), tasks.clone()));
         Ok(FakeUpstream { addr, inner, token })
     }
 

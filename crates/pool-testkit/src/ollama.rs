@@ -43,16 +43,10 @@ pub(crate) fn generate(ask: &Ask, kind: Native) -> Reply {
     let mut events = Vec::with_capacity(n + 1);
     for i in 0..n {
         let part = kind.content(&format!("tok{i} "));
-        events.push(Bytes::from(format!(
-            "{{\"model\":{m},\"created_at\":\"{CREATED_AT}\",{part},\"done\":false}}\n"
-        )));
+        events.push(Bytes::from(format!("{{\"model\":{m},\"created_at\":\"{CREATED_AT}\",{part},\"done\":false}}\n")));
     }
     events.push(Bytes::from(last("") + "\n"));
-    Reply::Stream {
-        content_type: NDJSON,
-        events,
-        delay: ask.delay,
-    }
+    Reply::Stream { content_type: NDJSON, events, delay: ask.delay }
 }
 
 /// `POST /api/embed`.

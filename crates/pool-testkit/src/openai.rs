@@ -22,13 +22,11 @@ pub(crate) fn chat(ask: &Ask) -> Reply {
     let mut events = Vec::with_capacity(ask.chunks + 3);
     for i in 0..ask.chunks {
         let role = if i == 0 { r#""role":"assistant","# } else { "" };
-        events.push(Bytes::from(format!(
-            r#"{pre}{{"index":0,"delta":{{{role}"content":"tok{i} "}},"finish_reason":null}}]}}"#
-        ) + "\n\n"));
+        events.push(Bytes::from(
+            format!(r#"{pre}{{"index":0,"delta":{{{role}"content":"tok{i} "}},"finish_reason":null}}]}}"#) + "\n\n",
+        ));
     }
-    events.push(Bytes::from(
-        format!(r#"{pre}{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}"#) + "\n\n",
-    ));
+    events.push(Bytes::from(format!(r#"{pre}{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}"#) + "\n\n"));
     finish_stream(ask, &pre, events)
 }
 
@@ -45,13 +43,9 @@ pub(crate) fn completions(ask: &Ask) -> Reply {
     );
     let mut events = Vec::with_capacity(ask.chunks + 3);
     for i in 0..ask.chunks {
-        events.push(Bytes::from(
-            format!(r#"{pre}{{"index":0,"text":"tok{i} ","finish_reason":null}}]}}"#) + "\n\n",
-        ));
+        events.push(Bytes::from(format!(r#"{pre}{{"index":0,"text":"tok{i} ","finish_reason":null}}]}}"#) + "\n\n"));
     }
-    events.push(Bytes::from(
-        format!(r#"{pre}{{"index":0,"text":"","finish_reason":"stop"}}]}}"#) + "\n\n",
-    ));
+    events.push(Bytes::from(format!(r#"{pre}{{"index":0,"text":"","finish_reason":"stop"}}]}}"#) + "\n\n"));
     finish_stream(ask, &pre, events)
 }
 
@@ -60,16 +54,14 @@ fn finish_stream(ask: &Ask, pre: &str, mut events: Vec<Bytes>) -> Reply {
     if ask.include_usage {
         let n = ask.chunks;
         let total = PROMPT_TOKENS + n;
-        events.push(Bytes::from(format!(
-            r#"{pre}],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{n},"total_tokens":{total}}}}}"#
-        ) + "\n\n"));
+        events.push(Bytes::from(
+            format!(
+                r#"{pre}],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{n},"total_tokens":{total}}}}}"#
+            ) + "\n\n",
+        ));
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    Reply::Stream {
-        content_type: SSE,
-        events,
-        delay: ask.delay,
-    }
+    Reply::Stream { content_type: SSE, events, delay: ask.delay }
 }
 
 /// `POST /v1/embeddings`.
@@ -88,9 +80,7 @@ pub(crate) fn models(models: &[String]) -> Reply {
             body.push(',');
         }
         let m = crate::routes::quote(model);
-        body.push_str(&format!(
-            r#"{{"id":{m},"object":"model","created":1700000000,"owned_by":"fake"}}"#
-        ));
+        body.push_str(&format!(r#"{{"id":{m},"object":"model","created":1700000000,"owned_by":"fake"}}"#));
     }
     body.push_str("]}");
     Reply::ok(body)

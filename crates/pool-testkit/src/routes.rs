@@ -101,10 +101,7 @@ pub(crate) fn route(inner: &Inner, key: &str, method: &Method, path: &str, body:
         id: inner.next_id(),
         model: quote(params.model.as_deref().unwrap_or("")),
         stream: params.stream.unwrap_or(native),
-        include_usage: params
-            .stream_options
-            .and_then(|options| options.include_usage)
-            .unwrap_or(false),
+        include_usage: params.stream_options.and_then(|options| options.include_usage).unwrap_or(false),
         chunks,
         delay,
     };
@@ -131,22 +128,14 @@ fn not_found(method: &Method, path: &str) -> Reply {
 pub(crate) fn unauthorized() -> Reply {
     Reply::json(
         StatusCode::UNAUTHORIZED,
-        String::from(
-            r#"{"error":{"message":"missing bearer token","type":"authentication_error","code":401}}"#,
-        ),
+        String::from(r#"{"error":{"message":"missing bearer token","type":"authentication_error","code":401}}"#),
     )
 }
 
 /// The answer of a [`crate::Fault::Status`].
-pub(crate) fn status_fault(
-    status: u16,
-    retry_after: Option<String>,
-    body: Option<String>,
-) -> Reply {
+pub(crate) fn status_fault(status: u16, retry_after: Option<String>, body: Option<String>) -> Reply {
     let body = body.unwrap_or_else(|| {
-        format!(
-            r#"{{"error":{{"message":"fake upstream error {status}","type":"upstream_error","code":{status}}}}}"#
-        )
+        format!(r#"{{"error":{{"message":"fake upstream error {status}","type":"upstream_error","code":{status}}}}}"#)
     });
     Reply::Full {
         status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -159,14 +148,9 @@ pub(crate) fn status_fault(
 /// The answer of a [`crate::Fault::ModelNotFound`], naming the request's model.
 pub(crate) fn model_not_found(body: &[u8]) -> Reply {
     let params = serde_json::from_slice::<Params<'_>>(body).unwrap_or_default();
-    let message = quote(&format!(
-        "model \"{}\" not found",
-        params.model.as_deref().unwrap_or("")
-    ));
+    let message = quote(&format!("model \"{}\" not found", params.model.as_deref().unwrap_or("")));
     Reply::json(
         StatusCode::NOT_FOUND,
-        format!(
-            r#"{{"error":{{"message":{message},"type":"not_found_error","code":"model_not_found"}}}}"#
-        ),
+        format!(r#"{{"error":{{"message":{message},"type":"not_found_error","code":"model_not_found"}}}}"#),
     )
 }

@@ -14,6 +14,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::{Aborted, BoxError, Cut, ResBody, respond};
 use crate::faults::{Fault, StoredRequest};
@@ -37,7 +38,7 @@ impl Drop for OpenGuard {
 }
 
 /// Accepts connections until `token` is cancelled; each connection ends then too.
-pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, token: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, token: CancellationToken, tasks: TaskTracker) {
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
     loop {
@@ -60,7 +61,7 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, token: Cance
         let service = service_fn(move |req| handle(Arc::clone(&service_inner), req));
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let token = token.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _guard = guard;
             tokio::select! {
                 _ = connection => {}
@@ -87,26 +88,14 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Re
     let method = parts.method.clone();
     let uri = parts.uri.clone();
     let key = bearer(authorization.as_ref());
-    let stored = StoredRequest {
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-        body: body.clone(),
-    };
+    let stored = StoredRequest { method: parts.method, uri: parts.uri, headers: parts.headers, body: body.clone() };
     let fault = inner.receive(key.unwrap_or(""), stored);
 
     let mut cut = Cut::None;
     match fault {
         None => {}
-        Some(Fault::Status {
-            status,
-            retry_after,
-            body,
-        }) => {
-            return Ok(respond(
-                routes::status_fault(status, retry_after, body),
-                cut,
-            ));
+        Some(Fault::Status { status, retry_after, body }) => {
+            return Ok(respond(routes::status_fault(status, retry_after, body), cut));
         }
         Some(Fault::SlowFirstByte(delay)) => tokio::time::sleep(delay).await,
         Some(Fault::DropBeforeHeaders) => return Err(Aborted.into()),

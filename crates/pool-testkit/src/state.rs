@@ -154,10 +154,7 @@ impl Inner {
     /// Content chunks per stream and the delay before each event.
     pub(crate) fn stream_settings(&self) -> (usize, Duration) {
         let nanos = self.chunk_delay_nanos.load(Ordering::Relaxed);
-        (
-            self.chunks.load(Ordering::Relaxed),
-            Duration::from_nanos(nanos),
-        )
+        (self.chunks.load(Ordering::Relaxed), Duration::from_nanos(nanos))
     }
 
     /// A fresh number for response ids.

@@ -31,12 +31,7 @@ async fn post(up: &FakeUpstream, key: &str, path: &str, body: Value) -> reqwest:
 }
 
 async fn get(up: &FakeUpstream, key: &str, path: &str) -> reqwest::Response {
-    client()
-        .get(format!("{}{path}", up.url()))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
+    client().get(format!("{}{path}", up.url())).bearer_auth(key).send().await.unwrap()
 }
 
 async fn json_of(response: reqwest::Response) -> Value {
@@ -96,10 +91,7 @@ async fn a_non_streaming_chat_gets_the_openai_completion_naming_the_model() {
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], "llama3.2:3b");
     assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-fake-"));
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "Hello from the fake upstream."
-    );
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello from the fake upstream.");
     assert_eq!(body["usage"]["total_tokens"], 18);
 }
 
@@ -136,10 +128,7 @@ async fn include_usage_adds_a_usage_event_before_done() {
     let events = sse_events(&chunks(response).await.0.concat());
     assert_eq!(events.len(), 7);
     assert_eq!(events[5]["choices"], json!([]));
-    assert_eq!(
-        events[5]["usage"],
-        json!({"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15})
-    );
+    assert_eq!(events[5]["usage"], json!({"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}));
     assert_eq!(events[6], "[DONE]");
 }
 
@@ -154,11 +143,7 @@ async fn each_streamed_event_arrives_as_its_own_chunk_after_the_delay() {
 
     assert!(error.is_none());
     assert_eq!(received.len(), 4);
-    assert!(
-        received
-            .iter()
-            .all(|c| c.starts_with("data: ") && c.ends_with("\n\n"))
-    );
+    assert!(received.iter().all(|c| c.starts_with("data: ") && c.ends_with("\n\n")));
     assert!(started.elapsed() >= Duration::from_millis(80));
 }
 
@@ -183,25 +168,12 @@ async fn streamed_completions_use_text_completion_objects() {
 async fn embeddings_answer_a_fixed_vector_on_both_apis() {
     let up = upstream().await;
 
-    let openai = json_of(
-        post(
-            &up,
-            "k",
-            "/v1/embeddings",
-            json!({"model": "e", "input": "x"}),
-        )
-        .await,
-    )
-    .await;
-    let native =
-        json_of(post(&up, "k", "/api/embed", json!({"model": "e", "input": "x"})).await).await;
+    let openai = json_of(post(&up, "k", "/v1/embeddings", json!({"model": "e", "input": "x"})).await).await;
+    let native = json_of(post(&up, "k", "/api/embed", json!({"model": "e", "input": "x"})).await).await;
 
     assert_eq!(openai["data"][0]["embedding"], json!([0.1, 0.2, 0.3]));
     assert_eq!(openai["model"], "e");
-    assert_eq!(
-        native,
-        json!({"model": "e", "embeddings": [[0.1, 0.2, 0.3]]})
-    );
+    assert_eq!(native, json!({"model": "e", "embeddings": [[0.1, 0.2, 0.3]]}));
 }
 
 #[tokio::test]
@@ -215,12 +187,7 @@ async fn model_lists_default_to_three_models_and_can_be_set_per_key() {
     up.set_models(None, vec!["d1".to_owned()]);
     let new_default = json_of(get(&up, "sk-a", "/v1/models").await).await;
 
-    let ids: Vec<&str> = default["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = default["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["llama3.2:3b", "qwen2.5:7b", "kimi-k2:1t"]);
     assert_eq!(default["data"][0]["owned_by"], "fake");
     assert_eq!(for_b["data"][0]["id"], "only-b");
@@ -240,16 +207,10 @@ async fn native_chat_streams_ndjson_lines_by_default() {
 
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let text = chunks(response).await.0.concat();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(text.ends_with('\n'));
     assert_eq!(lines.len(), 4);
-    assert_eq!(
-        lines[0]["message"],
-        json!({"role": "assistant", "content": "tok0 "})
-    );
+    assert_eq!(lines[0]["message"], json!({"role": "assistant", "content": "tok0 "}));
     assert_eq!(lines[0]["done"], false);
     assert_eq!(lines[3]["done"], true);
     assert_eq!(lines[3]["done_reason"], "stop");
@@ -261,26 +222,8 @@ async fn native_chat_streams_ndjson_lines_by_default() {
 async fn native_non_streaming_answers_carry_the_full_content() {
     let up = upstream().await;
 
-    let chat = json_of(
-        post(
-            &up,
-            "k",
-            "/api/chat",
-            json!({"model": "m", "stream": false}),
-        )
-        .await,
-    )
-    .await;
-    let generate = json_of(
-        post(
-            &up,
-            "k",
-            "/api/generate",
-            json!({"model": "m", "stream": false}),
-        )
-        .await,
-    )
-    .await;
+    let chat = json_of(post(&up, "k", "/api/chat", json!({"model": "m", "stream": false})).await).await;
+    let generate = json_of(post(&up, "k", "/api/generate", json!({"model": "m", "stream": false})).await).await;
 
     assert_eq!(chat["message"]["content"], "tok0 tok1 tok2 ");
     assert_eq!(chat["done"], true);
@@ -292,11 +235,7 @@ async fn native_non_streaming_answers_carry_the_full_content() {
 async fn a_request_without_a_bearer_token_gets_401_counted_under_the_empty_key() {
     let up = upstream().await;
 
-    let response = client()
-        .get(format!("{}/v1/models", up.url()))
-        .send()
-        .await
-        .unwrap();
+    let response = client().get(format!("{}/v1/models", up.url())).send().await.unwrap();
 
     assert_eq!(response.status(), 401);
     assert_eq!(up.calls(""), 1);
@@ -339,11 +278,7 @@ async fn a_status_fault_answers_that_status_with_retry_after_and_the_default_bod
 #[tokio::test]
 async fn a_status_fault_can_carry_its_own_body_and_applies_to_model_lists() {
     let up = upstream().await;
-    let fault = Fault::Status {
-        status: 503,
-        retry_after: None,
-        body: Some(r#"{"x":1}"#.to_owned()),
-    };
+    let fault = Fault::Status { status: 503, retry_after: None, body: Some(r#"{"x":1}"#.to_owned()) };
     up.set_fault("sk-a", fault);
 
     let response = get(&up, "sk-a", "/v1/models").await;
@@ -378,18 +313,10 @@ async fn drop_before_headers_closes_the_connection_without_any_response() {
         .send()
         .await;
 
-    assert!(
-        received.is_empty(),
-        "got {:?}",
-        String::from_utf8_lossy(&received)
-    );
+    assert!(received.is_empty(), "got {:?}", String::from_utf8_lossy(&received));
     assert!(via_client.is_err());
     assert_eq!(up.calls("sk-a"), 2);
-    assert!(
-        raw_exchange(&up, "sk-other")
-            .await
-            .starts_with(b"HTTP/1.1 200")
-    );
+    assert!(raw_exchange(&up, "sk-other").await.starts_with(b"HTTP/1.1 200"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,20 +376,14 @@ async fn a_client_giving_up_during_a_slow_first_byte_closes_the_upstream_connect
     up.set_fault("sk-a", Fault::SlowFirstByte(Duration::from_millis(300)));
     let started = Instant::now();
     let http = client();
-    let request = http
-        .post(format!("{}/v1/chat/completions", up.url()))
-        .bearer_auth("sk-a")
-        .body(chat(false).to_string())
-        .send();
+    let request =
+        http.post(format!("{}/v1/chat/completions", up.url())).bearer_auth("sk-a").body(chat(false).to_string()).send();
 
     let gave_up = tokio::time::timeout(Duration::from_millis(50), request).await;
     drop(http);
 
     assert!(gave_up.is_err());
-    assert!(
-        up.wait_for_open_connections(0, Duration::from_millis(150))
-            .await
-    );
+    assert!(up.wait_for_open_connections(0, Duration::from_millis(150)).await);
     assert!(started.elapsed() < Duration::from_millis(300));
 }
 
@@ -471,13 +392,7 @@ async fn model_not_found_names_the_requested_model() {
     let up = upstream().await;
     up.set_fault("sk-a", Fault::ModelNotFound);
 
-    let response = post(
-        &up,
-        "sk-a",
-        "/v1/chat/completions",
-        json!({"model": "ghost:1b"}),
-    )
-    .await;
+    let response = post(&up, "sk-a", "/v1/chat/completions", json!({"model": "ghost:1b"})).await;
 
     assert_eq!(response.status(), 404);
     assert_eq!(
@@ -508,12 +423,7 @@ async fn fail_next_faults_n_requests_then_answers_normally() {
 
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses.push(
-            post(&up, "sk-a", "/v1/chat/completions", chat(false))
-                .await
-                .status()
-                .as_u16(),
-        );
+        statuses.push(post(&up, "sk-a", "/v1/chat/completions", chat(false)).await.status().as_u16());
     }
 
     assert_eq!(statuses, [502, 502, 200]);
@@ -548,16 +458,8 @@ async fn last_request_records_method_path_lowercased_headers_and_body_even_when_
     let recorded = up.last_request("sk-a").unwrap();
     assert_eq!(recorded.method, "POST");
     assert_eq!(recorded.path, "/v1/chat/completions");
-    assert!(
-        recorded
-            .headers
-            .contains(&("x-trace-id".to_owned(), "abc".to_owned()))
-    );
-    assert!(
-        recorded
-            .headers
-            .contains(&("authorization".to_owned(), "Bearer sk-a".to_owned()))
-    );
+    assert!(recorded.headers.contains(&("x-trace-id".to_owned(), "abc".to_owned())));
+    assert!(recorded.headers.contains(&("authorization".to_owned(), "Bearer sk-a".to_owned())));
     assert_eq!(recorded.body, body.as_bytes());
     assert!(up.last_request("sk-none").is_none());
 }
@@ -568,12 +470,7 @@ async fn connections_are_kept_alive_and_counted_until_the_client_goes_away() {
     let http = client();
 
     for _ in 0..3 {
-        let response = http
-            .get(format!("{}/v1/models", up.url()))
-            .bearer_auth("k")
-            .send()
-            .await
-            .unwrap();
+        let response = http.get(format!("{}/v1/models", up.url())).bearer_auth("k").send().await.unwrap();
         response.bytes().await.unwrap();
     }
     let open_with_client = up.open_connections();

@@ -29,7 +29,10 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
     let example = file(EXAMPLE);
     let config = Config::load_from(Some(example.path()), env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
     let defaults = Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(format!("{:?}", config.provider_specs().unwrap_or_default()), format!("{:?}", defaults.provider_specs().unwrap_or_default()));
+    assert_eq!(
+        format!("{:?}", config.provider_specs().unwrap_or_default()),
+        format!("{:?}", defaults.provider_specs().unwrap_or_default())
+    );
     let (mut config, mut defaults) = (config, defaults);
     config.providers.clear();
     defaults.providers.clear();
@@ -41,7 +44,12 @@ fn environment_overrides_the_file_and_short_forms_win() {
     let f = file("listen = \"0.0.0.0:1\"\n[proxy]\nmax_attempts = 2\n");
     let config = Config::load_from(
         Some(f.path()),
-        env(&[("POOL__PROXY__MAX_ATTEMPTS", "5"), ("POOL_LISTEN", "127.0.0.1:9"), ("POOL_DATABASE_URL", "postgres://x/y"), ("POOL__PROVIDERS__OPENROUTER__ENABLED", "false")]),
+        env(&[
+            ("POOL__PROXY__MAX_ATTEMPTS", "5"),
+            ("POOL_LISTEN", "127.0.0.1:9"),
+            ("POOL_DATABASE_URL", "postgres://x/y"),
+            ("POOL__PROVIDERS__OPENROUTER__ENABLED", "false"),
+        ]),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(config.proxy.max_attempts, 5);
@@ -72,7 +80,11 @@ fn custom_providers_are_added_and_validated() {
     let config = Config::load_from(Some(f.path()), env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
     let vllm = config.provider_specs().unwrap_or_default().into_iter().find(|p| p.name.as_ref() == "vllm");
     assert_eq!(vllm.map(|p| p.url), Some("http://10.0.0.5:8000/v1".to_owned()));
-    for bad in ["[providers.Bad]\nkind=\"openai\"\nurl=\"http://x\"\n", "[providers.x]\nurl=\"http://x\"\n", "[providers.x]\nkind=\"openai\"\nurl=\"ftp://x\"\n"] {
+    for bad in [
+        "[providers.Bad]\nkind=\"openai\"\nurl=\"http://x\"\n",
+        "[providers.x]\nurl=\"http://x\"\n",
+        "[providers.x]\nkind=\"openai\"\nurl=\"ftp://x\"\n",
+    ] {
         let f = file(bad);
         assert!(Config::load_from(Some(f.path()), env(&[])).is_err(), "{bad}");
     }

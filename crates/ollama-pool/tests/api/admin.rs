@@ -26,7 +26,12 @@ async fn keys_are_never_returned_in_full_after_import() {
     let secret = "sk-or-v1-0123456789abcdef0123456789abcdef";
     let app = spawn_app().await;
     // Act
-    let created: Value = app.admin_post("/admin/api-keys", json!({"apiKey": secret, "provider": "openrouter"})).await.json().await.unwrap();
+    let created: Value = app
+        .admin_post("/admin/api-keys", json!({"apiKey": secret, "provider": "openrouter"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let listed = app.admin_get("/admin/api-keys?fetch=all").await.text().await.unwrap();
     let health = app.client.get(app.url("/health")).send().await.unwrap().text().await.unwrap();
     // Assert
@@ -46,7 +51,12 @@ async fn adding_the_same_key_twice_says_it_already_exists() {
     app.add_key("dup").await;
     let again: Value = app.admin_post("/admin/api-keys", json!({"api_key": "dup"})).await.json().await.unwrap();
     assert_eq!(again, json!({"success": false, "message": "Already exists"}));
-    let other_provider: Value = app.admin_post("/admin/api-keys", json!({"api_key": "dup", "provider": "openrouter"})).await.json().await.unwrap();
+    let other_provider: Value = app
+        .admin_post("/admin/api-keys", json!({"api_key": "dup", "provider": "openrouter"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(other_provider["success"], true, "the same key may serve another provider");
 }
 
@@ -58,7 +68,11 @@ async fn the_key_list_pages_filters_and_searches() {
         app.add_key(&format!("key-{i}")).await;
     }
     app.add_key_to(Some("openrouter"), "or-1").await;
-    app.admin_post("/admin/api-keys", json!({"api_key": "zz-secret-999", "username": "alice", "provider": "openrouter"})).await;
+    app.admin_post(
+        "/admin/api-keys",
+        json!({"api_key": "zz-secret-999", "username": "alice", "provider": "openrouter"}),
+    )
+    .await;
     // Act
     let page: Value = app.admin_get("/admin/api-keys?provider=ollama&page=2&pageSize=3").await.json().await.unwrap();
     let by_label: Value = app.admin_get("/admin/api-keys?search=USER-KEY-3").await.json().await.unwrap();
@@ -68,8 +82,12 @@ async fn the_key_list_pages_filters_and_searches() {
     let bad = app.admin_get("/admin/api-keys?status=sleeping").await;
     let bad_page = app.admin_get("/admin/api-keys?page=abc").await;
     // Assert
-    assert_eq!((page["total"].clone(), page["page"].clone(), page["totalPages"].clone()), (json!(7), json!(2), json!(3)));
-    let labels: Vec<&str> = page["api_keys"].as_array().unwrap().iter().map(|k| k["username"].as_str().unwrap()).collect();
+    assert_eq!(
+        (page["total"].clone(), page["page"].clone(), page["totalPages"].clone()),
+        (json!(7), json!(2), json!(3))
+    );
+    let labels: Vec<&str> =
+        page["api_keys"].as_array().unwrap().iter().map(|k| k["username"].as_str().unwrap()).collect();
     assert_eq!(labels, ["user-key-3", "user-key-4", "user-key-5"]);
     assert_eq!(by_label["total"], 1);
     assert_eq!(by_secret["api_keys"][0]["username"], "alice", "the whole secret finds its key");
@@ -88,7 +106,12 @@ async fn keys_are_deleted_by_value_in_batches_and_by_id() {
         app.add_key(key).await;
     }
     let or = app.add_key_to(Some("openrouter"), "a").await;
-    let batch: Value = app.admin_delete("/admin/api-keys", Some(json!({"apiKeys": ["a", "b", "zzz"], "provider": "ollama"}))).await.json().await.unwrap();
+    let batch: Value = app
+        .admin_delete("/admin/api-keys", Some(json!({"apiKeys": ["a", "b", "zzz"], "provider": "ollama"})))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(batch, json!({"success": true, "deleted": 2, "failed": 1, "total": 3}));
     let single: Value = app.admin_delete("/admin/api-keys", Some(json!({"apiKey": "c"}))).await.json().await.unwrap();
     assert_eq!(single, json!({"success": true}));
@@ -102,7 +125,8 @@ async fn keys_are_deleted_by_value_in_batches_and_by_id() {
 #[tokio::test]
 async fn an_expired_key_is_shown_as_expired_and_never_used() {
     let app = spawn_app().await;
-    let response: Value = app.admin_post("/admin/api-keys", json!({"api_key": "short-lived", "ttl": 1})).await.json().await.unwrap();
+    let response: Value =
+        app.admin_post("/admin/api-keys", json!({"api_key": "short-lived", "ttl": 1})).await.json().await.unwrap();
     let id = response["id"].as_str().unwrap().to_owned();
     app.add_key("long-lived").await;
     let expired = app.wait_for_key(&id, std::time::Duration::from_secs(3), |k| k["status"] == "expired").await;
@@ -122,7 +146,7 @@ async fn health_reports_version_uptime_and_key_states_without_auth() {
     app.post_chat(&chat("m", false)).await;
     app.post_chat(&chat("m", false)).await;
     assert_eq!(app.key(&b).await["status"], "failed");
-    let health: Value = app.client.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
+    let health: Value = app.get_json("/health").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptimeSeconds"].is_u64());

@@ -74,7 +74,14 @@ async fn admin_bodies_reject_wrong_types_unknown_fields_and_bad_values() {
         assert_eq!(response.status(), 400, "{body}");
         error_of(response).await;
     }
-    let raw = app.client.post(app.url("/admin/api-keys")).bearer_auth(crate::helpers::ADMIN).body("{oops").send().await.unwrap();
+    let raw = app
+        .client
+        .post(app.url("/admin/api-keys"))
+        .bearer_auth(crate::helpers::ADMIN)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status(), 400);
     let listed = app.key(&id).await;
     assert_eq!(listed["username"], "user-existing-key", "nothing stored was touched");
@@ -97,7 +104,7 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_openai_shape() {
     let missing = app.client.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     error_of(missing).await;
-    let wrong = app.client.get(app.url("/v1/chat/completions")).bearer_auth(&app.token).send().await.unwrap();
+    let wrong = app.get_as(&app.token, "/v1/chat/completions").await;
     assert_eq!(wrong.status(), 405);
     error_of(wrong).await;
 }

@@ -77,7 +77,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.serve(listener, shutdown.clone()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
-    let mut test = TestApp { base, client, upstream, token: String::new(), db_url, shutdown, server: Some(server), _dir: dir };
+    let mut test =
+        TestApp { base, client, upstream, token: String::new(), db_url, shutdown, server: Some(server), _dir: dir };
     test.token = test.create_token(json!({"name": "tests"})).await["token"].as_str().expect("token").to_owned();
     test
 }
@@ -153,6 +154,14 @@ impl TestApp {
 
     pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Response {
         self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request")
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get_as(&self.token, path).await.json().await.expect("json")
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {

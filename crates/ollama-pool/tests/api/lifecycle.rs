@@ -27,10 +27,14 @@ async fn counters_are_flushed_and_survive_a_restart() {
     let again = spawn_app_with(Options { db_url: Some(app.db_url.clone()), ..Options::new() }).await;
     // Assert
     let key = again.key(&id).await;
-    assert_eq!((key["total_requests"].clone(), key["success_count"].clone(), key["failure_count"].clone()), (json!(6), json!(5), json!(1)));
+    assert_eq!(
+        (key["total_requests"].clone(), key["success_count"].clone(), key["failure_count"].clone()),
+        (json!(6), json!(5), json!(1))
+    );
     assert_eq!(key["status"], "cooling", "health survives a restart too");
     let tokens: Value = again.admin_get("/admin/tokens").await.json().await.unwrap();
-    let counted: Vec<u64> = tokens["tokens"].as_array().unwrap().iter().map(|t| t["requestCount"].as_u64().unwrap()).collect();
+    let counted: Vec<u64> =
+        tokens["tokens"].as_array().unwrap().iter().map(|t| t["requestCount"].as_u64().unwrap()).collect();
     assert!(counted.contains(&6), "{tokens}");
     drop(dir);
 }
@@ -60,7 +64,9 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
 fn postgres_url() -> Option<String> {
     match std::env::var("POOL_TEST_POSTGRES_URL") {
         Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => Some("postgres://postgres@127.0.0.1:5432/test".into()),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            Some("postgres://postgres@127.0.0.1:5432/test".into())
+        }
         Err(_) => None,
     }
 }
@@ -68,7 +74,9 @@ fn postgres_url() -> Option<String> {
 /// A fresh database on the test server, for one test.
 async fn fresh_postgres_database(server: &str) -> String {
     let name = format!("pool_e2e_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(server).await.unwrap_or_else(|e| panic!("PostgreSQL at {server} is required in CI: {e}"));
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required in CI: {e}"));
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
     let (base, _) = server.rsplit_once('/').unwrap();
     format!("{base}/{name}")
@@ -94,7 +102,7 @@ async fn the_gateway_works_the_same_on_postgresql() {
     app.stop().await;
     let again = spawn_app_with(Options { db_url: Some(url), ..Options::new() }).await;
     // Assert
-    let health: Value = again.client.get(again.url("/health")).send().await.unwrap().json().await.unwrap();
+    let health: Value = again.get_json("/health").await;
     assert_eq!(health["storage"], "postgres");
     assert_eq!(again.key(&bad).await["status"], "failed");
     assert_eq!(again.key(&good).await["success_count"], 5);
@@ -128,16 +136,43 @@ async fn secrets_never_reach_the_logs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let upstream_key = "sk-upstream-secret-value-0123456789";
-    client.post(format!("{base}/admin/api-keys")).bearer_auth(ADMIN).json(&json!({"api_key": upstream_key})).send().await.unwrap();
-    let created: Value = client.post(format!("{base}/admin/tokens")).bearer_auth(ADMIN).json(&json!({"name": "t"})).send().await.unwrap().json().await.unwrap();
+    client
+        .post(format!("{base}/admin/api-keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"api_key": upstream_key}))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = client
+        .post(format!("{base}/admin/tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
     // Act
     for stream in [false, true] {
-        let response = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&token).json(&chat("m", stream)).send().await.unwrap();
+        let response = client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&chat("m", stream))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap();
     }
-    client.post(format!("{base}/v1/chat/completions")).bearer_auth("sk-wrong-token-abcdef").json(&chat("m", false)).send().await.unwrap();
+    client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth("sk-wrong-token-abcdef")
+        .json(&chat("m", false))
+        .send()
+        .await
+        .unwrap();
     let pid = nix_pid(&child);
     std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
     let status = child.wait().await.unwrap();

@@ -1,6 +1,11 @@
 //! Black-box tests: the real server on port 0, a fake upstream with per-key faults, and a real
 //! SQLite file (PostgreSQL where the test says so).
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot go on should fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "a test that cannot go on should fail loudly; tests run detached servers with nothing to drain"
+)]
 
 mod admin;
 mod bad_input;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Options, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn each_provider_lists_its_own_models_in_the_openai_shape() {
@@ -13,11 +13,13 @@ async fn each_provider_lists_its_own_models_in_the_openai_shape() {
     app.upstream.set_models(Some("ol"), vec!["llama3.2:3b".into(), "qwen2.5:7b".into()]);
     app.upstream.set_models(Some("or"), vec!["openai/gpt-4o-mini".into()]);
     // Act
-    let ollama: Value = app.client.get(app.url("/v1/models")).bearer_auth(&app.token).send().await.unwrap().json().await.unwrap();
-    let openrouter: Value = app.client.get(app.url("/openrouter/v1/models")).bearer_auth(&app.token).send().await.unwrap().json().await.unwrap();
+    let ollama: Value = app.get_json("/v1/models").await;
+    let openrouter: Value = app.get_json("/openrouter/v1/models").await;
     // Assert
     assert_eq!(ollama["object"], "list");
-    let ids = |list: &Value| list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let ids = |list: &Value| {
+        list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
     assert_eq!(ids(&ollama), ["llama3.2:3b", "qwen2.5:7b"]);
     assert_eq!(ids(&openrouter), ["openai/gpt-4o-mini"]);
     let first = &ollama["data"][0];
@@ -31,7 +33,7 @@ async fn the_model_list_is_cached() {
     let app = spawn_app().await;
     app.add_key("k").await;
     for _ in 0..5 {
-        let response = app.client.get(app.url("/v1/models")).bearer_auth(&app.token).send().await.unwrap();
+        let response = app.get_as(&app.token, "/v1/models").await;
         assert_eq!(response.status(), 200);
     }
     assert_eq!(app.upstream.calls("k"), 1);
@@ -50,6 +52,24 @@ async fn the_model_list_requires_a_token() {
 async fn native_tags_pass_through() {
     let app = spawn_app().await;
     app.add_key("k").await;
-    let tags: Value = app.client.get(app.url("/api/tags")).bearer_auth(&app.token).send().await.unwrap().json().await.unwrap();
+    let tags: Value = app.get_json("/api/tags").await;
     assert!(tags["models"][0]["name"].is_string(), "{tags}");
+}
+
+#[tokio::test]
+async fn a_requested_model_list_is_refreshed_in_the_background() {
+    // Arrange: a one-second TTL, so the refresher runs every second
+    let app = spawn_app_with(Options::new().set("POOL__PROXY__MODELS_TTL_SECS", "1")).await;
+    app.add_key("k").await;
+    assert_eq!(app.get_as(&app.token, "/v1/models").await.status(), 200);
+    app.upstream.set_models(None, vec!["fresh-model".into()]);
+    // Act: no client request; wait for the refresher to fetch again
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.upstream.calls("k") < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Assert
+    assert!(app.upstream.calls("k") >= 2, "the list was refetched without a client asking");
+    let list = app.get_json("/v1/models").await;
+    assert_eq!(list["data"][0]["id"], "fresh-model");
 }

@@ -43,7 +43,10 @@ async fn a_revoked_token_fails_on_the_very_next_request() {
     let revoked = app.admin_delete(&format!("/admin/tokens/{}", created["id"].as_str().unwrap()), None).await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(app.post_as(token, "/v1/chat/completions", &chat("m", false)).await.status(), 401);
-    assert_eq!(app.admin_delete(&format!("/admin/tokens/{}", created["id"].as_str().unwrap()), None).await.status(), 404);
+    assert_eq!(
+        app.admin_delete(&format!("/admin/tokens/{}", created["id"].as_str().unwrap()), None).await.status(),
+        404
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@
 //! Counters only ever grow in SQL (`col = col + $n`), never by a read-modify-write in Rust, so
 //! several gateways can flush into one PostgreSQL without losing a request.
 
+mod deltas;
 mod ports;
 mod postgres;
 mod rows;
@@ -46,10 +47,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 /// The backend a URL names, for logs and health output: `sqlite`, `postgres` or `unknown`.
 pub fn backend_name(url: &str) -> &'static str {
-    let starts = |prefix: &str| {
-        url.get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-    };
+    let starts = |prefix: &str| url.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix));
     if starts("sqlite:") {
         "sqlite"
     } else if starts("postgres://") || starts("postgresql://") {
@@ -82,13 +80,7 @@ pub(crate) fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migr
     let migrations = migrations
         .iter()
         .map(|&(version, description, sql)| {
-            Migration::new(
-                version,
-                Cow::Borrowed(description),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
+            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql.into_sql_str(), false)
         })
         .collect();
     Migrator::with_migrations(migrations)
@@ -100,8 +92,5 @@ where
     A: sqlx::Acquire<'a>,
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
 {
-    migrator
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))
+    migrator.run(pool).await.map_err(|e| StoreError::Backend(Box::new(e)))
 }

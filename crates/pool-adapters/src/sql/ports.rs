@@ -10,11 +10,10 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::KeyDelta;
-use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, SettingsStore, StoreError, TokenRecord, TokenStore,
-};
+use pool_core::ports::{KeyRecord, KeyStore, NewKey, SettingsStore, StoreError, TokenRecord, TokenStore};
 use pool_core::token::TokenDelta;
 
+use super::deltas::{merge_key_deltas, merge_token_deltas};
 use super::{PgStore, SqliteStore, db_error, rows};
 
 macro_rules! impl_store_ports {
@@ -22,10 +21,7 @@ macro_rules! impl_store_ports {
         #[async_trait]
         impl KeyStore for $store {
             async fn load_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let found = sqlx::query(rows::SELECT_KEYS)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error)?;
+                let found = sqlx::query(rows::SELECT_KEYS).fetch_all(&self.pool).await.map_err(db_error)?;
                 found.iter().map(rows::key_record).collect()
             }
 
@@ -50,17 +46,14 @@ macro_rules! impl_store_ports {
                 if deltas.is_empty() {
                     return Ok(());
                 }
-                self.flush_key_batch(&rows::merge_key_deltas(deltas)).await
+                self.flush_key_batch(&merge_key_deltas(deltas)).await
             }
         }
 
         #[async_trait]
         impl TokenStore for $store {
             async fn load_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-                let found = sqlx::query(rows::SELECT_TOKENS)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error)?;
+                let found = sqlx::query(rows::SELECT_TOKENS).fetch_all(&self.pool).await.map_err(db_error)?;
                 found.iter().map(rows::token_record).collect()
             }
 
@@ -83,10 +76,7 @@ macro_rules! impl_store_ports {
             }
 
             async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError> {
-                let done = sqlx::query(rows::DELETE_TOKEN)
-                    .bind(id.to_string())
-                    .execute(&self.pool)
-                    .await;
+                let done = sqlx::query(rows::DELETE_TOKEN).bind(id.to_string()).execute(&self.pool).await;
                 Ok(done.map_err(db_error)?.rows_affected() > 0)
             }
 
@@ -94,27 +84,19 @@ macro_rules! impl_store_ports {
                 if deltas.is_empty() {
                     return Ok(());
                 }
-                self.flush_token_batch(&rows::merge_token_deltas(deltas))
-                    .await
+                self.flush_token_batch(&merge_token_deltas(deltas)).await
             }
         }
 
         #[async_trait]
         impl SettingsStore for $store {
             async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-                let value = sqlx::query_scalar(rows::SELECT_SETTING)
-                    .bind(name)
-                    .fetch_optional(&self.pool)
-                    .await;
+                let value = sqlx::query_scalar(rows::SELECT_SETTING).bind(name).fetch_optional(&self.pool).await;
                 value.map_err(db_error)
             }
 
             async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-                let done = sqlx::query(rows::UPSERT_SETTING)
-                    .bind(name)
-                    .bind(value)
-                    .execute(&self.pool)
-                    .await;
+                let done = sqlx::query(rows::UPSERT_SETTING).bind(name).bind(value).execute(&self.pool).await;
                 done.map(drop).map_err(db_error)
             }
         }
@@ -128,8 +110,5 @@ impl_store_ports!(PgStore);
 /// return them in any order), each once.
 fn in_input_order(keys: &[NewKey], inserted: Vec<String>) -> Vec<KeyId> {
     let mut inserted: HashSet<String> = inserted.into_iter().collect();
-    keys.iter()
-        .filter(|key| inserted.remove(&key.id.to_string()))
-        .map(|key| key.id)
-        .collect()
+    keys.iter().filter(|key| inserted.remove(&key.id.to_string())).map(|key| key.id).collect()
 }

@@ -14,14 +14,11 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 
-use super::rows::{self, HealthColumns, KeyRow};
+use super::deltas::{HealthColumns, bindable};
+use super::rows::KeyRow;
 use super::{db_error, migrate, migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
 
 /// Keys per insert statement: big enough to amortise the round trip, small enough to keep each
 /// statement's arrays a few megabytes.
@@ -35,11 +32,9 @@ const INSERT_KEYS: &str = "INSERT INTO upstream_keys \
 
 const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id = ANY($1::text[])";
 
-const LOCK_KEYS: &str =
-    "SELECT id FROM upstream_keys WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+const LOCK_KEYS: &str = "SELECT id FROM upstream_keys WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
-const LOCK_TOKENS: &str =
-    "SELECT id FROM client_tokens WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+const LOCK_TOKENS: &str = "SELECT id FROM client_tokens WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 /// `GREATEST` ignores NULLs, so an instant the delta does not carry leaves the column as it was.
 /// A NULL `d.status` (no health in the delta) leaves the status columns alone.
@@ -90,19 +85,12 @@ impl PgStore {
     }
 
     async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(db_error)?;
+        let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_error)?;
         migrate(&migrator(MIGRATIONS), &pool).await?;
         Ok(Self { pool })
     }
 
-    pub(super) async fn insert_batch(
-        &self,
-        keys: &[KeyRow<'_>],
-    ) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn insert_batch(&self, keys: &[KeyRow<'_>]) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut inserted = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(INSERT_CHUNK) {
@@ -114,11 +102,7 @@ impl PgStore {
     }
 
     pub(super) async fn delete_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
-        let done = sqlx::query(DELETE_KEYS)
-            .bind(ids)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let done = sqlx::query(DELETE_KEYS).bind(ids).execute(&self.pool).await.map_err(db_error)?;
         Ok(done.rows_affected())
     }
 
@@ -127,10 +111,7 @@ impl PgStore {
         let health = column(deltas, |d| HealthColumns::of(d.health.as_ref()));
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         lock_rows(&mut tx, LOCK_KEYS, &ids).await?;
-        flush_keys_query(&ids, deltas, &health)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        flush_keys_query(&ids, deltas, &health).execute(&mut *tx).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -140,7 +121,7 @@ impl PgStore {
         lock_rows(&mut tx, LOCK_TOKENS, &ids).await?;
         sqlx::query(FLUSH_TOKENS)
             .bind(&ids)
-            .bind(column(deltas, |d| rows::delta(d.requests)))
+            .bind(column(deltas, |d| bindable(d.requests)))
             .bind(column(deltas, |d| d.last_used))
             .execute(&mut *tx)
             .await
@@ -160,27 +141,14 @@ fn quote_ident(name: &str) -> String {
 }
 
 async fn create_schema(options: &PgConnectOptions, quoted: &str) -> Result<(), StoreError> {
-    let mut conn = PgConnection::connect_with(options)
-        .await
-        .map_err(db_error)?;
+    let mut conn = PgConnection::connect_with(options).await.map_err(db_error)?;
     let create = format!("CREATE SCHEMA IF NOT EXISTS {quoted}");
-    sqlx::query(AssertSqlSafe(create))
-        .execute(&mut conn)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(AssertSqlSafe(create)).execute(&mut conn).await.map_err(db_error)?;
     conn.close().await.map_err(db_error)
 }
 
-async fn lock_rows(
-    tx: &mut PgConnection,
-    lock: &'static str,
-    ids: &[String],
-) -> Result<(), StoreError> {
-    sqlx::query(lock)
-        .bind(ids)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+async fn lock_rows(tx: &mut PgConnection, lock: &'static str, ids: &[String]) -> Result<(), StoreError> {
+    sqlx::query(lock).bind(ids).execute(&mut *tx).await.map_err(db_error)?;
     Ok(())
 }
 
@@ -202,9 +170,9 @@ fn flush_keys_query<'a>(
 ) -> Query<'a, Postgres, PgArguments> {
     sqlx::query(FLUSH_KEYS)
         .bind(ids)
-        .bind(column(deltas, |d| rows::delta(d.counters.requests)))
-        .bind(column(deltas, |d| rows::delta(d.counters.successes)))
-        .bind(column(deltas, |d| rows::delta(d.counters.failures)))
+        .bind(column(deltas, |d| bindable(d.counters.requests)))
+        .bind(column(deltas, |d| bindable(d.counters.successes)))
+        .bind(column(deltas, |d| bindable(d.counters.failures)))
         .bind(column(deltas, |d| d.counters.last_used))
         .bind(column(deltas, |d| d.counters.last_success))
         .bind(column(deltas, |d| d.counters.last_failure))

@@ -1,20 +1,18 @@
-//! What both backends share: the statements that read the same on SQLite and PostgreSQL, the
-//! mapping between rows and records, and the merging of flush deltas.
+//! What both backends share on the way in and out: the statements that read the same on SQLite
+//! and PostgreSQL, and the mapping between rows and records.
 //!
 //! Both backends accept `$n` placeholders, so a statement that needs no dialect-specific function
 //! is written once, here. Rows are read through [`Columns`], implemented for any sqlx row that
 //! decodes text and integers, so one mapping function serves both backends.
 
-use std::collections::BTreeMap;
-
 use pool_core::UnixMs;
-use pool_core::ids::{KeyId, TokenId};
 use pool_core::key::{Health, Hold, KeyStatus};
-use pool_core::pool::{CounterValues, KeyDelta};
+use pool_core::pool::CounterValues;
 use pool_core::ports::{KeyRecord, NewKey, StoreError, TokenRecord};
 use pool_core::secret::{Secret, hash_hex, hash_secret, parse_hash_hex};
-use pool_core::token::TokenDelta;
 use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::deltas::bindable;
 
 /// Every key, oldest first (ids are UUIDv7).
 pub(crate) const SELECT_KEYS: &str = "SELECT id, provider, secret, label, created_at, expires_at, \
@@ -85,11 +83,7 @@ pub(crate) fn key_record(row: &impl Columns) -> Result<KeyRecord, StoreError> {
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
     };
-    Ok(KeyRecord {
-        key,
-        health: health(row)?,
-        counters: counters(row)?,
-    })
+    Ok(KeyRecord { key, health: health(row)?, counters: counters(row)? })
 }
 
 fn counters(row: &impl Columns) -> Result<CounterValues, StoreError> {
@@ -106,8 +100,8 @@ fn counters(row: &impl Columns) -> Result<CounterValues, StoreError> {
 /// Reads the status columns: `active` is no hold, whatever the other columns say.
 fn health(row: &impl Columns) -> Result<Health, StoreError> {
     let status = row.text("status")?;
-    let status = KeyStatus::parse(&status)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown key status {status:?}")))?;
+    let status =
+        KeyStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown key status {status:?}")))?;
     let consecutive_failures = u32::try_from(row.int32("consecutive_failures")?)
         .map_err(|_| StoreError::Corrupt("negative consecutive_failures".to_owned()))?;
     let hold = match status {
@@ -119,10 +113,7 @@ fn health(row: &impl Columns) -> Result<Health, StoreError> {
             until: row.opt_int("status_until")?,
         }),
     };
-    Ok(Health {
-        hold,
-        consecutive_failures,
-    })
+    Ok(Health { hold, consecutive_failures })
 }
 
 /// A row of [`SELECT_TOKENS`] as a record.
@@ -133,8 +124,7 @@ pub(crate) fn token_record(row: &impl Columns) -> Result<TokenRecord, StoreError
         id: parse_id(&row.text("id")?)?,
         name: row.text("name")?,
         prefix: row.text("prefix")?,
-        hash: parse_hash_hex(&hash)
-            .ok_or_else(|| StoreError::Corrupt("token hash is not 64 hex digits".to_owned()))?,
+        hash: parse_hash_hex(&hash).ok_or_else(|| StoreError::Corrupt("token hash is not 64 hex digits".to_owned()))?,
         providers: providers.as_deref().map(parse_providers).transpose()?,
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
@@ -144,8 +134,7 @@ pub(crate) fn token_record(row: &impl Columns) -> Result<TokenRecord, StoreError
 }
 
 fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("invalid id {text:?}")))
+    text.parse().map_err(|_| StoreError::Corrupt(format!("invalid id {text:?}")))
 }
 
 fn parse_providers(json: &str) -> Result<Vec<String>, StoreError> {
@@ -154,11 +143,6 @@ fn parse_providers(json: &str) -> Result<Vec<String>, StoreError> {
 
 fn count(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative counter {value}")))
-}
-
-/// A counter delta as a bindable integer; saturates (a delta past `i64::MAX` cannot happen).
-pub(crate) fn delta(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// The bind values of one key to insert.
@@ -199,156 +183,12 @@ pub(crate) struct TokenRow {
 
 impl TokenRow {
     pub(crate) fn of(token: &TokenRecord) -> Result<Self, StoreError> {
-        let providers = token
-            .providers
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose();
+        let providers = token.providers.as_ref().map(serde_json::to_string).transpose();
         Ok(Self {
             id: token.id.to_string(),
             hash: hash_hex(&token.hash),
             providers: providers.map_err(|e| StoreError::Backend(Box::new(e)))?,
-            requests: delta(token.requests),
+            requests: bindable(token.requests),
         })
-    }
-}
-
-/// The status columns a flush writes. All `None` (a delta without health) leaves the stored
-/// health alone; no hold (or a hold that says `active`) is `active` with reason and times cleared.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct HealthColumns {
-    pub status: Option<&'static str>,
-    pub reason: Option<String>,
-    pub since: Option<UnixMs>,
-    pub until: Option<UnixMs>,
-    pub consecutive_failures: Option<i32>,
-}
-
-impl HealthColumns {
-    pub(crate) fn of(health: Option<&Health>) -> Self {
-        let Some(health) = health else {
-            return Self::default();
-        };
-        let consecutive_failures =
-            Some(i32::try_from(health.consecutive_failures).unwrap_or(i32::MAX));
-        match &health.hold {
-            Some(hold) if hold.status != KeyStatus::Active => Self {
-                status: Some(hold.status.as_str()),
-                reason: Some(hold.reason.clone()),
-                since: Some(hold.since),
-                until: hold.until,
-                consecutive_failures,
-            },
-            _ => Self {
-                status: Some(KeyStatus::Active.as_str()),
-                consecutive_failures,
-                ..Self::default()
-            },
-        }
-    }
-}
-
-/// Folds deltas that name the same key into one (counters add up, the latest instants and the
-/// last health win) and orders them by id, so concurrent flushes lock rows in the same order.
-pub(crate) fn merge_key_deltas(deltas: &[KeyDelta]) -> Vec<KeyDelta> {
-    let mut merged: BTreeMap<KeyId, KeyDelta> = BTreeMap::new();
-    for delta in deltas {
-        match merged.get_mut(&delta.id) {
-            Some(into) => {
-                add_counters(&mut into.counters, &delta.counters);
-                if delta.health.is_some() {
-                    into.health.clone_from(&delta.health);
-                }
-            }
-            None => {
-                merged.insert(delta.id, delta.clone());
-            }
-        }
-    }
-    merged.into_values().collect()
-}
-
-fn add_counters(into: &mut CounterValues, more: &CounterValues) {
-    into.requests = into.requests.saturating_add(more.requests);
-    into.successes = into.successes.saturating_add(more.successes);
-    into.failures = into.failures.saturating_add(more.failures);
-    into.last_used = into.last_used.max(more.last_used);
-    into.last_success = into.last_success.max(more.last_success);
-    into.last_failure = into.last_failure.max(more.last_failure);
-}
-
-/// [`merge_key_deltas`] for tokens.
-pub(crate) fn merge_token_deltas(deltas: &[TokenDelta]) -> Vec<TokenDelta> {
-    let mut merged: BTreeMap<TokenId, TokenDelta> = BTreeMap::new();
-    for delta in deltas {
-        merged
-            .entry(delta.id)
-            .and_modify(|into| {
-                into.requests = into.requests.saturating_add(delta.requests);
-                into.last_used = into.last_used.max(delta.last_used);
-            })
-            .or_insert_with(|| delta.clone());
-    }
-    merged.into_values().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use uuid::Uuid;
-
-    fn key_delta(
-        id: KeyId,
-        requests: u64,
-        last_used: Option<UnixMs>,
-        health: Option<Health>,
-    ) -> KeyDelta {
-        let counters = CounterValues {
-            requests,
-            last_used,
-            ..CounterValues::default()
-        };
-        KeyDelta {
-            id,
-            counters,
-            health,
-        }
-    }
-
-    #[test]
-    fn deltas_for_one_key_add_up_and_the_last_health_wins() {
-        let id = KeyId::from_uuid(Uuid::now_v7());
-        let sick = Health {
-            hold: None,
-            consecutive_failures: 2,
-        };
-        let deltas = [
-            key_delta(id, 1, Some(5), Some(sick.clone())),
-            key_delta(id, 2, None, None),
-            key_delta(id, 3, Some(4), None),
-        ];
-        let merged = merge_key_deltas(&deltas);
-        assert_eq!(merged, vec![key_delta(id, 6, Some(5), Some(sick))]);
-    }
-
-    #[test]
-    fn a_hold_that_says_active_is_stored_as_no_hold() {
-        let hold = Hold {
-            status: KeyStatus::Active,
-            reason: "x".into(),
-            since: 1,
-            until: Some(2),
-        };
-        let columns = HealthColumns::of(Some(&Health {
-            hold: Some(hold),
-            consecutive_failures: 1,
-        }));
-        assert_eq!(
-            columns,
-            HealthColumns::of(Some(&Health {
-                hold: None,
-                consecutive_failures: 1
-            }))
-        );
     }
 }

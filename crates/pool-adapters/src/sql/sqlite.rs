@@ -16,14 +16,11 @@ use pool_core::token::TokenDelta;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use super::rows::{self, HealthColumns, KeyRow};
+use super::deltas::{HealthColumns, bindable};
+use super::rows::KeyRow;
 use super::{db_error, migrate, migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
 
 /// Bound parameters per key row of [`INSERT_KEYS`].
 const KEY_COLUMNS: usize = 7;
@@ -71,25 +68,16 @@ impl SqliteStore {
         if !in_memory {
             create_parent_dir(options.get_filename())?;
         }
-        let pool = pool_options(in_memory)
-            .connect_with(options)
-            .await
-            .map_err(db_error)?;
+        let pool = pool_options(in_memory).connect_with(options).await.map_err(db_error)?;
         migrate(&migrator(MIGRATIONS), &pool).await?;
         Ok(Self { pool })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
     }
 
-    pub(super) async fn insert_batch(
-        &self,
-        keys: &[KeyRow<'_>],
-    ) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn insert_batch(&self, keys: &[KeyRow<'_>]) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut inserted = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(INSERT_CHUNK) {
@@ -101,11 +89,7 @@ impl SqliteStore {
 
     pub(super) async fn delete_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
         let ids = serde_json::to_string(ids).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let done = sqlx::query(DELETE_KEYS)
-            .bind(ids)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let done = sqlx::query(DELETE_KEYS).bind(ids).execute(&self.pool).await.map_err(db_error)?;
         Ok(done.rows_affected())
     }
 
@@ -120,14 +104,8 @@ impl SqliteStore {
     pub(super) async fn flush_token_batch(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for delta in deltas {
-            let query = sqlx::query(FLUSH_TOKEN)
-                .bind(delta.id.to_string())
-                .bind(rows::delta(delta.requests));
-            query
-                .bind(delta.last_used)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            let query = sqlx::query(FLUSH_TOKEN).bind(delta.id.to_string()).bind(bindable(delta.requests));
+            query.bind(delta.last_used).execute(&mut *tx).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
     }
@@ -147,11 +125,7 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 fn pool_options(in_memory: bool) -> SqlitePoolOptions {
     let options = SqlitePoolOptions::new();
     if in_memory {
-        options
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
+        options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
     } else {
         options.max_connections(4)
     }
@@ -171,32 +145,19 @@ fn create_parent_dir(file: &Path) -> Result<(), StoreError> {
     let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) else {
         return Ok(());
     };
-    std::fs::create_dir_all(dir).map_err(|source| {
-        StoreError::Backend(Box::new(CreateDirError {
-            path: dir.to_owned(),
-            source,
-        }))
-    })
+    std::fs::create_dir_all(dir)
+        .map_err(|source| StoreError::Backend(Box::new(CreateDirError { path: dir.to_owned(), source })))
 }
 
-async fn insert_chunk(
-    tx: &mut SqliteConnection,
-    chunk: &[KeyRow<'_>],
-) -> Result<Vec<String>, StoreError> {
+async fn insert_chunk(tx: &mut SqliteConnection, chunk: &[KeyRow<'_>]) -> Result<Vec<String>, StoreError> {
     let mut builder = QueryBuilder::<Sqlite>::new(INSERT_KEYS);
     builder.push_values(chunk, |mut row, key| {
-        row.push_bind(key.id.as_str())
-            .push_bind(key.provider)
-            .push_bind(key.secret);
+        row.push_bind(key.id.as_str()).push_bind(key.provider).push_bind(key.secret);
         row.push_bind(key.secret_hash.as_str()).push_bind(key.label);
         row.push_bind(key.created_at).push_bind(key.expires_at);
     });
     builder.push(" ON CONFLICT DO NOTHING RETURNING id");
-    builder
-        .build_query_scalar()
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)
+    builder.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_error)
 }
 
 async fn flush_key(tx: &mut SqliteConnection, delta: &KeyDelta) -> Result<(), StoreError> {
@@ -204,9 +165,9 @@ async fn flush_key(tx: &mut SqliteConnection, delta: &KeyDelta) -> Result<(), St
     let health = HealthColumns::of(delta.health.as_ref());
     sqlx::query(FLUSH_KEY)
         .bind(delta.id.to_string())
-        .bind(rows::delta(counters.requests))
-        .bind(rows::delta(counters.successes))
-        .bind(rows::delta(counters.failures))
+        .bind(bindable(counters.requests))
+        .bind(bindable(counters.successes))
+        .bind(bindable(counters.failures))
         .bind(counters.last_used)
         .bind(counters.last_success)
         .bind(counters.last_failure)

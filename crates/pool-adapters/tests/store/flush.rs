@@ -20,61 +20,32 @@ contract!(
 );
 
 fn counts(requests: u64, successes: u64, failures: u64) -> CounterValues {
-    CounterValues {
-        requests,
-        successes,
-        failures,
-        ..CounterValues::default()
-    }
+    CounterValues { requests, successes, failures, ..CounterValues::default() }
 }
 
 fn delta(id: KeyId, counters: CounterValues) -> KeyDelta {
-    KeyDelta {
-        id,
-        counters,
-        health: None,
-    }
+    KeyDelta { id, counters, health: None }
 }
 
 async fn stored_key(store: &Arc<dyn Store>) -> KeyId {
     let key = key("openai", "sk-flushed");
-    store
-        .insert_keys(std::slice::from_ref(&key))
-        .await
-        .expect("insert");
+    store.insert_keys(std::slice::from_ref(&key)).await.expect("insert");
     key.id
 }
 
 async fn record(store: &Arc<dyn Store>, id: KeyId) -> KeyRecord {
     let records = store.load_keys().await.expect("keys load");
-    records
-        .into_iter()
-        .find(|r| r.key.id == id)
-        .expect("the key is stored")
+    records.into_iter().find(|r| r.key.id == id).expect("the key is stored")
 }
 
 async fn flushed_deltas_add_up_across_flushes(store: &Arc<dyn Store>) {
     // Arrange
     let id = stored_key(store).await;
-    let first = CounterValues {
-        last_used: Some(T0 + 100),
-        last_success: Some(T0 + 90),
-        ..counts(3, 2, 1)
-    };
-    let second = CounterValues {
-        last_used: Some(T0 + 50),
-        last_failure: Some(T0 + 40),
-        ..counts(2, 1, 1)
-    };
+    let first = CounterValues { last_used: Some(T0 + 100), last_success: Some(T0 + 90), ..counts(3, 2, 1) };
+    let second = CounterValues { last_used: Some(T0 + 50), last_failure: Some(T0 + 40), ..counts(2, 1, 1) };
     // Act
-    store
-        .flush_keys(&[delta(id, first)])
-        .await
-        .expect("first flush");
-    store
-        .flush_keys(&[delta(id, second)])
-        .await
-        .expect("second flush");
+    store.flush_keys(&[delta(id, first)]).await.expect("first flush");
+    store.flush_keys(&[delta(id, second)]).await.expect("second flush");
     // Assert
     let want = CounterValues {
         last_used: Some(T0 + 100),
@@ -101,8 +72,7 @@ async fn concurrent_flushes_from_several_tasks_add_up_exactly(store: &Arc<dyn St
         }
         tasks.spawn(async move {
             for _ in 0..FLUSHES {
-                let deltas: Vec<KeyDelta> =
-                    ids.iter().map(|&id| delta(id, counts(1, 1, 0))).collect();
+                let deltas: Vec<KeyDelta> = ids.iter().map(|&id| delta(id, counts(1, 1, 0))).collect();
                 store.flush_keys(&deltas).await.expect("flush");
             }
         });
@@ -115,16 +85,8 @@ async fn concurrent_flushes_from_several_tasks_add_up_exactly(store: &Arc<dyn St
 }
 
 fn held(status: KeyStatus, until: Option<i64>, consecutive_failures: u32) -> Health {
-    let hold = Hold {
-        status,
-        reason: format!("{} for a test", status.as_str()),
-        since: T0,
-        until,
-    };
-    Health {
-        hold: Some(hold),
-        consecutive_failures,
-    }
+    let hold = Hold { status, reason: format!("{} for a test", status.as_str()), since: T0, until };
+    Health { hold: Some(hold), consecutive_failures }
 }
 
 async fn every_health_written_by_a_flush_reads_back(store: &Arc<dyn Store>) {
@@ -136,18 +98,12 @@ async fn every_health_written_by_a_flush_reads_back(store: &Arc<dyn Store>) {
         held(KeyStatus::Disabled, Some(T0 + 7_200_000), 3),
         held(KeyStatus::Disabled, None, 0),
         held(KeyStatus::Expired, Some(T0), 0),
-        Health {
-            hold: None,
-            consecutive_failures: 2,
-        },
+        Health { hold: None, consecutive_failures: 2 },
         Health::default(),
     ];
     for health in healths {
         // Act
-        let flushed = KeyDelta {
-            health: Some(health.clone()),
-            ..delta(id, CounterValues::default())
-        };
+        let flushed = KeyDelta { health: Some(health.clone()), ..delta(id, CounterValues::default()) };
         store.flush_keys(&[flushed]).await.expect("flush");
         // Assert
         assert_eq!(record(store, id).await.health, health);
@@ -158,19 +114,10 @@ async fn a_flush_without_health_leaves_the_stored_health_alone(store: &Arc<dyn S
     // Arrange
     let id = stored_key(store).await;
     let disabled = held(KeyStatus::Disabled, None, 4);
-    let with_health = KeyDelta {
-        health: Some(disabled.clone()),
-        ..delta(id, counts(1, 0, 1))
-    };
-    store
-        .flush_keys(&[with_health])
-        .await
-        .expect("flush with health");
+    let with_health = KeyDelta { health: Some(disabled.clone()), ..delta(id, counts(1, 0, 1)) };
+    store.flush_keys(&[with_health]).await.expect("flush with health");
     // Act
-    store
-        .flush_keys(&[delta(id, counts(1, 1, 0))])
-        .await
-        .expect("flush without health");
+    store.flush_keys(&[delta(id, counts(1, 1, 0))]).await.expect("flush without health");
     // Assert
     let record = record(store, id).await;
     assert_eq!(record.health, disabled);
@@ -181,15 +128,9 @@ async fn a_flush_ignores_ids_it_does_not_know(store: &Arc<dyn Store>) {
     // Arrange
     let id = stored_key(store).await;
     let gone = key("openai", "sk-never-stored").id;
-    let sick = KeyDelta {
-        health: Some(held(KeyStatus::Failed, Some(T0), 1)),
-        ..delta(gone, counts(9, 0, 9))
-    };
+    let sick = KeyDelta { health: Some(held(KeyStatus::Failed, Some(T0), 1)), ..delta(gone, counts(9, 0, 9)) };
     // Act
-    store
-        .flush_keys(&[sick, delta(id, counts(1, 1, 0))])
-        .await
-        .expect("flush");
+    store.flush_keys(&[sick, delta(id, counts(1, 1, 0))]).await.expect("flush");
     // Assert
     let records = store.load_keys().await.expect("keys load");
     assert_eq!(records.len(), 1);
@@ -201,28 +142,13 @@ async fn deltas_for_one_key_in_one_flush_all_count(store: &Arc<dyn Store>) {
     let id = stored_key(store).await;
     let cooling = held(KeyStatus::Cooling, Some(T0 + 5_000), 2);
     let deltas = [
-        KeyDelta {
-            health: Some(cooling.clone()),
-            ..delta(id, counts(1, 0, 1))
-        },
-        delta(
-            id,
-            CounterValues {
-                last_used: Some(T0 + 7),
-                ..counts(2, 2, 0)
-            },
-        ),
+        KeyDelta { health: Some(cooling.clone()), ..delta(id, counts(1, 0, 1)) },
+        delta(id, CounterValues { last_used: Some(T0 + 7), ..counts(2, 2, 0) }),
     ];
     // Act
     store.flush_keys(&deltas).await.expect("flush");
     // Assert
     let record = record(store, id).await;
-    assert_eq!(
-        record.counters,
-        CounterValues {
-            last_used: Some(T0 + 7),
-            ..counts(3, 2, 1)
-        }
-    );
+    assert_eq!(record.counters, CounterValues { last_used: Some(T0 + 7), ..counts(3, 2, 1) });
     assert_eq!(record.health, cooling);
 }

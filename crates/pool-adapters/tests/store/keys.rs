@@ -24,25 +24,16 @@ async fn load(store: &Arc<dyn Store>) -> Vec<KeyRecord> {
 }
 
 fn secrets(records: &[KeyRecord]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| r.key.secret.expose_secret().to_owned())
-        .collect()
+    records.iter().map(|r| r.key.secret.expose_secret().to_owned()).collect()
 }
 
 async fn inserted_keys_load_back_with_their_fields_and_default_health(store: &Arc<dyn Store>) {
     // Arrange
     let plain = key("openai", "sk-plain");
-    let labelled = NewKey {
-        label: Some("team A".into()),
-        expires_at: Some(T0 + 86_400_000),
-        ..key("ollama", "sk-labelled")
-    };
+    let labelled =
+        NewKey { label: Some("team A".into()), expires_at: Some(T0 + 86_400_000), ..key("ollama", "sk-labelled") };
     // Act
-    let inserted = store
-        .insert_keys(&[plain.clone(), labelled.clone()])
-        .await
-        .expect("insert");
+    let inserted = store.insert_keys(&[plain.clone(), labelled.clone()]).await.expect("insert");
     let loaded = load(store).await;
     // Assert
     assert_eq!(inserted, vec![plain.id, labelled.id]);
@@ -62,24 +53,15 @@ async fn inserted_keys_load_back_with_their_fields_and_default_health(store: &Ar
 async fn a_key_already_stored_for_its_provider_is_skipped(store: &Arc<dyn Store>) {
     // Arrange
     let first = key("openai", "sk-one");
-    store
-        .insert_keys(std::slice::from_ref(&first))
-        .await
-        .expect("first insert");
+    store.insert_keys(std::slice::from_ref(&first)).await.expect("first insert");
     let again = key("openai", "sk-one");
     let fresh = key("openai", "sk-two");
     // Act
-    let inserted = store
-        .insert_keys(&[again, fresh.clone()])
-        .await
-        .expect("second insert");
+    let inserted = store.insert_keys(&[again, fresh.clone()]).await.expect("second insert");
     // Assert
     assert_eq!(inserted, vec![fresh.id]);
     let loaded = load(store).await;
-    assert_eq!(
-        loaded.iter().map(|r| r.key.id).collect::<Vec<_>>(),
-        vec![first.id, fresh.id]
-    );
+    assert_eq!(loaded.iter().map(|r| r.key.id).collect::<Vec<_>>(), vec![first.id, fresh.id]);
 }
 
 async fn the_same_secret_under_another_provider_is_a_different_key(store: &Arc<dyn Store>) {
@@ -87,10 +69,7 @@ async fn the_same_secret_under_another_provider_is_a_different_key(store: &Arc<d
     let openai = key("openai", "sk-shared");
     let ollama = key("ollama", "sk-shared");
     // Act
-    let inserted = store
-        .insert_keys(&[openai.clone(), ollama.clone()])
-        .await
-        .expect("insert");
+    let inserted = store.insert_keys(&[openai.clone(), ollama.clone()]).await.expect("insert");
     // Assert
     assert_eq!(inserted, vec![openai.id, ollama.id]);
 }
@@ -101,10 +80,7 @@ async fn a_key_repeated_within_one_batch_is_inserted_once(store: &Arc<dyn Store>
     let a_again = key("openai", "sk-a");
     let b = key("openai", "sk-b");
     // Act
-    let inserted = store
-        .insert_keys(&[a.clone(), a_again, b.clone(), a.clone()])
-        .await
-        .expect("insert");
+    let inserted = store.insert_keys(&[a.clone(), a_again, b.clone(), a.clone()]).await.expect("insert");
     // Assert
     assert_eq!(inserted, vec![a.id, b.id]);
     assert_eq!(secrets(&load(store).await), vec!["sk-a", "sk-b"]);
@@ -116,25 +92,12 @@ async fn deleting_keys_removes_exactly_those_and_counts_them(store: &Arc<dyn Sto
     store.insert_keys(&batch).await.expect("insert");
     let unknown = key("openai", "never-stored").id;
     // Act
-    let deleted = store
-        .delete_keys(&[batch[0].id, batch[2].id, unknown])
-        .await
-        .expect("delete");
-    let deleted_again = store
-        .delete_keys(&[batch[0].id])
-        .await
-        .expect("delete again");
+    let deleted = store.delete_keys(&[batch[0].id, batch[2].id, unknown]).await.expect("delete");
+    let deleted_again = store.delete_keys(&[batch[0].id]).await.expect("delete again");
     // Assert
     assert_eq!(deleted, 2);
     assert_eq!(deleted_again, 0);
-    assert_eq!(
-        load(store)
-            .await
-            .iter()
-            .map(|r| r.key.id)
-            .collect::<Vec<_>>(),
-        vec![batch[1].id]
-    );
+    assert_eq!(load(store).await.iter().map(|r| r.key.id).collect::<Vec<_>>(), vec![batch[1].id]);
 }
 
 async fn twenty_thousand_keys_insert_in_one_call(store: &Arc<dyn Store>) {
@@ -166,16 +129,9 @@ async fn hostile_strings_round_trip_unchanged(store: &Arc<dyn Store>) {
     let long_label = "x'\"😀".repeat(1_500);
     let mut batch: Vec<NewKey> = HOSTILE
         .iter()
-        .map(|s| NewKey {
-            provider: (*s).to_owned(),
-            label: Some((*s).to_owned()),
-            ..key("p", s)
-        })
+        .map(|s| NewKey { provider: (*s).to_owned(), label: Some((*s).to_owned()), ..key("p", s) })
         .collect();
-    batch.push(NewKey {
-        label: Some(long_label.clone()),
-        ..key("openai", "sk-long-label")
-    });
+    batch.push(NewKey { label: Some(long_label.clone()), ..key("openai", "sk-long-label") });
     // Act
     let inserted = store.insert_keys(&batch).await.expect("insert");
     let loaded = load(store).await;
@@ -187,9 +143,6 @@ async fn hostile_strings_round_trip_unchanged(store: &Arc<dyn Store>) {
         assert_eq!(record.key.label, want.label);
     }
     assert!(long_label.len() >= 10 * 1024);
-    assert_eq!(
-        loaded.last().and_then(|r| r.key.label.clone()),
-        Some(long_label)
-    );
+    assert_eq!(loaded.last().and_then(|r| r.key.label.clone()), Some(long_label));
     assert_eq!(loaded[0].key.secret, Secret::new(HOSTILE[0]));
 }

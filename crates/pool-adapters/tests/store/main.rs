@@ -5,10 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test` when `CI=true`. With neither, the PostgreSQL
 //! variants print a line and pass; with a URL, an unreachable server fails them loudly. Each test
 //! gets a fresh SQLite file or PostgreSQL schema.
-#![expect(
-    clippy::expect_used,
-    reason = "a test fails loudly on an unexpected error"
-)]
+#![expect(clippy::expect_used, reason = "a test fails loudly on an unexpected error")]
 
 mod flush;
 mod keys;

@@ -58,11 +58,7 @@ impl SqliteDb {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}/pool.db", dir.path().display());
         let store = sql::connect(&url).await.expect("SQLite opens");
-        Self {
-            store,
-            url,
-            _dir: dir,
-        }
+        Self { store, url, _dir: dir }
     }
 }
 
@@ -79,10 +75,9 @@ impl PgDb {
         let schema = format!("t_{}", Uuid::now_v7().simple());
         let store = match PgStore::connect_in_schema(&url, &schema).await {
             Ok(store) => Arc::new(store),
-            Err(error) => panic!(
-                "PostgreSQL is configured (POOL_TEST_POSTGRES_URL or CI=true) but unusable: {}",
-                chain(&error)
-            ),
+            Err(error) => {
+                panic!("PostgreSQL is configured (POOL_TEST_POSTGRES_URL or CI=true) but unusable: {}", chain(&error))
+            }
         };
         Some(Self { store, url, schema })
     }
@@ -90,22 +85,14 @@ impl PgDb {
     /// Drops the test's schema; a failing test leaves it behind for inspection.
     pub async fn drop_schema(self) {
         drop(self.store);
-        let mut conn = PgConnection::connect(&self.url)
-            .await
-            .expect("PostgreSQL reachable for cleanup");
+        let mut conn = PgConnection::connect(&self.url).await.expect("PostgreSQL reachable for cleanup");
         let drop_schema = format!("DROP SCHEMA \"{}\" CASCADE", self.schema);
-        sqlx::query(AssertSqlSafe(drop_schema))
-            .execute(&mut conn)
-            .await
-            .expect("schema dropped");
+        sqlx::query(AssertSqlSafe(drop_schema)).execute(&mut conn).await.expect("schema dropped");
     }
 }
 
 fn postgres_url() -> Option<String> {
-    if let Some(url) = std::env::var("POOL_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    {
+    if let Some(url) = std::env::var("POOL_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty()) {
         return Some(url);
     }
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
@@ -139,9 +126,7 @@ pub fn key(provider: &str, secret: &str) -> NewKey {
 
 /// `count` keys of one provider with distinct secrets.
 pub fn keys(provider: &str, count: usize) -> Vec<NewKey> {
-    (0..count)
-        .map(|i| key(provider, &format!("sk-{provider}-{i:06}")))
-        .collect()
+    (0..count).map(|i| key(provider, &format!("sk-{provider}-{i:06}"))).collect()
 }
 
 pub fn token(name: &str, secret: &str) -> TokenRecord {

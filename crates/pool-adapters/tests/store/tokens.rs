@@ -31,10 +31,7 @@ async fn tokens_load_back_exactly_as_inserted(store: &Arc<dyn Store>) {
         last_used: Some(T0 - 5),
         ..token(HOSTILE[3], "sk-scoped")
     };
-    let empty_scope = TokenRecord {
-        providers: Some(Vec::new()),
-        ..token("nothing", "sk-nothing")
-    };
+    let empty_scope = TokenRecord { providers: Some(Vec::new()), ..token("nothing", "sk-nothing") };
     // Act
     for record in [&everywhere, &scoped, &empty_scope] {
         store.insert_token(record).await.expect("insert");
@@ -59,10 +56,7 @@ async fn a_token_whose_id_is_stored_is_a_conflict(store: &Arc<dyn Store>) {
     let first = token("first", "sk-one");
     store.insert_token(&first).await.expect("insert");
     // Act
-    let same_id = TokenRecord {
-        hash: hash_secret("sk-other"),
-        ..first.clone()
-    };
+    let same_id = TokenRecord { hash: hash_secret("sk-other"), ..first.clone() };
     let second = store.insert_token(&same_id).await;
     // Assert
     assert!(matches!(second, Err(StoreError::Conflict)), "{second:?}");
@@ -85,50 +79,21 @@ async fn deleting_a_token_says_whether_it_existed(store: &Arc<dyn Store>) {
 
 async fn token_flushes_add_requests_and_keep_the_latest_use(store: &Arc<dyn Store>) {
     // Arrange
-    let used = TokenRecord {
-        requests: 10,
-        ..token("used", "sk-used")
-    };
+    let used = TokenRecord { requests: 10, ..token("used", "sk-used") };
     let idle = token("idle", "sk-idle");
     store.insert_token(&used).await.expect("insert");
     store.insert_token(&idle).await.expect("insert");
     let gone = token("gone", "sk-gone").id;
     // Act
     let first = [
-        TokenDelta {
-            id: used.id,
-            requests: 3,
-            last_used: Some(T0 + 30),
-        },
-        TokenDelta {
-            id: gone,
-            requests: 1,
-            last_used: Some(T0),
-        },
-        TokenDelta {
-            id: used.id,
-            requests: 1,
-            last_used: Some(T0 + 10),
-        },
+        TokenDelta { id: used.id, requests: 3, last_used: Some(T0 + 30) },
+        TokenDelta { id: gone, requests: 1, last_used: Some(T0) },
+        TokenDelta { id: used.id, requests: 1, last_used: Some(T0 + 10) },
     ];
     store.flush_tokens(&first).await.expect("first flush");
-    store
-        .flush_tokens(&[TokenDelta {
-            id: used.id,
-            requests: 2,
-            last_used: None,
-        }])
-        .await
-        .expect("second flush");
+    store.flush_tokens(&[TokenDelta { id: used.id, requests: 2, last_used: None }]).await.expect("second flush");
     // Assert
     let loaded = load(store).await;
-    assert_eq!(
-        loaded[0],
-        TokenRecord {
-            requests: 16,
-            last_used: Some(T0 + 30),
-            ..used
-        }
-    );
+    assert_eq!(loaded[0], TokenRecord { requests: 16, last_used: Some(T0 + 30), ..used });
     assert_eq!(loaded[1], idle);
 }

@@ -35,7 +35,11 @@ impl Upstream for Scripted {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, content_type.parse().unwrap_or_else(|_| panic!("header")));
         let body = stream::iter(chunks.into_iter().map(|c| c.map(|s: &'static str| Bytes::from_static(s.as_bytes()))));
-        Ok(UpstreamResponse { status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK), headers, body: Box::pin(body) })
+        Ok(UpstreamResponse {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            headers,
+            body: Box::pin(body),
+        })
     }
 }
 
@@ -55,7 +59,16 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
     let keys: Vec<_> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| Arc::new(PoolKey::new(KeyId::from_uuid(Uuid::from_u128(i as u128 + 1)), provider(), Secret::new(*k), None, T0, None)))
+        .map(|(i, k)| {
+            Arc::new(PoolKey::new(
+                KeyId::from_uuid(Uuid::from_u128(i as u128 + 1)),
+                provider(),
+                Secret::new(*k),
+                None,
+                T0,
+                None,
+            ))
+        })
         .collect();
     pools.pool(&provider()).unwrap_or_else(|| panic!("pool")).add(keys.clone());
     let scripts = scripts.iter().map(|(k, s)| ((*k).to_owned(), s.clone())).collect();
@@ -70,7 +83,13 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
 }
 
 fn request() -> ForwardRequest {
-    ForwardRequest { provider: provider(), method: Method::POST, url: "http://up/v1/chat/completions".into(), headers: HeaderMap::new(), body: Bytes::new() }
+    ForwardRequest {
+        provider: provider(),
+        method: Method::POST,
+        url: "http://up/v1/chat/completions".into(),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
 }
 
 async fn collect(body: Body) -> String {
@@ -89,7 +108,10 @@ async fn a_failing_key_is_skipped_and_the_next_one_serves() {
     let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(delivery.status, StatusCode::OK);
     assert_eq!(delivery.served_by, keys[1].id);
-    assert_eq!(delivery.failed_attempts, vec![AttemptNote { key: keys[0].id, outcome: "upstream answered 503".into() }]);
+    assert_eq!(
+        delivery.failed_attempts,
+        vec![AttemptNote { key: keys[0].id, outcome: "upstream answered 503".into() }]
+    );
     assert_eq!(keys[0].health().consecutive_failures, 1);
 }
 
@@ -104,7 +126,12 @@ async fn a_client_error_is_returned_as_sent_without_blame() {
 
 #[tokio::test]
 async fn when_every_attempt_fails_the_error_names_the_last_status() {
-    let scripts = [("a", Script::Status(500)), ("b", Script::Status(401)), ("c", Script::Status(502)), ("d", Script::Status(502))];
+    let scripts = [
+        ("a", Script::Status(500)),
+        ("b", Script::Status(401)),
+        ("c", Script::Status(502)),
+        ("d", Script::Status(502)),
+    ];
     let (gw, keys) = gateway(&["a", "b", "c", "d"], &scripts);
     let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
     assert_eq!(notes.len(), 3, "three attempts at most");
@@ -127,7 +154,8 @@ async fn rate_limited_keys_give_retry_after_of_the_earliest_return() {
 #[tokio::test]
 async fn a_stream_that_breaks_before_its_first_event_moves_to_another_key() {
     let broken = Script::Sse(vec![Ok("data: {\"par"), Err(TransportError::Dropped)]);
-    let (gw, keys) = gateway(&["a", "b"], &[("a", broken), ("b", Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: [DONE]\n\n")]))]);
+    let (gw, keys) =
+        gateway(&["a", "b"], &[("a", broken), ("b", Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: [DONE]\n\n")]))]);
     let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(delivery.served_by, keys[1].id);
     assert_eq!(collect(delivery.body).await, "data: 1\n\ndata: [DONE]\n\n");

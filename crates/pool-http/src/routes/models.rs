@@ -13,16 +13,30 @@ use super::proxy::{authorized_provider, respond};
 use crate::error::ApiError;
 use crate::state::{AppState, ProviderRuntime};
 
-pub async fn list(State(state): State<AppState>, provider: Option<Path<String>>, request: Request) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    provider: Option<Path<String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let provider = authorized_provider(&state, provider, request.headers())?;
     let body = models_json(&state, &provider).await?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
-pub async fn native_tags(State(state): State<AppState>, provider: Option<Path<String>>, request: Request) -> Result<Response, ApiError> {
+pub async fn native_tags(
+    State(state): State<AppState>,
+    provider: Option<Path<String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let provider = authorized_provider(&state, provider, request.headers())?;
     let url = provider.spec.native_url("tags").ok_or_else(|| ApiError::not_found("This provider has no native API"))?;
-    let request = ForwardRequest { provider: provider.spec.name.clone(), method: Method::GET, url, headers: HeaderMap::new(), body: Bytes::new() };
+    let request = ForwardRequest {
+        provider: provider.spec.name.clone(),
+        method: Method::GET,
+        url,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
     Ok(respond(state.gateway.forward(request).await?))
 }
 
@@ -48,31 +62,49 @@ pub async fn models_json(state: &AppState, provider: &ProviderRuntime) -> Result
 
 async fn fetch(state: &AppState, provider: &ProviderRuntime) -> Result<Bytes, ApiError> {
     let spec = &provider.spec;
-    let request = ForwardRequest { provider: spec.name.clone(), method: Method::GET, url: spec.models_url(), headers: HeaderMap::new(), body: Bytes::new() };
+    let request = ForwardRequest {
+        provider: spec.name.clone(),
+        method: Method::GET,
+        url: spec.models_url(),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
     let delivery = state.gateway.forward(request).await?;
-    let upstream_error = |detail: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("Could not fetch the model list of '{}': {detail}", spec.name));
+    let upstream_error = |detail: String| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("Could not fetch the model list of '{}': {detail}", spec.name),
+        )
+    };
     if !delivery.status.is_success() {
         return Err(upstream_error(format!("upstream answered {}", delivery.status.as_u16())));
     }
-    let Body::Full(raw) = delivery.body else { return Err(upstream_error("unexpected stream".into())) };
+    let Body::Full(raw) = delivery.body else {
+        return Err(upstream_error("unexpected stream".into()));
+    };
     let created = state.gateway.clock.now_ms() / 1000;
-    let list = to_openai_list(spec.kind, &raw, spec.name.as_ref(), created).map_err(|e| upstream_error(e.to_string()))?;
+    let list =
+        to_openai_list(spec.kind, &raw, spec.name.as_ref(), created).map_err(|e| upstream_error(e.to_string()))?;
     Ok(Bytes::from(list.to_string()))
 }
 
-/// Refetches the list of every enabled provider that has keys, once it is half its TTL old, so
-/// that requests are served from a fresh cache and never wait on the upstream.
+/// Refetches each list a client has asked for once it is half its TTL old, so that requests are
+/// served from a fresh cache and never wait on the upstream. A list nobody asked for is never
+/// fetched: that would spend pool keys for no one.
 pub async fn refresh_models(state: &AppState) {
     let now = state.gateway.clock.now_ms();
     for provider in state.providers.all() {
-        let has_keys = state.gateway.pools.pool(&provider.spec.name).is_some_and(|p| !p.is_empty());
-        if !provider.is_enabled() || !has_keys || provider.models.fresh(now, state.settings.models_ttl_ms / 2).is_some() {
+        let wanted = provider.models.get().is_some();
+        if !wanted || !provider.is_enabled() || provider.models.fresh(now, state.settings.models_ttl_ms / 2).is_some() {
             continue;
         }
         let _single_flight = provider.models.refresh.lock().await;
         match fetch(state, provider).await {
             Ok(body) => provider.models.put(state.gateway.clock.now_ms(), body),
-            Err(e) => tracing::warn!(provider = %provider.spec.name, error = %e.message, "refreshing the model list failed"),
+            Err(e) => {
+                tracing::warn!(provider = %provider.spec.name, error = %e.message, "refreshing the model list failed")
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
+use pool_core::provider::ProviderSpec;
 use pool_core::proxy::{self, ForwardRequest};
 use serde::Deserialize;
 
@@ -26,36 +27,68 @@ const MAX_MODEL_LEN: usize = 256;
 /// gateway checks depth itself rather than forward a body built to exhaust a parser upstream.
 const MAX_DEPTH: usize = 64;
 
-pub async fn openai(State(state): State<AppState>, provider: Option<Path<String>>, request: Request) -> Result<Response, ApiError> {
-    let provider = authorized_provider(&state, provider, request.headers())?;
-    let rest = request.uri().path().split_once("/v1/").map_or("", |(_, rest)| rest).to_owned();
-    let url = provider.spec.openai_url(&rest);
-    forward(&state, &provider, url, request).await
+pub async fn openai(
+    State(state): State<AppState>,
+    provider: Option<Path<String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let rest = path_after(&request, "/v1/");
+    proxy(&state, provider, request, |spec| Some(spec.openai_url(&rest))).await
 }
 
-pub async fn native(State(state): State<AppState>, provider: Option<Path<String>>, request: Request) -> Result<Response, ApiError> {
-    let provider = authorized_provider(&state, provider, request.headers())?;
-    let rest = request.uri().path().rsplit_once("/api/").map_or("", |(_, rest)| rest).to_owned();
-    let url = provider
-        .spec
-        .native_url(&rest)
-        .ok_or_else(|| ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name)))?;
-    forward(&state, &provider, url, request).await
+pub async fn native(
+    State(state): State<AppState>,
+    provider: Option<Path<String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let rest = path_after(&request, "/api/");
+    proxy(&state, provider, request, |spec| spec.native_url(&rest)).await
+}
+
+/// The part of the path after `marker` (`chat/completions` of `/openrouter/v1/chat/completions`).
+fn path_after(request: &Request, marker: &str) -> String {
+    request.uri().path().rsplit_once(marker).map_or("", |(_, rest)| rest).to_owned()
+}
+
+async fn proxy(
+    state: &AppState,
+    provider: Option<Path<String>>,
+    request: Request,
+    upstream_url: impl FnOnce(&ProviderSpec) -> Option<String>,
+) -> Result<Response, ApiError> {
+    let provider = authorized_provider(state, provider, request.headers())?;
+    let url = upstream_url(&provider.spec).ok_or_else(|| {
+        ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
+    })?;
+    forward(state, &provider, url, request).await
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
 /// that order: an anonymous caller learns nothing about the pool.
-pub(crate) fn authorized_provider(state: &AppState, provider: Option<Path<String>>, headers: &HeaderMap) -> Result<Arc<ProviderRuntime>, ApiError> {
+pub(crate) fn authorized_provider(
+    state: &AppState,
+    provider: Option<Path<String>>,
+    headers: &HeaderMap,
+) -> Result<Arc<ProviderRuntime>, ApiError> {
     let name = provider.as_ref().map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
-    let provider = state.providers.get(name).ok_or_else(|| ApiError::not_found(format!("Unknown provider '{name}'")))?;
+    let provider =
+        state.providers.get(name).ok_or_else(|| ApiError::not_found(format!("Unknown provider '{name}'")))?;
     state.registry.tokens.authenticate(bearer(headers), &provider.spec.name, state.gateway.clock.now_ms())?;
     if !provider.is_enabled() {
-        return Err(ApiError::unavailable(format!("Provider '{}' is disabled by the administrator", provider.spec.name)));
+        return Err(ApiError::unavailable(format!(
+            "Provider '{}' is disabled by the administrator",
+            provider.spec.name
+        )));
     }
     Ok(Arc::clone(provider))
 }
 
-async fn forward(state: &AppState, provider: &ProviderRuntime, url: String, request: Request) -> Result<Response, ApiError> {
+async fn forward(
+    state: &AppState,
+    provider: &ProviderRuntime,
+    url: String,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     validate(&body)?;
@@ -87,7 +120,10 @@ fn validate(body: &[u8]) -> Result<(), ApiError> {
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))?;
     let model = peek.model.ok_or_else(|| ApiError::invalid_param("model", "The 'model' field is required"))?;
     if model.is_empty() || model.chars().count() > MAX_MODEL_LEN || model.chars().any(char::is_control) {
-        return Err(ApiError::invalid_param("model", format!("'model' must be 1-{MAX_MODEL_LEN} characters without control characters")));
+        return Err(ApiError::invalid_param(
+            "model",
+            format!("'model' must be 1-{MAX_MODEL_LEN} characters without control characters"),
+        ));
     }
     Ok(())
 }

@@ -33,7 +33,11 @@ pub struct CreateKey {
     provider: Option<String>,
 }
 
-pub async fn create(_: Admin, State(state): State<AppState>, AppJson(body): AppJson<CreateKey>) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<CreateKey>,
+) -> Result<Json<Value>, ApiError> {
     let provider = provider_or_default(&state, body.provider.as_deref())?;
     let secret = parse_secret(&body.api_key)?;
     let now = state.gateway.clock.now_ms();
@@ -61,7 +65,10 @@ pub(crate) fn parse_secret(raw: &str) -> Result<&str, ApiError> {
         return Err(ApiError::invalid_param("api_key", "API Key is required"));
     }
     if secret.len() > MAX_KEY_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid_param("api_key", format!("An API key is 1-{MAX_KEY_LEN} visible ASCII characters")));
+        return Err(ApiError::invalid_param(
+            "api_key",
+            format!("An API key is 1-{MAX_KEY_LEN} visible ASCII characters"),
+        ));
     }
     Ok(secret)
 }
@@ -77,12 +84,18 @@ pub struct ListQuery {
     fetch: Option<String>,
 }
 
-pub async fn list(_: Admin, State(state): State<AppState>, q: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let now = state.gateway.clock.now_ms();
     let status = match q.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("all") => None,
-        Some(s) => Some(KeyStatus::parse(s).ok_or_else(|| ApiError::invalid_param("status", "status is one of all, active, cooling, failed, disabled, expired"))?),
+        Some(s) => Some(KeyStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid_param("status", "status is one of all, active, cooling, failed, disabled, expired")
+        })?),
     };
     let provider = q.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
     let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -101,7 +114,8 @@ pub async fn list(_: Admin, State(state): State<AppState>, q: Result<Query<ListQ
     let page_size = if all { total.max(1) } else { q.page_size.unwrap_or(50).clamp(1, 200) };
     let total_pages = total.div_ceil(page_size).max(1);
     let page = q.page.unwrap_or(1).clamp(1, total_pages);
-    let items: Vec<Value> = keys.iter().skip((page - 1) * page_size).take(page_size).map(|k| key_json(k, now)).collect();
+    let items: Vec<Value> =
+        keys.iter().skip((page - 1) * page_size).take(page_size).map(|k| key_json(k, now)).collect();
     Ok(Json(json!({"api_keys": items, "total": total, "page": page, "pageSize": page_size, "totalPages": total_pages})))
 }
 
@@ -118,7 +132,8 @@ fn key_json(key: &PoolKey, now: i64) -> Value {
     let health = key.health();
     let hold = health.hold.as_ref().filter(|h| h.in_force(now));
     let c = &key.counters;
-    let load = |a: &std::sync::atomic::AtomicI64| Some(a.load(std::sync::atomic::Ordering::Relaxed)).filter(|&v| v != 0);
+    let load =
+        |a: &std::sync::atomic::AtomicI64| Some(a.load(std::sync::atomic::Ordering::Relaxed)).filter(|&v| v != 0);
     let count = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     json!({
         "id": key.id,
@@ -154,7 +169,11 @@ pub struct DeleteKeys {
     provider: Option<String>,
 }
 
-pub async fn delete_many(_: Admin, State(state): State<AppState>, AppJson(body): AppJson<DeleteKeys>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_many(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<DeleteKeys>,
+) -> Result<Json<Value>, ApiError> {
     let provider = body.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
     let provider_name = provider.as_ref().map(|p| &p.spec.name);
     let single = body.api_keys.is_none() && body.ids.is_none();
@@ -187,7 +206,11 @@ pub async fn delete_many(_: Admin, State(state): State<AppState>, AppJson(body):
     }))
 }
 
-pub async fn delete_one(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_one(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id: KeyId = id.parse().map_err(|_| ApiError::not_found("No key with that id"))?;
     match state.registry.delete_keys(&[id]).await? {
         0 => Err(ApiError::not_found("No key with that id")),

@@ -31,9 +31,14 @@ pub(crate) fn provider_or_default(state: &AppState, name: Option<&str>) -> Resul
 
 /// A label or name: trimmed, at most [`MAX_LABEL_CHARS`], no control characters.
 pub(crate) fn label(param: &'static str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid_param(param, format!("'{param}' must be at most {MAX_LABEL_CHARS} characters without control characters")));
+        return Err(ApiError::invalid_param(
+            param,
+            format!("'{param}' must be at most {MAX_LABEL_CHARS} characters without control characters"),
+        ));
     }
     Ok(Some(value))
 }
@@ -42,7 +47,9 @@ pub(crate) fn label(param: &'static str, value: Option<String>) -> Result<Option
 pub(crate) fn ttl(param: &'static str, seconds: Option<u64>) -> Result<Option<u64>, ApiError> {
     const TEN_YEARS: u64 = 10 * 366 * 86_400;
     match seconds {
-        Some(s) if s > TEN_YEARS => Err(ApiError::invalid_param(param, format!("'{param}' must be at most {TEN_YEARS} seconds"))),
+        Some(s) if s > TEN_YEARS => {
+            Err(ApiError::invalid_param(param, format!("'{param}' must be at most {TEN_YEARS} seconds")))
+        }
         other => Ok(other.filter(|&s| s > 0)),
     }
 }

@@ -27,7 +27,11 @@ pub struct CreateToken {
     providers: Option<Vec<String>>,
 }
 
-pub async fn create(_: Admin, State(state): State<AppState>, AppJson(body): AppJson<CreateToken>) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<CreateToken>,
+) -> Result<Json<Value>, ApiError> {
     let providers = match (body.provider, body.providers) {
         (None, None) => None,
         (one, many) => Some(

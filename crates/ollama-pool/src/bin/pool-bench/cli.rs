@@ -1,0 +1,89 @@
+//! The command line: `pool-bench [run] [OPTIONS]` for a benchmark, and the hidden
+//! `pool-bench upstream` that the benchmark starts as its fake upstream process.
+//!
+//! Every option has an upper bound so that a run always ends by itself in bounded time.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "pool-bench",
+    version,
+    about = "Benchmark the ollama-pool gateway against a fake upstream, on 127.0.0.1 only",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the benchmark (the default).
+    Run(RunArgs),
+    /// Run the fake upstream until killed (started by `run`).
+    #[command(hide = true)]
+    Upstream(UpstreamArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Seconds measured per run (each run adds a 1 s warm-up).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub duration: u64,
+    /// Fixed request rates (req/s) of the latency scenario, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000",
+          value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub rates: Vec<u32>,
+    /// In-flight requests of the max-RPS scenario.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: u64,
+    /// Concurrent streams of the memory scenario.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub streams: u64,
+    /// Also print one JSON object with every figure.
+    #[arg(long)]
+    pub json: bool,
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    pub scenario: Scenario,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    All,
+    Rps,
+    Latency,
+    Streams,
+}
+
+impl Scenario {
+    /// Whether running `self` includes `part`.
+    pub fn includes(self, part: Scenario) -> bool {
+        self == Scenario::All || self == part
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct UpstreamArgs {
+    /// Address to listen on; only 127.0.0.1 is accepted.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// File that receives the bound address once listening.
+    #[arg(long)]
+    pub addr_file: PathBuf,
+    /// Content chunks per streamed answer.
+    #[arg(long, default_value_t = 3)]
+    pub stream_chunks: usize,
+    /// Delay before each streamed event, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub stream_delay_ms: u64,
+    /// Exit when standard input closes, i.e. when the parent benchmark dies.
+    #[arg(long)]
+    pub watch_stdin: bool,
+}

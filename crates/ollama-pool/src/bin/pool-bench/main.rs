@@ -1,0 +1,139 @@
+//! `pool-bench`: measures the gateway as operators run it, in three processes on 127.0.0.1:
+//! the fake upstream (`pool-bench upstream`, hidden), the real `ollama-pool serve` binary from
+//! the same target directory, and this process as the load generator.
+//!
+//! ```text
+//! cargo build --release -p ollama-pool --bins
+//! ulimit -n 65536   # if `ulimit -n` is below 4096
+//! target/release/pool-bench [--duration 5] [--rates 1000,3000] [--concurrency 64]
+//!                           [--streams 1000] [--scenario all|rps|latency|streams] [--json]
+//! ```
+//!
+//! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
+//! gateway memory under many concurrent streams (`streams`), each direct to the fake upstream
+//! and through the gateway, so that every gateway figure has a baseline beside it.
+//!
+//! Why separate processes rather than the in-process `spawn_app()` of the tests: a shared
+//! runtime would let the load generator and the upstream steal the gateway's worker threads,
+//! and the gateway's resident set could not be told apart from theirs.
+
+mod cli;
+mod closed;
+mod http;
+mod open;
+mod procs;
+mod report;
+mod stats;
+mod streams;
+mod upstream;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, RunArgs, Scenario};
+use crate::http::{Client, Target};
+use crate::procs::{Child, GatewaySpec, WorkDir};
+use crate::report::{LatencyPair, Machine, Report};
+
+/// Content chunks of every streamed answer of the fake upstream.
+pub const STREAM_CHUNKS: usize = 20;
+/// Delay before each streamed event: a stream lasts about `(STREAM_CHUNKS + 2) * STREAM_DELAY`.
+pub const STREAM_DELAY: Duration = Duration::from_millis(50);
+/// Unmeasured time before each run: connections opened, caches and allocators warm.
+const WARMUP: Duration = Duration::from_secs(1);
+/// Upstream keys added to the gateway; direct requests rotate over the same keys.
+const KEYS: usize = 8;
+/// Most rates one run accepts, which bounds its length.
+const MAX_RATES: usize = 8;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Upstream(args) => upstream::run(args).await,
+        // Dropping the benchmark on Ctrl-C drops its child guards, which kill the children.
+        Command::Run(args) => tokio::select! {
+            done = bench(args) => done,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; child processes stopped"),
+        },
+    }
+}
+
+async fn bench(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rates.len() <= MAX_RATES, "at most {MAX_RATES} rates");
+    procs::check_open_files(args.streams)?;
+    let machine = Machine::detect(procs::gateway_binary()?);
+    for warning in machine.warnings() {
+        eprintln!("WARNING: {warning}");
+    }
+    // Declared first, dropped last: the children stop before their directory goes.
+    let dir = WorkDir::create()?;
+    progress("starting the fake upstream and the gateway");
+    let (_upstream, upstream_addr) = procs::start_upstream(dir.path(), STREAM_CHUNKS, STREAM_DELAY)?;
+    let admin = admin_token();
+    let spec = GatewaySpec { binary: &machine.gateway, upstream: upstream_addr, admin_token: &admin };
+    let (mut gateway, gateway_addr) = procs::start_gateway(dir.path(), &spec)?;
+    let client = http::client();
+    http::wait_healthy(&client, gateway_addr, &mut gateway).await?;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("sk-bench-{i}")).collect();
+    let token = http::provision(&client, gateway_addr, &admin, &keys).await?;
+    let targets = Targets {
+        direct: Target::new("direct", upstream_addr, &keys)?,
+        gateway: Target::new("gateway", gateway_addr, &[token])?,
+    };
+    let mut report = Report { machine, args, rps: None, latency: Vec::new(), streams: None };
+    run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
+    report.print();
+    Ok(())
+}
+
+struct Targets {
+    direct: Target,
+    gateway: Target,
+}
+
+async fn run_scenarios(
+    report: &mut Report,
+    client: &Client,
+    targets: &Targets,
+    gateway: &mut Child,
+) -> anyhow::Result<()> {
+    let args = report.args.clone();
+    let duration = Duration::from_secs(args.duration);
+    if args.scenario.includes(Scenario::Rps) {
+        let mut results = Vec::new();
+        for target in [&targets.direct, &targets.gateway] {
+            progress(&format!("max RPS, {}", target.label));
+            results.push(closed::max_rps(target, args.concurrency, WARMUP, duration).await?);
+            gateway.ensure_running()?;
+        }
+        report.rps = results.pop().zip(results.pop()).map(|(g, d)| (d, g));
+    }
+    if args.scenario.includes(Scenario::Latency) {
+        for &rate in &args.rates {
+            progress(&format!("latency at {rate} req/s, direct and gateway"));
+            let direct = open::fixed_rate(client, &targets.direct, rate, WARMUP, duration).await?;
+            let via = open::fixed_rate(client, &targets.gateway, rate, WARMUP, duration).await?;
+            gateway.ensure_running()?;
+            report.latency.push(LatencyPair { direct, gateway: via });
+        }
+    }
+    if args.scenario.includes(Scenario::Streams) {
+        progress(&format!("{} concurrent streams through the gateway", args.streams));
+        report.streams = Some(streams::run(client, &targets.gateway, args.streams, gateway.pid()).await?);
+        gateway.ensure_running()?;
+    }
+    Ok(())
+}
+
+/// A throwaway admin token for this run's gateway (long enough for its 24-character minimum).
+fn admin_token() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("pool-bench-admin-{:08x}-{nanos:032x}", std::process::id())
+}
+
+/// Progress goes to stderr so that stdout holds only the figures.
+fn progress(step: &str) {
+    eprintln!("pool-bench: {step}...");
+}

@@ -1,0 +1,288 @@
+//! The figures of a run: the machine they come from, the table on stdout, the targets with
+//! PASS/MISS, and the same figures as one JSON object for the docs.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::cli::RunArgs;
+use crate::closed::RpsResult;
+use crate::open::LatencyResult;
+use crate::stats::{diff_ms, ms};
+use crate::streams::StreamsResult;
+
+/// The rate at which the added-latency targets apply.
+const TARGET_RATE: u32 = 1000;
+
+/// Where the figures come from; debug builds make them meaningless.
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu: String,
+    pub bench_release: bool,
+    pub gateway: PathBuf,
+    pub gateway_release: bool,
+}
+
+impl Machine {
+    pub fn detect(gateway: PathBuf) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let gateway_release = gateway.parent().and_then(|dir| dir.file_name()).is_some_and(|name| name == "release");
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu,
+            bench_release: !cfg!(debug_assertions),
+            gateway,
+            gateway_release,
+        }
+    }
+
+    /// Warnings to print before and after the figures.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.bench_release {
+            warnings.push(
+                "pool-bench is a DEBUG build: the figures are meaningless; run target/release/pool-bench".to_owned(),
+            );
+        }
+        if !self.gateway_release {
+            warnings.push(format!(
+                "the gateway {} does not look like a release build: the figures are meaningless",
+                self.gateway.display()
+            ));
+        }
+        warnings
+    }
+}
+
+/// One latency comparison at a fixed rate.
+pub struct LatencyPair {
+    pub direct: LatencyResult,
+    pub gateway: LatencyResult,
+}
+
+impl LatencyPair {
+    /// Gateway minus direct, in ms, for p50 and p99.
+    fn added(&self) -> Option<(f64, f64)> {
+        let (d, g) = (self.direct.percentiles?, self.gateway.percentiles?);
+        Some((diff_ms(g.p50, d.p50), diff_ms(g.p99, d.p99)))
+    }
+}
+
+pub struct Report {
+    pub machine: Machine,
+    pub args: RunArgs,
+    pub rps: Option<(RpsResult, RpsResult)>,
+    pub latency: Vec<LatencyPair>,
+    pub streams: Option<StreamsResult>,
+}
+
+/// A target beside a figure; `pass` is `None` when the figure was not measured.
+struct Check {
+    name: String,
+    observed: String,
+    value: Option<f64>,
+    pass: Option<bool>,
+}
+
+impl Check {
+    fn new(name: String, value: Option<f64>, unit: &str, ok: impl Fn(f64) -> bool) -> Check {
+        Check {
+            name,
+            observed: value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.3} {unit}")),
+            value,
+            pass: value.map(ok),
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match self.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "-",
+        }
+    }
+}
+
+impl Report {
+    pub fn print(&self) {
+        self.print_header();
+        self.print_rps();
+        self.print_latency();
+        self.print_streams();
+        self.print_checks();
+        for warning in self.machine.warnings() {
+            println!("\n!!! WARNING: {warning}");
+        }
+        if self.args.json {
+            println!("\n{}", self.json());
+        }
+    }
+
+    fn print_header(&self) {
+        let m = &self.machine;
+        println!("ollama-pool benchmark (pool-bench), all processes on 127.0.0.1");
+        println!("  machine:  {} CPUs ({})", m.nproc, m.cpu);
+        println!(
+            "  builds:   pool-bench {}, gateway {} ({})",
+            profile(m.bench_release),
+            profile(m.gateway_release),
+            m.gateway.display()
+        );
+        println!(
+            "  runs:     {} s measured after a 1 s warm-up; request body {} bytes",
+            self.args.duration,
+            crate::http::CHAT.len()
+        );
+    }
+
+    fn print_rps(&self) {
+        let Some((direct, gateway)) = &self.rps else { return };
+        println!("\nMax throughput: closed loop, {} connections, non-stream", self.args.concurrency);
+        println!("  {:<8} {:>11} {:>9} {:>7}", "", "req/s", "200s", "errors");
+        for (label, r) in [("direct", direct), ("gateway", gateway)] {
+            println!("  {label:<8} {:>11.1} {:>9} {:>7}", r.rps(), r.tally.ok, r.tally.errors);
+            if let Some(e) = &r.tally.first_error {
+                println!("           first error: {e}");
+            }
+        }
+        println!("  gateway/direct: {:.1} %", ratio_pct(direct, gateway));
+    }
+
+    fn print_latency(&self) {
+        if self.latency.is_empty() {
+            return;
+        }
+        println!("\nLatency at fixed rates: open loop, from scheduled start to end of body (ms)");
+        println!(
+            "  {:>6} {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "rate", "", "achieved", "p50", "p90", "p99", "max", "errors"
+        );
+        for pair in &self.latency {
+            for (label, r) in [("direct", &pair.direct), ("gateway", &pair.gateway)] {
+                print_latency_row(label, r);
+            }
+            if let Some((p50, p99)) = pair.added() {
+                println!("  {:>6} {:<8} {:>9} {p50:>8.3} {:>8} {p99:>8.3}", pair.direct.rate, "added", "", "");
+            }
+        }
+    }
+
+    fn print_streams(&self) {
+        let Some(s) = &self.streams else { return };
+        println!(
+            "\nMemory: {} concurrent streams through the gateway ({} chunks x {} ms each)",
+            s.requested,
+            crate::STREAM_CHUNKS,
+            crate::STREAM_DELAY.as_millis()
+        );
+        println!(
+            "  completed with data: [DONE]  {}/{} (errors {}), at most {} open at once, {:.1} s",
+            s.done, s.requested, s.errors, s.peak_open, s.secs
+        );
+        if let Some(e) = &s.first_error {
+            println!("  first error: {e}");
+        }
+        println!("  gateway RSS before  {:>8.1} MiB", mib(s.rss_before_kib));
+        println!("  gateway RSS peak    {:>8.1} MiB   (sampled every 50 ms)", mib(s.rss_peak_kib));
+        println!("  gateway VmHWM       {:>8.1} MiB   (whole life of the process)", mib(s.hwm_kib));
+    }
+
+    fn print_checks(&self) {
+        println!("\nTargets");
+        for check in self.checks() {
+            println!("  {:<4}  {:<46} {}", check.verdict(), check.name, check.observed);
+        }
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let added = self.latency.iter().find(|p| p.direct.rate == TARGET_RATE).and_then(LatencyPair::added);
+        let ratio = self.rps.as_ref().map(|(d, g)| ratio_pct(d, g));
+        let streams = self.streams.as_ref();
+        let n = self.args.streams;
+        vec![
+            Check::new(format!("added p50 <= 0.1 ms at {TARGET_RATE} req/s"), added.map(|a| a.0), "ms", |v| v <= 0.1),
+            Check::new(format!("added p99 <= 1 ms at {TARGET_RATE} req/s"), added.map(|a| a.1), "ms", |v| v <= 1.0),
+            Check::new("gateway max RPS >= 50 % of direct".to_owned(), ratio, "%", |v| v >= 50.0),
+            Check::new(
+                format!("gateway peak RSS <= 100 MiB at {n} streams"),
+                streams.map(|s| mib(s.rss_peak_kib)),
+                "MiB",
+                |v| v <= 100.0,
+            ),
+            Check::new(format!("streams ending in data: [DONE] (of {n})"), streams.map(|s| s.done as f64), "", |v| {
+                v >= n as f64
+            }),
+        ]
+    }
+
+    fn json(&self) -> Value {
+        let m = &self.machine;
+        json!({
+            "machine": {"nproc": m.nproc, "cpu": m.cpu, "pool_bench_release": m.bench_release,
+                        "gateway_binary": m.gateway.display().to_string(), "gateway_release": m.gateway_release},
+            "settings": {"duration_secs": self.args.duration, "warmup_secs": 1, "rates": self.args.rates,
+                         "concurrency": self.args.concurrency, "streams": self.args.streams,
+                         "body_bytes": crate::http::CHAT.len()},
+            "max_rps": self.rps.as_ref().map(|(d, g)| json!({
+                "direct": rps_json(d), "gateway": rps_json(g), "ratio_pct": ratio_pct(d, g)})),
+            "latency": self.latency.iter().map(|p| json!({
+                "rate": p.direct.rate, "direct": latency_json(&p.direct), "gateway": latency_json(&p.gateway),
+                "added_p50_ms": p.added().map(|a| a.0), "added_p99_ms": p.added().map(|a| a.1)})).collect::<Vec<_>>(),
+            "streams": self.streams.as_ref().map(streams_json),
+            "targets": self.checks().iter().map(|c| json!({"name": c.name, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn print_latency_row(label: &str, r: &LatencyResult) {
+    let rate = r.rate;
+    match r.percentiles {
+        Some(p) => println!(
+            "  {rate:>6} {label:<8} {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7}",
+            r.achieved,
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            ms(p.max),
+            r.errors
+        ),
+        None => println!("  {rate:>6} {label:<8} {:>9.1} {:>35} {:>7}", r.achieved, "no answers", r.errors),
+    }
+    if let Some(e) = &r.first_error {
+        println!("         first error: {e}");
+    }
+}
+
+fn profile(release: bool) -> &'static str {
+    if release { "release" } else { "DEBUG" }
+}
+
+fn ratio_pct(direct: &RpsResult, gateway: &RpsResult) -> f64 {
+    if direct.rps() > 0.0 { 100.0 * gateway.rps() / direct.rps() } else { 0.0 }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn rps_json(r: &RpsResult) -> Value {
+    json!({"rps": r.rps(), "ok": r.tally.ok, "errors": r.tally.errors, "first_error": r.tally.first_error})
+}
+
+fn latency_json(r: &LatencyResult) -> Value {
+    let p = r.percentiles;
+    json!({"achieved_rps": r.achieved, "ok": r.ok, "errors": r.errors, "first_error": r.first_error,
+           "p50_ms": p.map(|p| ms(p.p50)), "p90_ms": p.map(|p| ms(p.p90)),
+           "p99_ms": p.map(|p| ms(p.p99)), "max_ms": p.map(|p| ms(p.max))})
+}
+
+fn streams_json(s: &StreamsResult) -> Value {
+    json!({"requested": s.requested, "done": s.done, "errors": s.errors, "first_error": s.first_error,
+           "peak_open": s.peak_open, "secs": s.secs, "rss_before_mib": mib(s.rss_before_kib),
+           "rss_peak_mib": mib(s.rss_peak_kib), "vm_hwm_mib": mib(s.hwm_kib)})
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, then every test on SQLite and PostgreSQL.
+# Starts the local PostgreSQL if it is installed but not running. With CI=true a missing
+# service fails the run instead of skipping its tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export POOL_TEST_POSTGRES_URL="${POOL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+if ! postgres_up && command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
+fi
+if ! postgres_up; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "PostgreSQL is not reachable on 127.0.0.1:5432, and CI needs it" >&2
+        exit 1
+    fi
+    echo "PostgreSQL is not reachable: its tests will be skipped (set CI=true to make that an error)"
+    unset POOL_TEST_POSTGRES_URL
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --doc --locked
