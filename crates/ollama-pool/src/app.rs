@@ -1,20 +1,24 @@
 //! Wiring: the one place the application is assembled, and its life cycle.
 //!
-//! `App::build` connects the store, loads keys and tokens into memory and builds the shared state;
-//! `App::serve` runs the server on a bound listener until the shutdown token fires, then drains
-//! in-flight requests for the grace period and flushes counters one last time. Tests bind port 0
-//! and call the same two functions.
+//! `App::build` connects the store (behind encryption at rest when a master key is set), loads
+//! keys and tokens into memory and builds the shared state; `App::serve` runs the server on a
+//! bound listener until the shutdown token fires, then drains in-flight requests for the grace
+//! period and flushes counters one last time. Tests bind port 0 and call the same two functions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
 use pool_adapters::upstream::{HttpUpstream, Timeouts};
 use pool_core::pool::Pools;
+use pool_core::ports::Store;
+use pool_core::probe::Prober;
 use pool_core::proxy::Gateway;
 use pool_core::registry::Registry;
 use pool_core::token::TokenIndex;
+use pool_http::jobs::Jobs;
 use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,14 +31,20 @@ pub struct App {
     pub state: AppState,
     pub admin_token: AdminTokenSource,
     flush_interval: Duration,
+    /// Zero: no background health checks.
+    health_interval: Duration,
     grace: Duration,
 }
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = pool_adapters::sql::connect(&config.database.url).await.with_context(|| {
-            format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
-        })?;
+        let store = open_store(config).await?;
+        if config.master_key.is_none() {
+            tracing::warn!(
+                "upstream keys are stored in plaintext; to encrypt them, set POOL_MASTER_KEY (or master_key) \
+                 to the output of `ollama-pool keys generate-master-key`"
+            );
+        }
         let specs = config.provider_specs()?;
         let pools = Arc::new(Pools::new(specs.iter().map(|s| s.name.clone())));
         let registry =
@@ -59,14 +69,26 @@ impl App {
             .map(|s| s.name.clone())
             .find(|n| n.as_ref() == config.default_provider)
             .context("default_provider is not configured")?;
+        let providers = Providers::new(specs, default);
+        apply_provider_switches(&providers, store.as_ref()).await?;
+        let prober = Prober {
+            upstream: Arc::new(probe_upstream(config)?),
+            clock: Arc::new(SystemClock),
+            policy: config.failure_policy(),
+        };
         let services = Services {
             gateway,
             registry,
-            providers: Providers::new(specs, default),
+            prober,
+            jobs: Jobs::default(),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            providers,
             admin: AdminCredential::from_hash(admin_hash),
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+                probe_concurrency: config.health.concurrency,
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),
@@ -75,16 +97,19 @@ impl App {
             state: AppState::new(services),
             admin_token,
             flush_interval: duration(config.stats.flush_interval_secs),
+            health_interval: Duration::from_secs(config.health.interval_secs),
             grace: duration(config.server.shutdown_grace_secs),
         })
     }
 
     /// Serves until `shutdown` fires, then drains for the grace period and flushes.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let tasks = TaskTracker::new();
-        let background = CancellationToken::new();
+        let (tasks, background) = (self.state.tasks.clone(), self.state.stopping.clone());
         tasks.spawn(flush_loop(self.state.clone(), self.flush_interval, background.clone()));
         tasks.spawn(models_loop(self.state.clone(), background.clone()));
+        if !self.health_interval.is_zero() {
+            tasks.spawn(health_loop(self.state.clone(), self.health_interval, background.clone()));
+        }
         let server = axum::serve(listener, pool_http::router(self.state.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace = self.grace;
@@ -103,6 +128,35 @@ impl App {
     }
 }
 
+/// The configured master key, parsed.
+pub fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
+    let key = config.master_key.as_deref().map(MasterKey::parse).transpose();
+    key.context("master_key / POOL_MASTER_KEY is invalid (make one with `ollama-pool keys generate-master-key`)")
+}
+
+/// Opens the configured database, behind [`EncryptingStore`] when a master key is set.
+///
+/// With a key, keys stored before encryption was turned on are encrypted now, after every
+/// encrypted one has been checked to open (so a wrong key stops the start here, with a clear
+/// error). Without one, an encrypted key stops the start too, rather than reach an upstream as
+/// ciphertext. Both checks read every key once more before the registry loads them: a startup
+/// cost of milliseconds per ten thousand keys.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = pool_adapters::sql::connect(&config.database.url).await.with_context(|| {
+        format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
+    })?;
+    let Some(key) = master_key(config)? else {
+        cipher::refuse_sealed(store.as_ref()).await?;
+        return Ok(store);
+    };
+    let encrypting = EncryptingStore::new(store, &key);
+    let sealed = encrypting.seal_plaintext_keys().await?;
+    if sealed > 0 {
+        tracing::info!(keys = sealed, "encrypted the upstream keys stored before encryption was turned on");
+    }
+    Ok(Arc::new(encrypting))
+}
+
 fn upstream(config: &Config) -> anyhow::Result<HttpUpstream> {
     let timeouts = Timeouts {
         connect: duration(config.proxy.connect_timeout_secs),
@@ -111,6 +165,41 @@ fn upstream(config: &Config) -> anyhow::Result<HttpUpstream> {
     };
     HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")))
         .context("building the upstream HTTP client")
+}
+
+/// A client with short timeouts for health probes: a probe must never wait like a long generation.
+fn probe_upstream(config: &Config) -> anyhow::Result<HttpUpstream> {
+    let bound = duration(config.health.probe_timeout_secs);
+    let timeouts =
+        Timeouts { connect: bound.min(duration(config.proxy.connect_timeout_secs)), first_byte: bound, idle: bound };
+    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")))
+        .context("building the probe HTTP client")
+}
+
+/// Providers switched off or on at run time stay so across restarts.
+async fn apply_provider_switches(providers: &Providers, store: &dyn pool_core::ports::Store) -> anyhow::Result<()> {
+    for provider in providers.all() {
+        let name = provider.spec.name.to_string();
+        if let Some(value) =
+            store.setting(&pool_http::routes::enabled_setting(&name)).await.context("reading provider switches")?
+        {
+            provider.set_enabled(value == "true");
+        }
+    }
+    Ok(())
+}
+
+/// Probes keys that are out every `interval`, so they come back when their upstream recovers.
+async fn health_loop(state: AppState, interval: Duration, cancel: CancellationToken) {
+    let horizon_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => pool_http::routes::background_health(&state, horizon_ms).await,
+            () = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Writes counters to the store every `interval` until cancelled; a failed flush keeps them in

@@ -1,5 +1,6 @@
 //! Configuration: defaults, then a TOML file, then `POOL__SECTION__KEY` environment variables,
-//! then the short forms `POOL_ADMIN_TOKEN`, `POOL_DATABASE_URL` and `POOL_LISTEN`.
+//! then the short forms `POOL_ADMIN_TOKEN`, `POOL_MASTER_KEY`, `POOL_DATABASE_URL` and
+//! `POOL_LISTEN`.
 //!
 //! Unknown keys are errors, in the file and in `POOL__…` variables alike: a typo must not
 //! silently fall back to a default. Every option is documented in `ollama-pool.example.toml`,
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use pool_adapters::cipher::MasterKey;
 use pool_core::key::FailurePolicy;
 use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
 use serde::Deserialize;
@@ -27,6 +29,9 @@ pub struct Config {
     pub listen: String,
     /// The admin bearer token. Unset: generated on first start and only its hash stored.
     pub admin_token: Option<String>,
+    /// Base64 of 32 random bytes that encrypts upstream keys at rest. Unset: they are stored in
+    /// plaintext, with a warning at start.
+    pub master_key: Option<String>,
     #[serde(default = "default_provider")]
     pub default_provider: String,
     #[serde(default)]
@@ -37,6 +42,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     #[serde(default)]
     pub keys: KeyPolicyConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
     #[serde(default)]
     pub stats: StatsConfig,
     #[serde(default)]
@@ -60,6 +67,8 @@ pub struct ProviderConfig {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Model a health probe asks one token of (default: the key's first listed model).
+    pub probe_model: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +93,23 @@ pub struct KeyPolicyConfig {
     pub transient_cooldown_after: u32,
     pub disable_after: u32,
     pub disable_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// How often keys that are out (failed, auto-disabled, long cooldowns) are probed; 0 = never.
+    pub interval_secs: u64,
+    /// Probes running at once (health checks, verification, validated imports).
+    pub concurrency: usize,
+    /// Upper bound on one probe call (connect, headers, body).
+    pub probe_timeout_secs: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { interval_secs: 300, concurrency: 8, probe_timeout_secs: 20.0 }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -196,9 +222,12 @@ impl Config {
             .try_parsing(true)
             .source(Some(env.clone().into_iter().collect()));
         builder = builder.add_source(structured);
-        for (var, key) in
-            [("POOL_ADMIN_TOKEN", "admin_token"), ("POOL_DATABASE_URL", "database.url"), ("POOL_LISTEN", "listen")]
-        {
+        for (var, key) in [
+            ("POOL_ADMIN_TOKEN", "admin_token"),
+            ("POOL_MASTER_KEY", "master_key"),
+            ("POOL_DATABASE_URL", "database.url"),
+            ("POOL_LISTEN", "listen"),
+        ] {
             if let Some(value) = env.get(var) {
                 builder = builder.set_override(key, value.as_str())?;
             }
@@ -212,6 +241,14 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if let Some(token) = &self.admin_token {
             check_admin_token(token)?;
+        }
+        if let Some(key) = &self.master_key {
+            MasterKey::parse(key).context("master_key / POOL_MASTER_KEY is invalid")?;
+        }
+        if self.health.concurrency == 0
+            || !(self.health.probe_timeout_secs.is_finite() && self.health.probe_timeout_secs > 0.0)
+        {
+            bail!("health.concurrency must be at least 1 and health.probe_timeout_secs positive");
         }
         if self.proxy.max_attempts == 0 {
             bail!("proxy.max_attempts must be at least 1");
@@ -246,6 +283,7 @@ impl Config {
             base.url = given.url.clone().or(base.url.take());
             base.enabled = given.enabled.or(base.enabled);
             base.headers.extend(given.headers.clone());
+            base.probe_model = given.probe_model.clone().or(base.probe_model.take());
         }
         merged.into_iter().map(|(name, p)| provider_spec(&name, p)).collect()
     }
@@ -288,12 +326,14 @@ fn builtin_providers() -> BTreeMap<String, ProviderConfig> {
         url: Some("https://ollama.com".into()),
         enabled: Some(true),
         headers: BTreeMap::new(),
+        probe_model: None,
     };
     let openrouter = ProviderConfig {
         kind: Some(ProviderKind::OpenAi),
         url: Some("https://openrouter.ai/api/v1".into()),
         enabled: Some(true),
         headers: BTreeMap::from([("X-Title".to_owned(), "ollama-pool".to_owned())]),
+        probe_model: None,
     };
     BTreeMap::from([("ollama".to_owned(), ollama), ("openrouter".to_owned(), openrouter)])
 }
@@ -314,6 +354,7 @@ fn provider_spec(name: &str, p: ProviderConfig) -> anyhow::Result<ProviderSpec> 
     }
     let headers = p.headers.into_iter().collect();
     Ok(ProviderSpec {
+        probe_model: p.probe_model,
         name,
         kind,
         url: url.trim_end_matches('/').to_owned(),

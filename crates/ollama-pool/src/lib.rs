@@ -8,4 +8,5 @@
 pub mod admin_token;
 pub mod app;
 pub mod config;
+pub mod keys_cli;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use ollama_pool::admin_token::{self, AdminTokenSource};
 use ollama_pool::app::App;
 use ollama_pool::config::{self, Config};
+use ollama_pool::keys_cli::{self, KeysCommand};
 use ollama_pool::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Upstream key commands: backup export, master key rotation.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +68,9 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", config::EXAMPLE);
         return Ok(());
     }
+    if let Command::Keys { command: KeysCommand::GenerateMasterKey } = cli.command {
+        return keys_cli::generate_master_key();
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(format) = cli.log_format {
         config.log.format = format;
@@ -77,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Keys { command } => keys_cli::run(command, &config).await,
         Command::Admin { command: AdminCommand::ResetToken } => {
             let store = pool_adapters::sql::connect(&config.database.url).await.context("opening the database")?;
             let token = admin_token::reset(store.as_ref()).await?;

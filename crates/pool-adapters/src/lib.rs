@@ -4,7 +4,9 @@
 //!   at run time from the URL, never by a compile-time feature.
 //! - [`upstream`]: the HTTP client that talks to providers, owner of every upstream timeout.
 //! - [`clock`]: the system clock behind the domain's `Clock` port.
+//! - [`cipher`]: upstream keys encrypted at rest, a decorator around any store.
 
+pub mod cipher;
 pub mod clock;
 pub mod sql;
 pub mod upstream;

@@ -54,6 +54,8 @@ pub struct Hold {
     pub since: UnixMs,
     /// `None` only for a manual disable without a duration: it lasts until enabled.
     pub until: Option<UnixMs>,
+    /// Set by an operator: only an operator lifts it (a passing health probe does not).
+    pub manual: bool,
 }
 
 impl Hold {
@@ -175,13 +177,30 @@ impl Health {
 
     /// An operator takes the key out, for `until` or until enabled.
     pub fn disable(&mut self, reason: String, now: UnixMs, until: Option<UnixMs>) {
-        self.hold = Some(Hold { status: KeyStatus::Disabled, reason, since: now, until });
+        self.hold = Some(Hold { status: KeyStatus::Disabled, reason, since: now, until, manual: true });
     }
 
-    /// An operator (or a passing health probe) puts the key back: the hold and counter are cleared.
+    /// An operator puts the key back: the hold and counter are cleared.
     pub fn enable(&mut self) {
         self.hold = None;
         self.consecutive_failures = 0;
+    }
+
+    /// A passing health probe puts the key back, unless an operator took it out.
+    pub fn recover(&mut self) {
+        if !self.hold.as_ref().is_some_and(|h| h.manual) {
+            self.enable();
+        }
+    }
+
+    /// An operator clears cooldowns and failures; manual disables stay. Returns whether it changed.
+    pub fn reset_cooldown(&mut self) -> bool {
+        let lifted = self.hold.as_ref().is_some_and(|h| !h.manual);
+        if lifted {
+            self.hold = None;
+        }
+        self.consecutive_failures = 0;
+        lifted
     }
 
     fn disable_if_exhausted(&mut self, policy: &FailurePolicy, last: &str, now: UnixMs) -> bool {
@@ -198,7 +217,7 @@ impl Health {
         if self.hold.as_ref().is_some_and(|h| h.end() > until) {
             return;
         }
-        self.hold = Some(Hold { status, reason, since: now, until: Some(until) });
+        self.hold = Some(Hold { status, reason, since: now, until: Some(until), manual: false });
     }
 }
 
@@ -298,6 +317,20 @@ mod tests {
         health.apply(&KeyEvent::Rejected { status: 403 }, &policy(), T0);
         health.enable();
         assert_eq!(health, Health::default());
+    }
+
+    #[test]
+    fn a_probe_recovers_a_failed_key_but_never_lifts_a_manual_disable() {
+        let mut failed = Health::default();
+        failed.apply(&KeyEvent::Rejected { status: 401 }, &policy(), T0);
+        failed.recover();
+        assert_eq!(failed.status(T0), KeyStatus::Active);
+        let mut manual = Health::default();
+        manual.disable("operator".into(), T0, None);
+        manual.recover();
+        assert_eq!(manual.status(T0), KeyStatus::Disabled);
+        assert!(!manual.reset_cooldown(), "a reset of cooldowns keeps manual disables");
+        assert_eq!(manual.status(T0), KeyStatus::Disabled);
     }
 
     #[test]

@@ -13,11 +13,13 @@
 //! the proxy use case is handed.
 
 pub mod ids;
+pub mod import;
 pub mod key;
 pub mod models;
 pub mod outcome;
 pub mod pool;
 pub mod ports;
+pub mod probe;
 pub mod provider;
 pub mod proxy;
 pub mod registry;

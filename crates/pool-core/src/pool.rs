@@ -8,11 +8,11 @@
 //! A key's health lives in a `std::sync::Mutex` (never held across an await) mirrored by an atomic
 //! `blocked_until`, so the selector reads one atomic per key it looks at.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::UnixMs;
 use crate::ids::KeyId;
@@ -37,7 +37,32 @@ pub struct PoolKey {
     health: Mutex<Health>,
     /// Set when `health` changed since the last flush to the store.
     health_dirty: AtomicBool,
+    /// The models this key is known to serve; `None` until discovered (then it may serve any).
+    models: ArcSwapOption<ModelSet>,
+    /// Set when `models` changed since the last flush to the store.
+    models_dirty: AtomicBool,
     pub counters: KeyCounters,
+}
+
+/// The models one key can use, as its provider listed them for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSet {
+    pub names: BTreeSet<String>,
+    pub discovered_at: UnixMs,
+}
+
+impl ModelSet {
+    /// The seed's categories, derived from what the key really serves (not a global catalogue).
+    pub fn categories(&self) -> Vec<&'static str> {
+        let mut found: Vec<&'static str> = ["kimi", "llama", "qwen"]
+            .into_iter()
+            .filter(|family| self.names.iter().any(|m| m.to_ascii_lowercase().contains(family)))
+            .collect();
+        if found.is_empty() || self.names.len() > found.len() {
+            found.push("general");
+        }
+        found
+    }
 }
 
 /// Exact per-key counters. Totals include what the store held at start; `pending` holds what
@@ -66,12 +91,14 @@ pub struct CounterValues {
     pub last_failure: Option<UnixMs>,
 }
 
-/// What a flush takes from a key: counter deltas, and the health when it changed.
+/// What a flush takes from a key: counter deltas, and the health and models when they changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyDelta {
     pub id: KeyId,
     pub counters: CounterValues,
     pub health: Option<Health>,
+    /// `Some(list)` when the model list changed (`Some(None)`: no list any more).
+    pub models: Option<Option<ModelSet>>,
 }
 
 impl PoolKey {
@@ -95,12 +122,15 @@ impl PoolKey {
             blocked_until: AtomicI64::new(0),
             health: Mutex::new(Health::default()),
             health_dirty: AtomicBool::new(false),
+            models: ArcSwapOption::empty(),
+            models_dirty: AtomicBool::new(false),
             counters: KeyCounters::default(),
         }
     }
 
     /// Restores what the store remembered (at start).
-    pub fn with_state(self, health: Health, counters: &CounterValues) -> Self {
+    pub fn with_state(self, health: Health, counters: &CounterValues, models: Option<ModelSet>) -> Self {
+        self.models.store(models.map(Arc::new));
         self.blocked_until.store(health.blocked_until(), Relaxed);
         *self.lock_health() = health;
         let c = &self.counters;
@@ -120,6 +150,44 @@ impl PoolKey {
     /// May the selector pick this key now?
     pub fn is_eligible(&self, now: UnixMs) -> bool {
         self.blocked_until.load(Relaxed) <= now && !self.is_expired(now)
+    }
+
+    /// Does this key serve `model`? A key whose models were never discovered may serve any.
+    pub fn serves(&self, model: Option<&str>) -> bool {
+        match (model, &*self.models.load()) {
+            (Some(model), Some(set)) => set.names.contains(model),
+            _ => true,
+        }
+    }
+
+    pub fn models(&self) -> Option<Arc<ModelSet>> {
+        self.models.load_full()
+    }
+
+    /// Records what a discovery found (at start: what the store remembered).
+    pub fn set_models(&self, models: Option<ModelSet>) {
+        self.models.store(models.map(Arc::new));
+        self.models_dirty.store(true, Relaxed);
+    }
+
+    /// The upstream said this key does not have `model`: take it off the key's list. Returns
+    /// whether the key was thought to serve it.
+    pub fn forget_model(&self, model: &str) -> bool {
+        let mut forgot = false;
+        self.models.rcu(|current| {
+            let mut next = current.as_deref().cloned();
+            forgot = next.as_mut().is_some_and(|set| set.names.remove(model));
+            next.map(Arc::new)
+        });
+        if forgot {
+            self.models_dirty.store(true, Relaxed);
+        }
+        forgot
+    }
+
+    /// Takes the model list when it changed since the last flush.
+    fn take_models_change(&self) -> Option<Option<ModelSet>> {
+        self.models_dirty.swap(false, Relaxed).then(|| self.models().map(|m| ModelSet::clone(&m)))
     }
 
     pub fn status(&self, now: UnixMs) -> KeyStatus {
@@ -184,8 +252,9 @@ impl PoolKey {
             last_failure: nonzero(c.last_failure.load(Relaxed)),
         };
         let health = self.health_dirty.swap(false, Relaxed).then(|| self.health());
+        let models = self.take_models_change();
         let idle = counters.requests == 0 && counters.successes == 0 && counters.failures == 0;
-        (!idle || health.is_some()).then_some(KeyDelta { id: self.id, counters, health })
+        (!idle || health.is_some() || models.is_some()).then_some(KeyDelta { id: self.id, counters, health, models })
     }
 
     /// Gives a delta back after a failed flush, so nothing is lost.
@@ -196,6 +265,9 @@ impl PoolKey {
         c.pending_failures.fetch_add(delta.counters.failures, Relaxed);
         if delta.health.is_some() {
             self.health_dirty.store(true, Relaxed);
+        }
+        if delta.models.is_some() {
+            self.models_dirty.store(true, Relaxed);
         }
     }
 
@@ -216,6 +288,8 @@ pub enum Pick {
     Exhausted {
         retry_at: Option<UnixMs>,
     },
+    /// No key of the pool serves the requested model at all.
+    Unserved,
 }
 
 /// The keys of one provider.
@@ -226,8 +300,9 @@ pub struct KeyPool {
 }
 
 impl KeyPool {
-    /// Round-robin over the eligible keys, skipping those already tried by this request.
-    pub fn pick(&self, now: UnixMs, tried: &[KeyId]) -> Pick {
+    /// Round-robin over the eligible keys that serve `model`, skipping those already tried by
+    /// this request.
+    pub fn pick(&self, now: UnixMs, tried: &[KeyId], model: Option<&str>) -> Pick {
         let keys = self.keys.load();
         let n = keys.len();
         if n == 0 {
@@ -236,16 +311,16 @@ impl KeyPool {
         let start = self.cursor.fetch_add(1, Relaxed) % n;
         for i in 0..n {
             let key = &keys[(start + i) % n];
-            if key.is_eligible(now) && !tried.contains(&key.id) {
+            if key.is_eligible(now) && !tried.contains(&key.id) && key.serves(model) {
                 return Pick::Key(Arc::clone(key));
             }
         }
-        let retry_at = keys
-            .iter()
-            .filter(|k| !k.is_expired(now))
-            .map(|k| k.blocked_until.load(Relaxed).max(now))
-            .filter(|&at| at < UnixMs::MAX)
-            .min();
+        let serving: Vec<_> = keys.iter().filter(|k| !k.is_expired(now) && k.serves(model)).collect();
+        if serving.is_empty() && model.is_some() && keys.iter().any(|k| !k.is_expired(now)) {
+            return Pick::Unserved;
+        }
+        let retry_at =
+            serving.iter().map(|k| k.blocked_until.load(Relaxed).max(now)).filter(|&at| at < UnixMs::MAX).min();
         Pick::Exhausted { retry_at }
     }
 
@@ -351,9 +426,9 @@ mod tests {
     }
 
     fn picked(pool: &KeyPool, now: UnixMs, tried: &[KeyId]) -> Option<KeyId> {
-        match pool.pick(now, tried) {
+        match pool.pick(now, tried, None) {
             Pick::Key(k) => Some(k.id),
-            Pick::Exhausted { .. } => None,
+            Pick::Exhausted { .. } | Pick::Unserved => None,
         }
     }
 
@@ -396,7 +471,7 @@ mod tests {
         let policy = FailurePolicy::default();
         keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(30_000) }, &policy, T0);
         keys[1].record(&KeyEvent::RateLimited { retry_after_ms: Some(10_000) }, &policy, T0);
-        assert!(matches!(pool.pick(T0, &[]), Pick::Exhausted { retry_at: Some(at) } if at == T0 + 10_000));
+        assert!(matches!(pool.pick(T0, &[], None), Pick::Exhausted { retry_at: Some(at) } if at == T0 + 10_000));
     }
 
     #[test]
@@ -412,7 +487,7 @@ mod tests {
         let (pool, keys) = pool_of(1);
         keys[0].update_health(|h| h.disable("operator".into(), T0, None));
         pool.add(vec![expired]);
-        assert!(matches!(pool.pick(T0, &[]), Pick::Exhausted { retry_at: None }));
+        assert!(matches!(pool.pick(T0, &[], None), Pick::Exhausted { retry_at: None }));
     }
 
     #[test]
@@ -427,6 +502,53 @@ mod tests {
         assert_eq!(k.take_delta(), None);
         k.restore_delta(&delta);
         assert_eq!(k.take_delta().map(|d| d.counters.requests), Some(1));
+    }
+
+    fn models(names: &[&str]) -> Option<ModelSet> {
+        Some(ModelSet { names: names.iter().map(|n| (*n).to_owned()).collect(), discovered_at: T0 })
+    }
+
+    #[test]
+    fn a_model_goes_only_to_keys_known_to_serve_it_or_not_yet_discovered() {
+        let (pool, keys) = pool_of(3);
+        keys[0].set_models(models(&["llama3"]));
+        keys[1].set_models(models(&["qwen"]));
+        let picks: Vec<_> = (0..6)
+            .map(|_| match pool.pick(T0, &[], Some("llama3")) {
+                Pick::Key(k) => k.id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(picks.iter().all(|id| *id == keys[0].id || *id == keys[2].id), "never the qwen-only key");
+        assert!(picks.contains(&keys[0].id) && picks.contains(&keys[2].id));
+    }
+
+    #[test]
+    fn a_model_no_key_serves_is_unserved_not_exhausted() {
+        let (pool, keys) = pool_of(1);
+        keys[0].set_models(models(&["qwen"]));
+        assert!(matches!(pool.pick(T0, &[], Some("llama3")), Pick::Unserved));
+        assert!(matches!(pool.pick(T0, &[], Some("qwen")), Pick::Key(_)));
+    }
+
+    #[test]
+    fn forgetting_a_model_takes_the_key_off_that_model() {
+        let (pool, keys) = pool_of(1);
+        keys[0].set_models(models(&["llama3", "qwen"]));
+        let _ = keys[0].take_delta();
+        assert!(keys[0].forget_model("llama3"));
+        assert!(!keys[0].forget_model("llama3"));
+        assert!(matches!(pool.pick(T0, &[], Some("llama3")), Pick::Unserved));
+        let change =
+            keys[0].take_delta().and_then(|d| d.models).flatten().map(|m| m.names.into_iter().collect::<Vec<_>>());
+        assert_eq!(change, Some(vec!["qwen".to_owned()]));
+    }
+
+    #[test]
+    fn categories_come_from_the_keys_own_models() {
+        assert_eq!(models(&["kimi-k2:1t", "llama3"]).map(|m| m.categories()), Some(vec!["kimi", "llama"]));
+        assert_eq!(models(&["qwen2.5", "gpt-oss"]).map(|m| m.categories()), Some(vec!["qwen", "general"]));
+        assert_eq!(models(&[]).map(|m| m.categories()), Some(vec!["general"]));
     }
 
     #[test]

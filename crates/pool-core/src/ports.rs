@@ -13,7 +13,7 @@ use futures_core::Stream;
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
 use crate::key::Health;
-use crate::pool::{CounterValues, KeyDelta};
+use crate::pool::{CounterValues, KeyDelta, ModelSet};
 use crate::secret::{Secret, SecretHash};
 use crate::token::TokenDelta;
 
@@ -33,6 +33,10 @@ pub struct NewKey {
     pub id: KeyId,
     pub provider: String,
     pub secret: Secret,
+    /// SHA-256 of the plaintext secret, computed by the caller; the store never hashes. Duplicates
+    /// are found by `(provider, secret_hash)`, which still works when the store only ever sees
+    /// the secret encrypted.
+    pub secret_hash: SecretHash,
     pub label: Option<String>,
     pub created_at: UnixMs,
     pub expires_at: Option<UnixMs>,
@@ -44,6 +48,8 @@ pub struct KeyRecord {
     pub key: NewKey,
     pub health: Health,
     pub counters: CounterValues,
+    /// The models discovered for this key, if any were.
+    pub models: Option<ModelSet>,
 }
 
 /// A client token as stored: never the token itself, only its hash.
@@ -69,6 +75,10 @@ pub trait KeyStore: Send + Sync {
     async fn delete_keys(&self, ids: &[KeyId]) -> Result<u64, StoreError>;
     /// Adds counter deltas and stores changed health, all in one transaction.
     async fn flush_keys(&self, deltas: &[KeyDelta]) -> Result<(), StoreError>;
+    /// Replaces the stored form of some keys' secrets, all in one transaction; unknown ids are
+    /// skipped. The plaintext of each secret must not change (its `secret_hash` is kept): this is
+    /// for sealing a secret differently, as when encryption is turned on or its key rotated.
+    async fn replace_secrets(&self, secrets: &[(KeyId, Secret)]) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -62,6 +62,8 @@ pub struct ProviderSpec {
     pub enabled: bool,
     /// Extra headers sent upstream on every request (e.g. OpenRouter's `HTTP-Referer`, `X-Title`).
     pub headers: Vec<(String, String)>,
+    /// Model a health probe asks for one token of; `None`: the key's first listed model.
+    pub probe_model: Option<String>,
 }
 
 impl ProviderSpec {
@@ -101,6 +103,7 @@ mod tests {
             url: url.into(),
             enabled: true,
             headers: vec![],
+            probe_model: None,
         }
     }
 

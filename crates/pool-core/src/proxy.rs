@@ -41,6 +41,8 @@ pub struct Gateway {
 #[derive(Debug)]
 pub struct ForwardRequest {
     pub provider: ProviderName,
+    /// The requested model, when the request names one: only keys that serve it are picked.
+    pub model: Option<String>,
     pub method: Method,
     pub url: String,
     pub headers: HeaderMap,
@@ -75,6 +77,8 @@ pub enum ProxyError {
     UnknownProvider(ProviderName),
     #[error("No upstream key is available for provider '{provider}' right now")]
     NoKey { provider: ProviderName, retry_after_s: Option<u64> },
+    #[error("The model '{model}' is not served by any key of provider '{provider}'")]
+    ModelNotServed { provider: ProviderName, model: String },
     #[error("All {} upstream attempts failed; last: {last}", .notes.len())]
     AllFailed { last: String, retry_after_s: Option<u64>, notes: Vec<AttemptNote> },
 }
@@ -91,11 +95,10 @@ impl Gateway {
         let mut notes = Vec::new();
         while tried.len() < self.policy.max_attempts as usize {
             let now = self.clock.now_ms();
-            let key = match pool.pick(now, &tried) {
+            let key = match pool.pick(now, &tried, req.model.as_deref()) {
                 Pick::Key(key) => key,
-                Pick::Exhausted { retry_at } => {
-                    return Err(self.exhausted(&req.provider, notes, retry_at, now));
-                }
+                Pick::Exhausted { retry_at } => return Err(self.exhausted(&req.provider, notes, retry_at, now)),
+                Pick::Unserved => return Err(self.unserved(&req, notes, now)),
             };
             tried.push(key.id);
             key.begin_attempt(now);
@@ -110,8 +113,8 @@ impl Gateway {
             }
         }
         let now = self.clock.now_ms();
-        let retry_at = match pool.pick(now, &[]) {
-            Pick::Key(_) => None,
+        let retry_at = match pool.pick(now, &[], req.model.as_deref()) {
+            Pick::Key(_) | Pick::Unserved => None,
             Pick::Exhausted { retry_at } => retry_at,
         };
         Err(self.exhausted(&req.provider, notes, retry_at, now))
@@ -131,6 +134,18 @@ impl Gateway {
         }
     }
 
+    /// No key serves the model (any more): after keys that turned out not to have it, the last
+    /// attempt's outcome; otherwise the model is simply not in this pool.
+    fn unserved(&self, req: &ForwardRequest, notes: Vec<AttemptNote>, now: UnixMs) -> ProxyError {
+        match notes.last() {
+            Some(_) => self.exhausted(&req.provider, notes, None, now),
+            None => ProxyError::ModelNotServed {
+                provider: req.provider.clone(),
+                model: req.model.clone().unwrap_or_default(),
+            },
+        }
+    }
+
     async fn attempt(&self, key: &Arc<PoolKey>, req: &ForwardRequest) -> Attempt {
         let request = UpstreamRequest {
             method: req.method.clone(),
@@ -146,6 +161,13 @@ impl Gateway {
         let status = response.status;
         let retry_after =
             header_str(&response.headers, RETRY_AFTER.as_str()).and_then(|v| parse_retry_after(v, self.clock.now_ms()));
+        if status == StatusCode::NOT_FOUND
+            && let Some(model) = req.model.as_deref()
+            && key.forget_model(model)
+        {
+            let outcome = format!("upstream answered 404: this key does not serve '{model}' (removed from its models)");
+            return Attempt::Failed(KeyEvent::Neutral, outcome);
+        }
         match classify_status(status.as_u16(), retry_after) {
             Verdict::Retry(event) => Attempt::Failed(event, format!("upstream answered {}", status.as_u16())),
             Verdict::Deliver => {

@@ -47,7 +47,8 @@ impl Registry {
                 report.orphaned_keys += 1;
                 continue;
             };
-            let key = pool_key(&record.key, provider.clone()).with_state(record.health, &record.counters);
+            let key =
+                pool_key(&record.key, provider.clone()).with_state(record.health, &record.counters, record.models);
             match by_provider.iter_mut().find(|(p, _)| *p == provider) {
                 Some((_, keys)) => keys.push(Arc::new(key)),
                 None => by_provider.push((provider, vec![Arc::new(key)])),

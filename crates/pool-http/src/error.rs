@@ -105,6 +105,9 @@ impl From<ProxyError> for ApiError {
         let message = e.to_string();
         match e {
             ProxyError::UnknownProvider(_) => Self::not_found(message),
+            ProxyError::ModelNotServed { .. } => {
+                Self { param: Some("model"), ..Self::not_found(message).with_code("model_not_found") }
+            }
             ProxyError::NoKey { retry_after_s, .. } => {
                 Self { retry_after_s, ..Self::unavailable(message).with_code("no_available_key") }
             }

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod routes;
 pub mod state;
 mod wire;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use pool_core::UnixMs;
+use pool_core::probe::Prober;
 use pool_core::provider::{ProviderName, ProviderSpec};
 use pool_core::proxy::Gateway;
 use pool_core::registry::Registry;
@@ -33,6 +34,14 @@ impl Deref for AppState {
 pub struct Services {
     pub gateway: Gateway,
     pub registry: Registry,
+    /// Probes keys with its own short timeouts (health checks, verification, validated imports).
+    pub prober: Prober,
+    /// Validated imports under way or recently finished.
+    pub jobs: crate::jobs::Jobs,
+    /// Background work started by handlers (validated imports); shutdown waits for it.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Fires at shutdown: long-running handler work stops early.
+    pub stopping: tokio_util::sync::CancellationToken,
     pub providers: Providers,
     pub admin: AdminCredential,
     pub settings: HttpSettings,
@@ -47,6 +56,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// How long a fetched model list is served before it is fetched again.
     pub models_ttl_ms: i64,
+    /// Probes running at once.
+    pub probe_concurrency: usize,
 }
 
 /// The admin token, held only as its hash; compared in constant time.

@@ -9,10 +9,13 @@
 
 mod admin;
 mod bad_input;
+mod control;
 mod failover;
 mod helpers;
+mod import;
 mod lifecycle;
 mod models;
 mod rotation;
+mod secrets;
 mod streaming;
 mod tokens;

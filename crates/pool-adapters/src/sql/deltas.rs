@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::key::{Health, KeyStatus};
-use pool_core::pool::{CounterValues, KeyDelta};
+use pool_core::pool::{CounterValues, KeyDelta, ModelSet};
 use pool_core::token::TokenDelta;
 
 /// A counter as a bindable integer; saturates (no counter reaches `i64::MAX`).
@@ -27,6 +27,8 @@ pub(crate) struct HealthColumns {
     pub since: Option<UnixMs>,
     pub until: Option<UnixMs>,
     pub consecutive_failures: Option<i32>,
+    /// 1 for an operator's hold, 0 otherwise.
+    pub manual: Option<i32>,
 }
 
 impl HealthColumns {
@@ -42,8 +44,35 @@ impl HealthColumns {
                 since: Some(hold.since),
                 until: hold.until,
                 consecutive_failures,
+                manual: Some(i32::from(hold.manual)),
             },
-            _ => Self { status: Some(KeyStatus::Active.as_str()), consecutive_failures, ..Self::default() },
+            _ => Self {
+                status: Some(KeyStatus::Active.as_str()),
+                consecutive_failures,
+                manual: Some(0),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+/// The model columns a flush writes: `changed` 0 leaves the stored list alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ModelColumns {
+    pub changed: i32,
+    /// A JSON array of names; `None` clears the list (the key serves anything again).
+    pub json: Option<String>,
+    pub at: Option<UnixMs>,
+}
+
+impl ModelColumns {
+    pub(crate) fn of(change: Option<&Option<ModelSet>>) -> Self {
+        match change {
+            None => Self::default(),
+            Some(None) => Self { changed: 1, ..Self::default() },
+            Some(Some(set)) => {
+                Self { changed: 1, json: serde_json::to_string(&set.names).ok(), at: Some(set.discovered_at) }
+            }
         }
     }
 }
@@ -58,6 +87,9 @@ pub(crate) fn merge_key_deltas(deltas: &[KeyDelta]) -> Vec<KeyDelta> {
                 add_counters(&mut into.counters, &delta.counters);
                 if delta.health.is_some() {
                     into.health.clone_from(&delta.health);
+                }
+                if delta.models.is_some() {
+                    into.models.clone_from(&delta.models);
                 }
             }
             None => {
@@ -101,7 +133,7 @@ mod tests {
 
     fn key_delta(id: KeyId, requests: u64, last_used: Option<UnixMs>, health: Option<Health>) -> KeyDelta {
         let counters = CounterValues { requests, last_used, ..CounterValues::default() };
-        KeyDelta { id, counters, health }
+        KeyDelta { id, counters, health, models: None }
     }
 
     #[test]
@@ -119,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_hold_that_says_active_is_stored_as_no_hold() {
-        let hold = Hold { status: KeyStatus::Active, reason: "x".into(), since: 1, until: Some(2) };
+        let hold = Hold { status: KeyStatus::Active, reason: "x".into(), since: 1, until: Some(2), manual: false };
         let columns = HealthColumns::of(Some(&Health { hold: Some(hold), consecutive_failures: 1 }));
         assert_eq!(columns, HealthColumns::of(Some(&Health { hold: None, consecutive_failures: 1 })));
     }

@@ -1,9 +1,10 @@
 //! The three store ports, implemented once for both stores.
 //!
 //! Statements that read the same on both backends run here; the bulk ones are delegated to each
-//! store's own `insert_batch`, `delete_batch`, `flush_key_batch` and `flush_token_batch`, which
-//! receive merged, id-ordered deltas. A macro rather than generic code over `sqlx::Database`: the
-//! executor and codec bounds such code needs would outweigh the few lines it saves.
+//! store's own `insert_batch`, `delete_batch`, `flush_key_batch`, `flush_token_batch` and
+//! `replace_secret_batch`, which receive merged, id-ordered rows. A macro rather than generic
+//! code over `sqlx::Database`: the executor and codec bounds such code needs would outweigh the
+//! few lines it saves.
 
 use std::collections::HashSet;
 
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::KeyDelta;
 use pool_core::ports::{KeyRecord, KeyStore, NewKey, SettingsStore, StoreError, TokenRecord, TokenStore};
+use pool_core::secret::Secret;
 use pool_core::token::TokenDelta;
 
 use super::deltas::{merge_key_deltas, merge_token_deltas};
@@ -47,6 +49,13 @@ macro_rules! impl_store_ports {
                     return Ok(());
                 }
                 self.flush_key_batch(&merge_key_deltas(deltas)).await
+            }
+
+            async fn replace_secrets(&self, secrets: &[(KeyId, Secret)]) -> Result<(), StoreError> {
+                if secrets.is_empty() {
+                    return Ok(());
+                }
+                self.replace_secret_batch(&rows::secret_rows(secrets)).await
             }
         }
 

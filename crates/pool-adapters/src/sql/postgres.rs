@@ -14,14 +14,17 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 
-use super::deltas::{HealthColumns, bindable};
+use super::deltas::{HealthColumns, ModelColumns, bindable};
 use super::rows::KeyRow;
 use super::{db_error, migrate, migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "key_models", include_str!("../../migrations/postgres/0002_key_models.sql")),
+];
 
-/// Keys per insert statement: big enough to amortise the round trip, small enough to keep each
-/// statement's arrays a few megabytes.
+/// Keys per insert (or secret-replacing) statement: big enough to amortise the round trip, small
+/// enough to keep each statement's arrays a few megabytes.
 const INSERT_CHUNK: usize = 10_000;
 
 const INSERT_KEYS: &str = "INSERT INTO upstream_keys \
@@ -33,6 +36,9 @@ const INSERT_KEYS: &str = "INSERT INTO upstream_keys \
 const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id = ANY($1::text[])";
 
 const LOCK_KEYS: &str = "SELECT id FROM upstream_keys WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+
+const REPLACE_SECRETS: &str = "UPDATE upstream_keys AS k SET secret = d.secret \
+     FROM UNNEST($1::text[], $2::text[]) AS d(id, secret) WHERE k.id = d.id";
 
 const LOCK_TOKENS: &str = "SELECT id FROM client_tokens WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
@@ -49,11 +55,15 @@ const FLUSH_KEYS: &str = "UPDATE upstream_keys AS k SET \
      status_reason = CASE WHEN d.status IS NULL THEN k.status_reason ELSE d.reason END, \
      status_since = CASE WHEN d.status IS NULL THEN k.status_since ELSE d.since END, \
      status_until = CASE WHEN d.status IS NULL THEN k.status_until ELSE d.until END, \
-     consecutive_failures = COALESCE(d.consecutive_failures, k.consecutive_failures) \
+     consecutive_failures = COALESCE(d.consecutive_failures, k.consecutive_failures), \
+     status_manual = COALESCE(d.manual, k.status_manual), \
+     models = CASE WHEN d.models_changed = 1 THEN d.models ELSE k.models END, \
+     models_at = CASE WHEN d.models_changed = 1 THEN d.models_at ELSE k.models_at END \
      FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-          $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::integer[]) \
+          $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::integer[], \
+          $13::integer[], $14::integer[], $15::text[], $16::bigint[]) \
      AS d(id, requests, successes, failures, last_used, last_success, last_failure, \
-          status, reason, since, until, consecutive_failures) \
+          status, reason, since, until, consecutive_failures, manual, models_changed, models, models_at) \
      WHERE k.id = d.id";
 
 const FLUSH_TOKENS: &str = "UPDATE client_tokens AS t SET \
@@ -109,9 +119,21 @@ impl PgStore {
     pub(super) async fn flush_key_batch(&self, deltas: &[KeyDelta]) -> Result<(), StoreError> {
         let ids = column(deltas, |d| d.id.to_string());
         let health = column(deltas, |d| HealthColumns::of(d.health.as_ref()));
+        let models = column(deltas, |d| ModelColumns::of(d.models.as_ref()));
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         lock_rows(&mut tx, LOCK_KEYS, &ids).await?;
-        flush_keys_query(&ids, deltas, &health).execute(&mut *tx).await.map_err(db_error)?;
+        flush_keys_query(&ids, deltas, &health, &models).execute(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// Locks the rows first, in id order, like a flush: a gateway flushing meanwhile queues.
+    pub(super) async fn replace_secret_batch(&self, secrets: &[(String, &str)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        lock_rows(&mut tx, LOCK_KEYS, &column(secrets, |(id, _)| id.clone())).await?;
+        for chunk in secrets.chunks(INSERT_CHUNK) {
+            let query = sqlx::query(REPLACE_SECRETS).bind(column(chunk, |(id, _)| id.as_str()));
+            query.bind(column(chunk, |(_, secret)| *secret)).execute(&mut *tx).await.map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
     }
 
@@ -167,6 +189,7 @@ fn flush_keys_query<'a>(
     ids: &'a [String],
     deltas: &'a [KeyDelta],
     health: &'a [HealthColumns],
+    models: &'a [ModelColumns],
 ) -> Query<'a, Postgres, PgArguments> {
     sqlx::query(FLUSH_KEYS)
         .bind(ids)
@@ -181,4 +204,8 @@ fn flush_keys_query<'a>(
         .bind(column(health, |h| h.since))
         .bind(column(health, |h| h.until))
         .bind(column(health, |h| h.consecutive_failures))
+        .bind(column(health, |h| h.manual))
+        .bind(column(models, |m| m.changed))
+        .bind(column(models, |m| m.json.as_deref()))
+        .bind(column(models, |m| m.at))
 }

@@ -5,18 +5,21 @@
 //! is written once, here. Rows are read through [`Columns`], implemented for any sqlx row that
 //! decodes text and integers, so one mapping function serves both backends.
 
+use std::collections::BTreeMap;
+
 use pool_core::UnixMs;
+use pool_core::ids::KeyId;
 use pool_core::key::{Health, Hold, KeyStatus};
-use pool_core::pool::CounterValues;
+use pool_core::pool::{CounterValues, ModelSet};
 use pool_core::ports::{KeyRecord, NewKey, StoreError, TokenRecord};
-use pool_core::secret::{Secret, hash_hex, hash_secret, parse_hash_hex};
+use pool_core::secret::{Secret, SecretHash, hash_hex, parse_hash_hex};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::deltas::bindable;
 
 /// Every key, oldest first (ids are UUIDv7).
-pub(crate) const SELECT_KEYS: &str = "SELECT id, provider, secret, label, created_at, expires_at, \
-     status, status_reason, status_since, status_until, consecutive_failures, \
+pub(crate) const SELECT_KEYS: &str = "SELECT id, provider, secret, secret_hash, label, created_at, expires_at, \
+     status, status_reason, status_since, status_until, consecutive_failures, status_manual, models, models_at, \
      total_requests, success_count, failure_count, last_used_at, last_success_at, last_failure_at \
      FROM upstream_keys ORDER BY id";
 
@@ -79,11 +82,12 @@ pub(crate) fn key_record(row: &impl Columns) -> Result<KeyRecord, StoreError> {
         id: parse_id(&row.text("id")?)?,
         provider: row.text("provider")?,
         secret: Secret::new(row.text("secret")?),
+        secret_hash: parse_hash(&row.text("secret_hash")?)?,
         label: row.opt_text("label")?,
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
     };
-    Ok(KeyRecord { key, health: health(row)?, counters: counters(row)? })
+    Ok(KeyRecord { key, health: health(row)?, counters: counters(row)?, models: models(row)? })
 }
 
 fn counters(row: &impl Columns) -> Result<CounterValues, StoreError> {
@@ -111,9 +115,18 @@ fn health(row: &impl Columns) -> Result<Health, StoreError> {
             reason: row.opt_text("status_reason")?.unwrap_or_default(),
             since: row.opt_int("status_since")?.unwrap_or(0),
             until: row.opt_int("status_until")?,
+            manual: row.int32("status_manual")? != 0,
         }),
     };
     Ok(Health { hold, consecutive_failures })
+}
+
+/// The models column: a JSON array of names, with the time they were discovered.
+fn models(row: &impl Columns) -> Result<Option<ModelSet>, StoreError> {
+    let Some(json) = row.opt_text("models")? else { return Ok(None) };
+    let names =
+        serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("models is not a JSON array of names".into()))?;
+    Ok(Some(ModelSet { names, discovered_at: row.opt_int("models_at")?.unwrap_or(0) }))
 }
 
 /// A row of [`SELECT_TOKENS`] as a record.
@@ -124,13 +137,17 @@ pub(crate) fn token_record(row: &impl Columns) -> Result<TokenRecord, StoreError
         id: parse_id(&row.text("id")?)?,
         name: row.text("name")?,
         prefix: row.text("prefix")?,
-        hash: parse_hash_hex(&hash).ok_or_else(|| StoreError::Corrupt("token hash is not 64 hex digits".to_owned()))?,
+        hash: parse_hash(&hash)?,
         providers: providers.as_deref().map(parse_providers).transpose()?,
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
         requests: count(row.int("request_count")?)?,
         last_used: row.opt_int("last_used_at")?,
     })
+}
+
+fn parse_hash(hex: &str) -> Result<SecretHash, StoreError> {
+    parse_hash_hex(hex).ok_or_else(|| StoreError::Corrupt("a stored hash is not 64 hex digits".to_owned()))
 }
 
 fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError> {
@@ -149,8 +166,10 @@ fn count(value: i64) -> Result<u64, StoreError> {
 pub(crate) struct KeyRow<'a> {
     pub id: String,
     pub provider: &'a str,
+    /// The secret as this store keeps it: plaintext, or sealed by an encrypting decorator.
     pub secret: &'a str,
-    /// SHA-256 hex of the secret: duplicates are found by `(provider, secret_hash)`.
+    /// SHA-256 hex of the plaintext secret, from the caller: duplicates are found by
+    /// `(provider, secret_hash)`.
     pub secret_hash: String,
     pub label: Option<&'a str>,
     pub created_at: UnixMs,
@@ -159,17 +178,24 @@ pub(crate) struct KeyRow<'a> {
 
 impl<'a> KeyRow<'a> {
     pub(crate) fn of(key: &'a NewKey) -> Self {
-        let secret = key.secret.expose_secret();
         Self {
             id: key.id.to_string(),
             provider: &key.provider,
-            secret,
-            secret_hash: hash_hex(&hash_secret(secret)),
+            secret: key.secret.expose_secret(),
+            secret_hash: hash_hex(&key.secret_hash),
             label: key.label.as_deref(),
             created_at: key.created_at,
             expires_at: key.expires_at,
         }
     }
+}
+
+/// The bind values of a secret replacement: `(id, stored secret)`, each id once (the last given
+/// wins), in id order, so a PostgreSQL `UPDATE … FROM` sees every id once and concurrent writers
+/// lock rows in the same sequence.
+pub(crate) fn secret_rows(secrets: &[(KeyId, Secret)]) -> Vec<(String, &str)> {
+    let by_id: BTreeMap<KeyId, &str> = secrets.iter().map(|(id, secret)| (*id, secret.expose_secret())).collect();
+    by_id.into_iter().map(|(id, secret)| (id.to_string(), secret)).collect()
 }
 
 /// The bind values of one client token to insert.

@@ -4,7 +4,8 @@
 //! in chunks that stay under SQLite's limit of 32,766 bound parameters; flushes run one prepared
 //! `UPDATE` per delta inside one transaction, which SQLite executes in microseconds. Writes
 //! begin `IMMEDIATE`, so two writers queue on the busy timeout instead of failing to upgrade a
-//! read lock.
+//! read lock. `secure_delete` is on, and replacing secrets checkpoints at once, so the former
+//! form of a key (plaintext before encryption was turned on) does not linger in the file.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -16,11 +17,14 @@ use pool_core::token::TokenDelta;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use super::deltas::{HealthColumns, bindable};
+use super::deltas::{HealthColumns, ModelColumns, bindable};
 use super::rows::KeyRow;
 use super::{db_error, migrate, migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "key_models", include_str!("../../migrations/sqlite/0002_key_models.sql")),
+];
 
 /// Bound parameters per key row of [`INSERT_KEYS`].
 const KEY_COLUMNS: usize = 7;
@@ -45,8 +49,17 @@ const FLUSH_KEY: &str = "UPDATE upstream_keys SET \
      status_reason = CASE WHEN $8 IS NULL THEN status_reason ELSE $9 END, \
      status_since = CASE WHEN $8 IS NULL THEN status_since ELSE $10 END, \
      status_until = CASE WHEN $8 IS NULL THEN status_until ELSE $11 END, \
-     consecutive_failures = COALESCE($12, consecutive_failures) \
+     consecutive_failures = COALESCE($12, consecutive_failures), \
+     status_manual = COALESCE($13, status_manual), \
+     models = CASE WHEN $14 = 1 THEN $15 ELSE models END, \
+     models_at = CASE WHEN $14 = 1 THEN $16 ELSE models_at END \
      WHERE id = $1";
+
+const REPLACE_SECRET: &str = "UPDATE upstream_keys SET secret = $2 WHERE id = $1";
+
+/// Copies the WAL into the main file and empties it (a reader still on an older snapshot leaves
+/// it to a later checkpoint, without an error).
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
 
 const FLUSH_TOKEN: &str = "UPDATE client_tokens SET \
      request_count = request_count + $2, \
@@ -101,6 +114,18 @@ impl SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
+    /// Checkpoints at once: until the next checkpoint the main file still holds the pages with
+    /// the secrets' previous form (the plaintext, when encryption is turned on).
+    pub(super) async fn replace_secret_batch(&self, secrets: &[(String, &str)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (id, secret) in secrets {
+            sqlx::query(REPLACE_SECRET).bind(id).bind(*secret).execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        sqlx::query(CHECKPOINT).execute(&self.pool).await.map_err(db_error)?;
+        Ok(())
+    }
+
     pub(super) async fn flush_token_batch(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for delta in deltas {
@@ -118,7 +143,9 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
-        .foreign_keys(true))
+        .foreign_keys(true)
+        // Deleted and rewritten rows are zeroed, not left in free space: they may be keys.
+        .pragma("secure_delete", "on"))
 }
 
 /// An in-memory database lives only as long as a connection to it: keep exactly one, forever.
@@ -163,6 +190,7 @@ async fn insert_chunk(tx: &mut SqliteConnection, chunk: &[KeyRow<'_>]) -> Result
 async fn flush_key(tx: &mut SqliteConnection, delta: &KeyDelta) -> Result<(), StoreError> {
     let counters = &delta.counters;
     let health = HealthColumns::of(delta.health.as_ref());
+    let models = ModelColumns::of(delta.models.as_ref());
     sqlx::query(FLUSH_KEY)
         .bind(delta.id.to_string())
         .bind(bindable(counters.requests))
@@ -176,6 +204,10 @@ async fn flush_key(tx: &mut SqliteConnection, delta: &KeyDelta) -> Result<(), St
         .bind(health.since)
         .bind(health.until)
         .bind(health.consecutive_failures)
+        .bind(health.manual)
+        .bind(models.changed)
+        .bind(models.json)
+        .bind(models.at)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

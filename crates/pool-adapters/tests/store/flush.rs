@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pool_core::ids::KeyId;
 use pool_core::key::{Health, Hold, KeyStatus};
-use pool_core::pool::{CounterValues, KeyDelta};
+use pool_core::pool::{CounterValues, KeyDelta, ModelSet};
 use pool_core::ports::{KeyRecord, Store};
 use tokio::task::JoinSet;
 
@@ -17,6 +17,8 @@ contract!(
     a_flush_without_health_leaves_the_stored_health_alone,
     a_flush_ignores_ids_it_does_not_know,
     deltas_for_one_key_in_one_flush_all_count,
+    a_manual_hold_reads_back_as_manual,
+    discovered_models_are_stored_kept_and_cleared,
 );
 
 fn counts(requests: u64, successes: u64, failures: u64) -> CounterValues {
@@ -24,7 +26,7 @@ fn counts(requests: u64, successes: u64, failures: u64) -> CounterValues {
 }
 
 fn delta(id: KeyId, counters: CounterValues) -> KeyDelta {
-    KeyDelta { id, counters, health: None }
+    KeyDelta { id, counters, health: None, models: None }
 }
 
 async fn stored_key(store: &Arc<dyn Store>) -> KeyId {
@@ -85,7 +87,7 @@ async fn concurrent_flushes_from_several_tasks_add_up_exactly(store: &Arc<dyn St
 }
 
 fn held(status: KeyStatus, until: Option<i64>, consecutive_failures: u32) -> Health {
-    let hold = Hold { status, reason: format!("{} for a test", status.as_str()), since: T0, until };
+    let hold = Hold { status, reason: format!("{} for a test", status.as_str()), since: T0, until, manual: false };
     Health { hold: Some(hold), consecutive_failures }
 }
 
@@ -151,4 +153,38 @@ async fn deltas_for_one_key_in_one_flush_all_count(store: &Arc<dyn Store>) {
     let record = record(store, id).await;
     assert_eq!(record.counters, CounterValues { last_used: Some(T0 + 7), ..counts(3, 2, 1) });
     assert_eq!(record.health, cooling);
+}
+
+async fn a_manual_hold_reads_back_as_manual(store: &Arc<dyn Store>) {
+    // Arrange
+    let id = stored_key(store).await;
+    let mut health = Health::default();
+    health.disable("operator".into(), T0, None);
+    // Act
+    store
+        .flush_keys(&[KeyDelta { health: Some(health.clone()), ..delta(id, CounterValues::default()) }])
+        .await
+        .expect("flush");
+    // Assert
+    let loaded = record(store, id).await.health;
+    assert_eq!(loaded, health);
+    assert!(loaded.hold.is_some_and(|h| h.manual));
+}
+
+async fn discovered_models_are_stored_kept_and_cleared(store: &Arc<dyn Store>) {
+    // Arrange
+    let id = stored_key(store).await;
+    let set = ModelSet { names: ["llama3".to_owned(), "qwen'; DROP TABLE x; --".to_owned()].into(), discovered_at: T0 };
+    // Act + Assert: stored
+    store
+        .flush_keys(&[KeyDelta { models: Some(Some(set.clone())), ..delta(id, counts(1, 1, 0)) }])
+        .await
+        .expect("flush");
+    assert_eq!(record(store, id).await.models, Some(set.clone()));
+    // a flush without a model change keeps them
+    store.flush_keys(&[delta(id, counts(1, 1, 0))]).await.expect("flush");
+    assert_eq!(record(store, id).await.models, Some(set));
+    // clearing them
+    store.flush_keys(&[KeyDelta { models: Some(None), ..delta(id, CounterValues::default()) }]).await.expect("flush");
+    assert_eq!(record(store, id).await.models, None);
 }

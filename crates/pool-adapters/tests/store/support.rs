@@ -118,6 +118,7 @@ pub fn key(provider: &str, secret: &str) -> NewKey {
         id: KeyId::from_uuid(Uuid::now_v7()),
         provider: provider.to_owned(),
         secret: Secret::new(secret),
+        secret_hash: hash_secret(secret),
         label: None,
         created_at: T0,
         expires_at: None,

@@ -85,6 +85,7 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
 fn request() -> ForwardRequest {
     ForwardRequest {
         provider: provider(),
+        model: None,
         method: Method::POST,
         url: "http://up/v1/chat/completions".into(),
         headers: HeaderMap::new(),
@@ -201,4 +202,36 @@ async fn repeated_connect_errors_rest_the_key() {
     assert_eq!(keys[0].health().consecutive_failures, 2);
     assert_eq!(keys[0].status(T0), KeyStatus::Cooling);
     assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: Some(5), .. })));
+}
+
+fn serving(names: &[&str]) -> Option<crate::pool::ModelSet> {
+    Some(crate::pool::ModelSet { names: names.iter().map(|n| (*n).to_owned()).collect(), discovered_at: T0 })
+}
+
+#[tokio::test]
+async fn a_404_from_a_key_thought_to_serve_the_model_forgets_it_and_moves_on() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(404))]);
+    keys[0].set_models(serving(&["m"]));
+    keys[1].set_models(serving(&["m"]));
+    let req = ForwardRequest { model: Some("m".into()), ..request() };
+    let delivery = gw.forward(req).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.served_by, keys[1].id);
+    assert!(!keys[0].serves(Some("m")), "m was removed from the key's list");
+    assert_eq!(keys[0].health().consecutive_failures, 0, "not the key's fault");
+}
+
+#[tokio::test]
+async fn a_404_from_a_key_with_no_known_models_is_the_clients_answer() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(404)), ("b", Script::Status(404))]);
+    let delivery = gw.forward(ForwardRequest { model: Some("nope".into()), ..request() }).await;
+    assert_eq!(delivery.map(|d| d.status).ok(), Some(StatusCode::NOT_FOUND));
+    assert!(keys.iter().all(|k| k.serves(Some("anything"))));
+}
+
+#[tokio::test]
+async fn a_model_no_key_serves_is_reported_as_such() {
+    let (gw, keys) = gateway(&["a"], &[]);
+    keys[0].set_models(serving(&["other"]));
+    let result = gw.forward(ForwardRequest { model: Some("m".into()), ..request() }).await;
+    assert!(matches!(result, Err(ProxyError::ModelNotServed { model, .. }) if model == "m"));
 }

@@ -8,12 +8,14 @@ mod admin;
 mod health;
 mod models;
 
+pub use admin::control::background_health;
+pub use admin::providers::enabled_setting;
 pub use models::refresh_models;
 mod proxy;
 
 use axum::Router;
 use axum::http::{HeaderName, Method, header};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -26,6 +28,19 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::show))
         .route("/admin/api-keys", post(admin::keys::create).get(admin::keys::list).delete(admin::keys::delete_many))
         .route("/admin/api-keys/{id}", delete(admin::keys::delete_one))
+        .route("/admin/api-keys/import", post(admin::import::keys))
+        .route("/admin/api-keys/import-from-txt", post(admin::import::text))
+        .route("/admin/import", post(admin::import::accounts))
+        .route("/admin/api-keys/import-with-validation", post(admin::validate::start))
+        .route("/admin/jobs/{id}", get(admin::validate::job))
+        .route("/admin/verify-key", post(admin::control::verify))
+        .route("/admin/keys/stats", get(admin::stats::list))
+        .route("/admin/keys/health-check", post(admin::control::health_check))
+        .route("/admin/keys/enable", post(admin::control::enable))
+        .route("/admin/keys/disable", post(admin::control::disable))
+        .route("/admin/keys/reset-cooldowns", post(admin::control::reset_cooldowns))
+        .route("/admin/providers", get(admin::providers::list))
+        .route("/admin/providers/{name}", patch(admin::providers::update))
         .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
         .route("/admin/tokens/{id}", delete(admin::tokens::revoke));
     for prefix in ["", "/{provider}"] {

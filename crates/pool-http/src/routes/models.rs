@@ -32,6 +32,7 @@ pub async fn native_tags(
     let url = provider.spec.native_url("tags").ok_or_else(|| ApiError::not_found("This provider has no native API"))?;
     let request = ForwardRequest {
         provider: provider.spec.name.clone(),
+        model: None,
         method: Method::GET,
         url,
         headers: HeaderMap::new(),
@@ -64,6 +65,7 @@ async fn fetch(state: &AppState, provider: &ProviderRuntime) -> Result<Bytes, Ap
     let spec = &provider.spec;
     let request = ForwardRequest {
         provider: spec.name.clone(),
+        model: None,
         method: Method::GET,
         url: spec.models_url(),
         headers: HeaderMap::new(),

@@ -91,11 +91,18 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
-    validate(&body)?;
+    let model = validate(&body)?;
     let headers = upstream_headers(provider, &parts.headers);
     let delivery = state
         .gateway
-        .forward(ForwardRequest { provider: provider.spec.name.clone(), method: Method::POST, url, headers, body })
+        .forward(ForwardRequest {
+            provider: provider.spec.name.clone(),
+            model: Some(model),
+            method: Method::POST,
+            url,
+            headers,
+            body,
+        })
         .await?;
     Ok(respond(delivery))
 }
@@ -109,7 +116,7 @@ struct Peek<'a> {
 }
 
 /// Checks what routing relies on: a JSON object with a sane `model` and a boolean `stream`.
-fn validate(body: &[u8]) -> Result<(), ApiError> {
+fn validate(body: &[u8]) -> Result<String, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request("The request body must be a JSON object"));
     }
@@ -125,7 +132,7 @@ fn validate(body: &[u8]) -> Result<(), ApiError> {
             format!("'model' must be 1-{MAX_MODEL_LEN} characters without control characters"),
         ));
     }
-    Ok(())
+    Ok(model.into_owned())
 }
 
 /// Whether JSON nesting (objects and arrays, outside strings) goes deeper than `limit`.

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use crate::cpu::{CpuProbe, CpuUse};
 use crate::http::{CHAT, Target};
+
+/// Longest wait for one answer: a hung request ends its connection, not the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The measured part of a run; answers outside it are not counted.
 #[derive(Clone, Copy)]
@@ -58,21 +59,25 @@ impl Tally {
 #[derive(Debug)]
 pub struct RpsResult {
     pub tally: Tally,
-    pub secs: f64,
+    pub window: Duration,
+    /// CPU used by each process inside the window.
+    pub cpu: Vec<CpuUse>,
 }
 
 impl RpsResult {
     pub fn rps(&self) -> f64 {
-        self.tally.ok as f64 / self.secs
+        self.tally.ok as f64 / self.window.as_secs_f64()
     }
 }
 
-/// Runs `concurrency` workers against `target` for `warmup + duration`, counting `duration`.
+/// Runs `concurrency` workers against `target` for `warmup + duration`, counting `duration`
+/// and the CPU each process of `probe` used in it.
 pub async fn max_rps(
     target: &Target,
     concurrency: u64,
     warmup: Duration,
     duration: Duration,
+    probe: &CpuProbe,
 ) -> anyhow::Result<RpsResult> {
     let start = Instant::now() + warmup;
     let window = Window { start, end: start + duration };
@@ -81,11 +86,15 @@ pub async fn max_rps(
     for i in 0..concurrency {
         workers.spawn(worker(target.clone(), i as usize, body.clone(), window));
     }
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = probe.snapshot();
+    tokio::time::sleep_until(window.end.into()).await;
+    let cpu = probe.used(&before, &probe.snapshot());
     let mut tally = Tally::default();
     while let Some(done) = workers.join_next().await {
         tally.merge(done?);
     }
-    Ok(RpsResult { tally, secs: duration.as_secs_f64() })
+    Ok(RpsResult { tally, window: duration, cpu })
 }
 
 async fn worker(target: Target, id: usize, body: Bytes, window: Window) -> Tally {
@@ -102,15 +111,17 @@ async fn worker(target: Target, id: usize, body: Bytes, window: Window) -> Tally
 
 /// Sends requests on one connection until the window ends or the connection fails.
 async fn connection(target: &Target, id: usize, body: &Bytes, window: Window, tally: &mut Tally) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(target.addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, conn) = crate::http::connect(target.addr).await?;
     let requests = async {
         while Instant::now() < window.end {
-            sender.ready().await?;
-            let response = sender.send_request(target.raw(id, body)).await?;
-            let status = response.status();
-            response.into_body().collect().await?;
+            let exchange = async {
+                sender.ready().await?;
+                let response = sender.send_request(target.raw(id, body)).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                anyhow::Ok(status)
+            };
+            let status = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await??;
             if status == StatusCode::OK {
                 if window.contains(Instant::now()) {
                     tally.ok += 1;

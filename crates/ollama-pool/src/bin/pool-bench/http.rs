@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
+use tokio::net::TcpStream;
 
 use crate::procs::Child;
 
@@ -24,6 +26,8 @@ pub const CHAT: &str = r#"{"model":"llama3.2:3b","messages":[{"role":"user","con
 /// The chat request of the streams scenario.
 pub const CHAT_STREAM: &str = r#"{"model":"llama3.2:3b","messages":[{"role":"user","content":"hello"}],"stream":true}"#;
 const CHAT_PATH: &str = "/v1/chat/completions";
+/// Longest wait for a connection or an admin answer.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
@@ -84,6 +88,17 @@ impl Target {
     }
 }
 
+/// A raw HTTP/1.1 connection: its request handle, and the connection future that must be
+/// polled (alongside the requests) for anything to move.
+pub type RawConnection = (http1::SendRequest<Full<Bytes>>, http1::Connection<TokioIo<TcpStream>, Full<Bytes>>);
+
+/// Opens a raw HTTP/1.1 connection to `addr`, with Nagle off like the pooled client.
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<RawConnection> {
+    let stream = tokio::time::timeout(SETUP_TIMEOUT, TcpStream::connect(addr)).await??;
+    stream.set_nodelay(true)?;
+    Ok(http1::handshake(TokioIo::new(stream)).await?)
+}
+
 /// Sends a request and reads the whole answer; `Err` describes a failure or a non-200.
 pub async fn send(client: &Client, request: Request<Full<Bytes>>) -> Result<(), String> {
     let response = client.request(request).await.map_err(|e| e.to_string())?;
@@ -104,10 +119,9 @@ pub async fn wait_healthy(client: &Client, addr: SocketAddr, gateway: &mut Child
         gateway.ensure_running()?;
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = uri.clone();
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), client.request(request)).await {
-            if r.status() == StatusCode::OK {
-                return Ok(());
-            }
+        let answer = tokio::time::timeout(Duration::from_secs(1), client.request(request)).await;
+        if matches!(answer, Ok(Ok(r)) if r.status() == StatusCode::OK) {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -134,9 +148,14 @@ async fn admin_post(client: &Client, addr: SocketAddr, admin: &str, path: &str, 
     let headers = request.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(AUTHORIZATION, HeaderValue::try_from(format!("Bearer {admin}"))?);
-    let response = client.request(request).await.with_context(|| format!("POST {path}"))?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await.with_context(|| format!("reading POST {path}"))?.to_bytes();
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        anyhow::Ok((status, response.into_body().collect().await?.to_bytes()))
+    };
+    let answer = tokio::time::timeout(SETUP_TIMEOUT, exchange).await;
+    let (status, bytes) =
+        answer.with_context(|| format!("POST {path} timed out"))?.with_context(|| format!("POST {path}"))?;
     anyhow::ensure!(status == StatusCode::OK, "POST {path} answered {status}: {}", String::from_utf8_lossy(&bytes));
     serde_json::from_slice(&bytes).with_context(|| format!("parsing the answer to POST {path}"))
 }

@@ -19,7 +19,9 @@
 
 mod cli;
 mod closed;
+mod cpu;
 mod http;
+mod machine;
 mod open;
 mod procs;
 mod report;
@@ -32,9 +34,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 
 use crate::cli::{Cli, Command, RunArgs, Scenario};
+use crate::cpu::CpuProbe;
 use crate::http::{Client, Target};
+use crate::machine::Machine;
 use crate::procs::{Child, GatewaySpec, WorkDir};
-use crate::report::{LatencyPair, Machine, Report};
+use crate::report::{LatencyPair, Report};
 
 /// Content chunks of every streamed answer of the fake upstream.
 pub const STREAM_CHUNKS: usize = 20;
@@ -63,14 +67,15 @@ async fn main() -> anyhow::Result<()> {
 async fn bench(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rates.len() <= MAX_RATES, "at most {MAX_RATES} rates");
     procs::check_open_files(args.streams)?;
-    let machine = Machine::detect(procs::gateway_binary()?);
+    let idle_check = cpu::machine_load(Duration::from_millis(500)).await;
+    let machine = Machine::detect(procs::gateway_binary()?, idle_check);
     for warning in machine.warnings() {
         eprintln!("WARNING: {warning}");
     }
     // Declared first, dropped last: the children stop before their directory goes.
     let dir = WorkDir::create()?;
     progress("starting the fake upstream and the gateway");
-    let (_upstream, upstream_addr) = procs::start_upstream(dir.path(), STREAM_CHUNKS, STREAM_DELAY)?;
+    let (upstream, upstream_addr) = procs::start_upstream(dir.path(), STREAM_CHUNKS, STREAM_DELAY)?;
     let admin = admin_token();
     let spec = GatewaySpec { binary: &machine.gateway, upstream: upstream_addr, admin_token: &admin };
     let (mut gateway, gateway_addr) = procs::start_gateway(dir.path(), &spec)?;
@@ -81,6 +86,11 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     let targets = Targets {
         direct: Target::new("direct", upstream_addr, &keys)?,
         gateway: Target::new("gateway", gateway_addr, &[token])?,
+        cpu: CpuProbe::new(vec![
+            ("gateway", gateway.pid()),
+            ("upstream", upstream.pid()),
+            ("pool-bench", std::process::id()),
+        ]),
     };
     let mut report = Report { machine, args, rps: None, latency: Vec::new(), streams: None };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
@@ -88,9 +98,11 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where requests go, and whose CPU time is read.
 struct Targets {
     direct: Target,
     gateway: Target,
+    cpu: CpuProbe,
 }
 
 async fn run_scenarios(
@@ -105,7 +117,7 @@ async fn run_scenarios(
         let mut results = Vec::new();
         for target in [&targets.direct, &targets.gateway] {
             progress(&format!("max RPS, {}", target.label));
-            results.push(closed::max_rps(target, args.concurrency, WARMUP, duration).await?);
+            results.push(closed::max_rps(target, args.concurrency, WARMUP, duration, &targets.cpu).await?);
             gateway.ensure_running()?;
         }
         report.rps = results.pop().zip(results.pop()).map(|(g, d)| (d, g));
@@ -121,7 +133,7 @@ async fn run_scenarios(
     }
     if args.scenario.includes(Scenario::Streams) {
         progress(&format!("{} concurrent streams through the gateway", args.streams));
-        report.streams = Some(streams::run(client, &targets.gateway, args.streams, gateway.pid()).await?);
+        report.streams = Some(streams::run(&targets.gateway, args.streams, gateway.pid()).await?);
         gateway.ensure_running()?;
     }
     Ok(())

@@ -1,64 +1,17 @@
-//! The figures of a run: the machine they come from, the table on stdout, the targets with
-//! PASS/MISS, and the same figures as one JSON object for the docs.
-
-use std::path::PathBuf;
+//! The figures of a run: the table on stdout, the targets with PASS/MISS, and the same
+//! figures as one JSON object for the docs.
 
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
 use crate::closed::RpsResult;
+use crate::machine::{BUSY_LIMIT, Machine};
 use crate::open::LatencyResult;
 use crate::stats::{diff_ms, ms};
 use crate::streams::StreamsResult;
 
 /// The rate at which the added-latency targets apply.
 const TARGET_RATE: u32 = 1000;
-
-/// Where the figures come from; debug builds make them meaningless.
-pub struct Machine {
-    pub nproc: usize,
-    pub cpu: String,
-    pub bench_release: bool,
-    pub gateway: PathBuf,
-    pub gateway_release: bool,
-}
-
-impl Machine {
-    pub fn detect(gateway: PathBuf) -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            .unwrap_or_else(|| "unknown".to_owned());
-        let gateway_release = gateway.parent().and_then(|dir| dir.file_name()).is_some_and(|name| name == "release");
-        Machine {
-            nproc: std::thread::available_parallelism().map_or(1, usize::from),
-            cpu,
-            bench_release: !cfg!(debug_assertions),
-            gateway,
-            gateway_release,
-        }
-    }
-
-    /// Warnings to print before and after the figures.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if !self.bench_release {
-            warnings.push(
-                "pool-bench is a DEBUG build: the figures are meaningless; run target/release/pool-bench".to_owned(),
-            );
-        }
-        if !self.gateway_release {
-            warnings.push(format!(
-                "the gateway {} does not look like a release build: the figures are meaningless",
-                self.gateway.display()
-            ));
-        }
-        warnings
-    }
-}
-
 /// One latency comparison at a fixed rate.
 pub struct LatencyPair {
     pub direct: LatencyResult,
@@ -93,7 +46,7 @@ impl Check {
     fn new(name: String, value: Option<f64>, unit: &str, ok: impl Fn(f64) -> bool) -> Check {
         Check {
             name,
-            observed: value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.3} {unit}")),
+            observed: value.map_or_else(|| "not measured".to_owned(), |v| observed(v, unit)),
             value,
             pass: value.map(ok),
         }
@@ -115,7 +68,7 @@ impl Report {
         self.print_latency();
         self.print_streams();
         self.print_checks();
-        for warning in self.machine.warnings() {
+        for warning in self.warnings() {
             println!("\n!!! WARNING: {warning}");
         }
         if self.args.json {
@@ -123,10 +76,29 @@ impl Report {
         }
     }
 
+    /// The machine's warnings, and one if other work took CPU during a max-RPS window.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.machine.warnings();
+        let others = self
+            .rps
+            .iter()
+            .flat_map(|(d, g)| [d, g])
+            .flat_map(|r| r.cpu.iter().filter(|c| c.name == "others").map(|c| c.cores(r.window)));
+        if let Some(busiest) = others.reduce(f64::max).filter(|&c| c > BUSY_LIMIT) {
+            warnings.push(format!(
+                "other processes kept up to {busiest:.2} cores busy during the max-RPS runs: the figures are low"
+            ));
+        }
+        warnings
+    }
+
     fn print_header(&self) {
         let m = &self.machine;
         println!("ollama-pool benchmark (pool-bench), all processes on 127.0.0.1");
-        println!("  machine:  {} CPUs ({})", m.nproc, m.cpu);
+        println!(
+            "  machine:  {} CPUs ({}); {:.2} cores busy with other work before the run",
+            m.nproc, m.cpu, m.busy_before
+        );
         println!(
             "  builds:   pool-bench {}, gateway {} ({})",
             profile(m.bench_release),
@@ -146,6 +118,7 @@ impl Report {
         println!("  {:<8} {:>11} {:>9} {:>7}", "", "req/s", "200s", "errors");
         for (label, r) in [("direct", direct), ("gateway", gateway)] {
             println!("  {label:<8} {:>11.1} {:>9} {:>7}", r.rps(), r.tally.ok, r.tally.errors);
+            print_cpu(r);
             if let Some(e) = &r.tally.first_error {
                 println!("           first error: {e}");
             }
@@ -159,8 +132,8 @@ impl Report {
         }
         println!("\nLatency at fixed rates: open loop, from scheduled start to end of body (ms)");
         println!(
-            "  {:>6} {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
-            "rate", "", "achieved", "p50", "p90", "p99", "max", "errors"
+            "  {:>6} {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
+            "rate", "", "achieved", "p50", "p90", "p99", "max", "errors", "lag p99"
         );
         for pair in &self.latency {
             for (label, r) in [("direct", &pair.direct), ("gateway", &pair.gateway)] {
@@ -187,9 +160,16 @@ impl Report {
         if let Some(e) = &s.first_error {
             println!("  first error: {e}");
         }
-        println!("  gateway RSS before  {:>8.1} MiB", mib(s.rss_before_kib));
-        println!("  gateway RSS peak    {:>8.1} MiB   (sampled every 50 ms)", mib(s.rss_peak_kib));
-        println!("  gateway VmHWM       {:>8.1} MiB   (whole life of the process)", mib(s.hwm_kib));
+        let rows = [
+            ("before the streams", s.rss_before_kib, ""),
+            ("all connections open", s.rss_connected_kib, "(before the requests)"),
+            ("peak", s.rss_peak_kib, "(sampled every 50 ms)"),
+            ("VmHWM", s.hwm_kib, "(whole life of the process)"),
+            ("1 s after the streams", s.rss_after_kib, ""),
+        ];
+        for (label, kib, note) in rows {
+            println!("  gateway RSS {label:<22} {:>7.1} MiB  {note}", mib(kib));
+        }
     }
 
     fn print_checks(&self) {
@@ -224,7 +204,7 @@ impl Report {
         let m = &self.machine;
         json!({
             "machine": {"nproc": m.nproc, "cpu": m.cpu, "pool_bench_release": m.bench_release,
-                        "gateway_binary": m.gateway.display().to_string(), "gateway_release": m.gateway_release},
+                        "gateway_binary": m.gateway.display().to_string(), "gateway_release": m.gateway_release, "busy_cores_before": m.busy_before},
             "settings": {"duration_secs": self.args.duration, "warmup_secs": 1, "rates": self.args.rates,
                          "concurrency": self.args.concurrency, "streams": self.args.streams,
                          "body_bytes": crate::http::CHAT.len()},
@@ -239,11 +219,21 @@ impl Report {
     }
 }
 
+/// A figure with the precision its unit deserves.
+fn observed(v: f64, unit: &str) -> String {
+    match unit {
+        "ms" => format!("{v:.3} ms"),
+        "" => format!("{v:.0}"),
+        _ => format!("{v:.1} {unit}"),
+    }
+}
+
 fn print_latency_row(label: &str, r: &LatencyResult) {
     let rate = r.rate;
+    let lag = r.lag.map_or(0.0, |l| ms(l.p99));
     match r.percentiles {
         Some(p) => println!(
-            "  {rate:>6} {label:<8} {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7}",
+            "  {rate:>6} {label:<8} {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {lag:>9.3}",
             r.achieved,
             ms(p.p50),
             ms(p.p90),
@@ -256,6 +246,19 @@ fn print_latency_row(label: &str, r: &LatencyResult) {
     if let Some(e) = &r.first_error {
         println!("         first error: {e}");
     }
+}
+
+/// The cores each process kept busy, and its CPU time per 200 answer.
+fn print_cpu(r: &RpsResult) {
+    let parts: Vec<String> = r
+        .cpu
+        .iter()
+        .map(|c| {
+            let per = 1e6 * c.secs / (r.tally.ok.max(1) as f64);
+            format!("{} {:.2} ({per:.1} us/req)", c.name, c.cores(r.window))
+        })
+        .collect();
+    println!("           CPU cores: {}", parts.join(", "));
 }
 
 fn profile(release: bool) -> &'static str {
@@ -271,18 +274,23 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn rps_json(r: &RpsResult) -> Value {
-    json!({"rps": r.rps(), "ok": r.tally.ok, "errors": r.tally.errors, "first_error": r.tally.first_error})
+    let cpu: serde_json::Map<String, Value> =
+        r.cpu.iter().map(|c| (c.name.to_owned(), json!({"cores": c.cores(r.window), "cpu_secs": c.secs}))).collect();
+    json!({"rps": r.rps(), "ok": r.tally.ok, "errors": r.tally.errors, "first_error": r.tally.first_error,
+           "cpu": cpu})
 }
 
 fn latency_json(r: &LatencyResult) -> Value {
     let p = r.percentiles;
     json!({"achieved_rps": r.achieved, "ok": r.ok, "errors": r.errors, "first_error": r.first_error,
            "p50_ms": p.map(|p| ms(p.p50)), "p90_ms": p.map(|p| ms(p.p90)),
-           "p99_ms": p.map(|p| ms(p.p99)), "max_ms": p.map(|p| ms(p.max))})
+           "p99_ms": p.map(|p| ms(p.p99)), "max_ms": p.map(|p| ms(p.max)),
+           "start_lag_p99_ms": r.lag.map(|l| ms(l.p99))})
 }
 
 fn streams_json(s: &StreamsResult) -> Value {
     json!({"requested": s.requested, "done": s.done, "errors": s.errors, "first_error": s.first_error,
            "peak_open": s.peak_open, "secs": s.secs, "rss_before_mib": mib(s.rss_before_kib),
+           "rss_connected_mib": mib(s.rss_connected_kib), "rss_after_mib": mib(s.rss_after_kib),
            "rss_peak_mib": mib(s.rss_peak_kib), "vm_hwm_mib": mib(s.hwm_kib)})
 }

@@ -1,9 +1,11 @@
 //! Memory under many streams: N concurrent `stream: true` requests through the gateway, each
 //! read to its end, while the gateway's resident set is sampled from `/proc/<pid>/status`.
 //!
-//! The peak is the largest sample (every 50 ms); `VmHWM` is the kernel's own high-water mark
-//! for the process's whole life, so it also covers the earlier scenarios and any spike
-//! between two samples.
+//! Every client connection is opened first and the requests then leave together: opened one
+//! after the other, the first streams (about a second long) would end before the last began,
+//! and the figure would be for fewer streams than announced. The peak is the largest sample
+//! (every 50 ms); `VmHWM` is the kernel's own high-water mark over the process's whole life,
+//! so it also covers the earlier scenarios and any spike between two samples.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,14 +15,19 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{CHAT_STREAM, Client, Target};
+use crate::http::{CHAT_STREAM, Target};
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
-/// Longest a single stream may take, connection included.
-const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wait after the streams before the "after" sample.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Longest wait for every connection to be open before the requests leave anyway.
+const CONNECT_ALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest a single stream may take, from its connection to its end.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const DONE: &[u8] = b"data: [DONE]";
 
 #[derive(Debug, Default)]
@@ -32,47 +39,85 @@ pub struct StreamsResult {
     pub first_error: Option<String>,
     /// Most streams between headers and end at the same moment.
     pub peak_open: usize,
+    /// From the go signal to the end of the last stream.
     pub secs: f64,
     pub rss_before_kib: u64,
+    /// With every client connection open, before the requests leave.
+    pub rss_connected_kib: u64,
     pub rss_peak_kib: u64,
+    /// A second after the last stream ended, connections closed: memory kept, not leaked
+    /// necessarily (allocators keep freed pages), but worth a look when it stays high.
+    pub rss_after_kib: u64,
     pub hwm_kib: u64,
 }
 
-pub async fn run(client: &Client, target: &Target, streams: u64, pid: u32) -> anyhow::Result<StreamsResult> {
+pub async fn run(target: &Target, streams: u64, pid: u32) -> anyhow::Result<StreamsResult> {
     let rss_before_kib = read_kib(pid, "VmRSS:")?;
     let stop = CancellationToken::new();
-    let started = Instant::now();
     let streaming = async {
-        let tally = open_all(client, target, streams).await;
+        let tally = open_all(target, streams, pid).await;
         stop.cancel();
         tally
     };
     let (mut result, rss_peak_kib) = tokio::join!(streaming, peak_rss(pid, stop.clone()));
-    result.secs = started.elapsed().as_secs_f64();
     result.rss_before_kib = rss_before_kib;
     result.rss_peak_kib = rss_peak_kib.max(rss_before_kib);
     result.hwm_kib = read_kib(pid, "VmHWM:")?;
+    tokio::time::sleep(SETTLE).await;
+    result.rss_after_kib = read_kib(pid, "VmRSS:")?;
     Ok(result)
 }
 
-/// Opens every stream at once and waits for all of them.
-async fn open_all(client: &Client, target: &Target, streams: u64) -> StreamsResult {
-    let (open, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let body = Bytes::from_static(CHAT_STREAM.as_bytes());
+/// What the stream tasks share.
+#[derive(Clone)]
+struct Shared {
+    target: Target,
+    body: Bytes,
+    /// Each task sends once when its connection is open (or failed to open).
+    ready: mpsc::Sender<()>,
+    go: CancellationToken,
+    open: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+/// Connects every stream, starts them all at once, and waits for all of them.
+async fn open_all(target: &Target, streams: u64, pid: u32) -> StreamsResult {
+    let (ready, mut connected) = mpsc::channel(1024);
+    let shared = Shared {
+        target: target.clone(),
+        body: Bytes::from_static(CHAT_STREAM.as_bytes()),
+        ready,
+        go: CancellationToken::new(),
+        open: Arc::default(),
+        peak: Arc::default(),
+    };
     let mut set = JoinSet::new();
     for i in 0..streams {
-        let request = target.pooled(i as usize, &body);
-        let stream = one(client.clone(), request, Arc::clone(&open), Arc::clone(&peak));
-        set.spawn(tokio::time::timeout(STREAM_TIMEOUT, stream));
+        set.spawn(tokio::time::timeout(STREAM_TIMEOUT, one(shared.clone(), i as usize)));
     }
+    let all_connected = async {
+        for _ in 0..streams {
+            connected.recv().await;
+        }
+    };
+    let _ = tokio::time::timeout(CONNECT_ALL_TIMEOUT, all_connected).await;
+    let rss_connected_kib = read_kib(pid, "VmRSS:").unwrap_or(0);
+    let started = Instant::now();
+    shared.go.cancel();
+    let mut result = collect(&mut set, streams).await;
+    result.secs = started.elapsed().as_secs_f64();
+    result.peak_open = shared.peak.load(Ordering::Relaxed);
+    result.rss_connected_kib = rss_connected_kib;
+    result
+}
+
+/// A stream task's result: its own outcome, unless it timed out.
+type Outcome = Result<Result<(), String>, tokio::time::error::Elapsed>;
+
+async fn collect(set: &mut JoinSet<Outcome>, streams: u64) -> StreamsResult {
     let mut result = StreamsResult { requested: streams, ..StreamsResult::default() };
     while let Some(joined) = set.join_next().await {
-        let outcome = match joined {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(format!("not finished within {STREAM_TIMEOUT:?}")),
-            Err(e) => Err(format!("stream task failed: {e}")),
-        };
-        match outcome {
+        match flatten(joined) {
             Ok(()) => result.done += 1,
             Err(e) => {
                 result.errors += 1;
@@ -80,8 +125,15 @@ async fn open_all(client: &Client, target: &Target, streams: u64) -> StreamsResu
             }
         }
     }
-    result.peak_open = peak.load(Ordering::Relaxed);
     result
+}
+
+fn flatten(joined: Result<Outcome, tokio::task::JoinError>) -> Result<(), String> {
+    match joined {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(format!("not finished within {STREAM_TIMEOUT:?}")),
+        Err(e) => Err(format!("stream task failed: {e}")),
+    }
 }
 
 /// Counts a stream as open from its headers to its end, whichever way it ends.
@@ -101,20 +153,37 @@ impl Drop for OpenGuard {
     }
 }
 
-/// One stream, read to its end; `Ok` only for a 200 whose last event is `data: [DONE]`.
-async fn one(
-    client: Client,
-    request: hyper::Request<http_body_util::Full<Bytes>>,
-    open: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-) -> Result<(), String> {
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
-    if response.status() != StatusCode::OK {
-        return Err(format!("HTTP {}", response.status()));
+/// One stream on its own connection: connect, wait for the go, then read the answer to its
+/// end; `Ok` only for a 200 whose last event is `data: [DONE]`.
+async fn one(shared: Shared, i: usize) -> Result<(), String> {
+    let connected = crate::http::connect(shared.target.addr).await;
+    let _ = shared.ready.send(()).await;
+    let (mut sender, conn) = connected.map_err(|e| format!("connect: {e}"))?;
+    shared.go.cancelled().await;
+    let exchange = async {
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let request = shared.target.raw(i, &shared.body);
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let _open = OpenGuard::new(Arc::clone(&shared.open), &shared.peak);
+        read_tail(response.into_body()).await
+    };
+    tokio::pin!(exchange);
+    tokio::select! {
+        tail = &mut exchange => tail,
+        // The connection may end first (after the last byte); the body is buffered by then.
+        closed = conn => {
+            closed.map_err(|e| e.to_string())?;
+            exchange.await
+        }
     }
-    let _open = OpenGuard::new(open, &peak);
-    let mut body = response.into_body();
-    // Only the end matters; keep a short tail so 1,000 streams hold no bodies.
+}
+
+/// Reads a body to its end and checks that it ends with `data: [DONE]`. Only a short tail is
+/// kept, so that a thousand streams hold no bodies in the load generator.
+async fn read_tail(mut body: hyper::body::Incoming) -> Result<(), String> {
     let mut tail: Vec<u8> = Vec::with_capacity(128);
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {

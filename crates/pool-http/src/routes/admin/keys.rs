@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use pool_core::ids::KeyId;
+use pool_core::import::validate_secret;
 use pool_core::key::KeyStatus;
 use pool_core::pool::PoolKey;
 use pool_core::ports::NewKey;
@@ -20,8 +21,6 @@ use crate::error::ApiError;
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
 use crate::wire::iso;
-
-const MAX_KEY_LEN: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +44,7 @@ pub async fn create(
         id: KeyId::from_uuid(Uuid::now_v7()),
         provider: provider.spec.name.to_string(),
         secret: Secret::new(secret),
+        secret_hash: hash_secret(secret),
         label: label("username", body.username)?,
         created_at: now,
         expires_at: ttl_to_expiry(now, ttl("ttl", body.ttl)?),
@@ -58,19 +58,9 @@ pub async fn create(
     }))
 }
 
-/// An upstream key as given: trimmed, visible ASCII only (it travels in a header), bounded.
+/// An upstream key as given, by the one rule of [`validate_secret`].
 pub(crate) fn parse_secret(raw: &str) -> Result<&str, ApiError> {
-    let secret = raw.trim();
-    if secret.is_empty() {
-        return Err(ApiError::invalid_param("api_key", "API Key is required"));
-    }
-    if secret.len() > MAX_KEY_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid_param(
-            "api_key",
-            format!("An API key is 1-{MAX_KEY_LEN} visible ASCII characters"),
-        ));
-    }
-    Ok(secret)
+    validate_secret(raw).map_err(|e| ApiError::invalid_param("api_key", e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,22 @@
 //! The admin API (admin token required): upstream keys and client tokens.
 
+pub mod control;
+pub mod import;
 pub mod keys;
+pub mod providers;
+pub mod stats;
 pub mod tokens;
+pub mod validate;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use pool_core::UnixMs;
+use pool_core::ids::KeyId;
+use pool_core::key::KeyStatus;
+use pool_core::pool::PoolKey;
+use pool_core::provider::ProviderName;
+use pool_core::secret::hash_secret;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
@@ -52,4 +65,108 @@ pub(crate) fn ttl(param: &'static str, seconds: Option<u64>) -> Result<Option<u6
         }
         other => Ok(other.filter(|&s| s > 0)),
     }
+}
+
+/// The keys an operator names: by whole secret (matched by hash) or by id, within `provider` if
+/// given. Unknown names are simply not found.
+pub(crate) fn select_keys(
+    state: &AppState,
+    provider: Option<&ProviderName>,
+    secrets: &[String],
+    ids: &[String],
+) -> Vec<Arc<PoolKey>> {
+    let pools = &state.gateway.pools;
+    let mut keys: Vec<Arc<PoolKey>> =
+        secrets.iter().flat_map(|s| pools.find_by_secret(provider, &hash_secret(s.trim()))).collect();
+    keys.extend(
+        ids.iter()
+            .filter_map(|raw| raw.trim().parse::<KeyId>().ok())
+            .filter_map(|id| pools.find(id))
+            .filter(|k| provider.is_none_or(|p| *p == k.provider)),
+    );
+    keys.sort_by_key(|k| k.id);
+    keys.dedup_by_key(|k| k.id);
+    keys
+}
+
+/// A `status` filter: `all` (or nothing) or one key status.
+pub(crate) fn status_filter(raw: Option<&str>) -> Result<Option<KeyStatus>, ApiError> {
+    match raw.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "all") => Ok(None),
+        Some(s) => KeyStatus::parse(s).map(Some).ok_or_else(|| {
+            ApiError::invalid_param("status", "status is one of all, active, cooling, failed, disabled, expired")
+        }),
+    }
+}
+
+/// The keys of a listing, oldest first: by provider, status (at `now`) and search.
+pub(crate) fn listed_keys(
+    state: &AppState,
+    provider: Option<&ProviderName>,
+    status: Option<KeyStatus>,
+    search: Option<&str>,
+    now: UnixMs,
+) -> Vec<Arc<PoolKey>> {
+    let search = search.map(str::trim).filter(|s| !s.is_empty());
+    let mut keys: Vec<Arc<PoolKey>> = state
+        .gateway
+        .pools
+        .all_keys()
+        .into_iter()
+        .filter(|k| provider.is_none_or(|p| *p == k.provider))
+        .filter(|k| status.is_none_or(|s| k.status(now) == s))
+        .filter(|k| search.is_none_or(|s| matches_search(k, s)))
+        .collect();
+    keys.sort_by_key(|k| (k.created_at, k.id));
+    keys
+}
+
+/// A search matches a label (case-insensitive substring), an id prefix, or the whole secret.
+/// Never a substring of a secret: the list must not become an oracle for key material.
+pub(crate) fn matches_search(key: &PoolKey, search: &str) -> bool {
+    let needle = search.to_lowercase();
+    key.label.as_ref().is_some_and(|l| l.to_lowercase().contains(&needle))
+        || key.id.to_string().starts_with(&needle)
+        || key.secret_hash == hash_secret(search)
+}
+
+/// One page of a listing: `page` is clamped into range, `page_size` to 1..=200 (50 by default).
+pub(crate) struct Page {
+    pub page: usize,
+    pub page_size: usize,
+    pub total: usize,
+}
+
+impl Page {
+    pub fn of(total: usize, page: Option<usize>, page_size: Option<usize>, all: bool) -> Self {
+        let page_size = if all { total.max(1) } else { page_size.unwrap_or(50).clamp(1, 200) };
+        let page = page.unwrap_or(1).clamp(1, total.div_ceil(page_size).max(1));
+        Self { page, page_size, total }
+    }
+
+    pub fn total_pages(&self) -> usize {
+        self.total.div_ceil(self.page_size).max(1)
+    }
+
+    pub fn slice<'a, T>(&self, items: &'a [T]) -> impl Iterator<Item = &'a T> {
+        items.iter().skip((self.page - 1) * self.page_size).take(self.page_size)
+    }
+}
+
+/// How many keys of a provider are in each state now.
+pub(crate) fn key_counts(
+    state: &AppState,
+    provider: &ProviderName,
+    now: UnixMs,
+) -> (usize, BTreeMap<&'static str, usize>) {
+    let keys = state.gateway.pools.pool(provider).map(|p| p.snapshot()).unwrap_or_default();
+    let mut counts: BTreeMap<&'static str, usize> =
+        [KeyStatus::Active, KeyStatus::Cooling, KeyStatus::Failed, KeyStatus::Disabled, KeyStatus::Expired]
+            .iter()
+            .map(|s| (s.as_str(), 0))
+            .collect();
+    for key in keys.iter() {
+        *counts.entry(key.status(now).as_str()).or_default() += 1;
+    }
+    (keys.len(), counts)
 }

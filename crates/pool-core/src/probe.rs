@@ -1,0 +1,212 @@
+//! Probing a key: does the upstream accept it, and which models may it use?
+//!
+//! A probe makes two small calls with the key: the provider's model list (which discovers what
+//! this key may use), then a one-token chat completion (which proves the upstream accepts the key:
+//! some model lists are public). The verdict drives the key's health the way a real request
+//! would, except that a passing probe also brings back a key that was failed or auto-disabled.
+//! Timeouts belong to the `Upstream` the prober is given (a client with short probe timeouts).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::key::{FailurePolicy, KeyEvent};
+use crate::models::to_openai_list;
+use crate::outcome::parse_retry_after;
+use crate::pool::{ModelSet, PoolKey};
+use crate::ports::{Clock, Upstream, UpstreamRequest};
+use crate::provider::ProviderSpec;
+use crate::secret::Secret;
+
+/// What a probe concluded about a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    /// The upstream knows the key but it is at its limit now.
+    RateLimited {
+        retry_after_ms: Option<i64>,
+    },
+    /// The upstream refuses the key (401/402/403).
+    Rejected {
+        status: u16,
+    },
+    /// No usable answer (5xx, timeout, connection error).
+    Unreachable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// What the upstream said, for an operator: "HTTP 401: invalid key", "timed out"…
+    pub detail: String,
+    /// The models the key may use, when the list could be read.
+    pub models: Option<Vec<String>>,
+}
+
+impl Report {
+    pub fn healthy(&self) -> bool {
+        self.verdict == Verdict::Healthy
+    }
+}
+
+pub struct Prober {
+    pub upstream: Arc<dyn Upstream>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: FailurePolicy,
+}
+
+/// Who asked: an operator's explicit check lifts any hold, a routine one never a manual disable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asker {
+    Operator,
+    Routine,
+}
+
+impl Prober {
+    /// Probes a secret that may not be in the pool yet (validated import).
+    pub async fn probe(&self, spec: &ProviderSpec, secret: &Secret) -> Report {
+        let models = match self.call(spec, Method::GET, spec.models_url(), secret, Bytes::new()).await {
+            Ok(answer) if answer.status.is_success() => model_ids(spec, &answer.body),
+            Ok(answer) => match self.failing(&answer) {
+                Some(verdict) => return report(verdict, answer.describe(), None),
+                None => None,
+            },
+            Err(cause) => return report(Verdict::Unreachable, cause, None),
+        };
+        let Some(model) = choose_model(spec.probe_model.as_deref(), models.as_deref()) else {
+            return report(Verdict::Healthy, "model list read; no model to test".into(), models);
+        };
+        let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "stream": false});
+        let url = spec.openai_url("chat/completions");
+        match self.call(spec, Method::POST, url, secret, Bytes::from(body.to_string())).await {
+            Ok(answer) => match self.failing(&answer) {
+                Some(verdict) => report(verdict, answer.describe(), models),
+                None => report(Verdict::Healthy, format!("HTTP {} from {model}", answer.status.as_u16()), models),
+            },
+            Err(cause) => report(Verdict::Unreachable, cause, models),
+        }
+    }
+
+    /// Probes a pooled key and applies the verdict to it.
+    pub async fn check(&self, spec: &ProviderSpec, key: &PoolKey, asker: Asker) -> Report {
+        let report = self.probe(spec, &key.secret).await;
+        self.apply(key, &report, asker);
+        report
+    }
+
+    pub fn apply(&self, key: &PoolKey, report: &Report, asker: Asker) {
+        let now = self.clock.now_ms();
+        if let Some(names) = &report.models {
+            key.set_models(Some(ModelSet { names: names.iter().cloned().collect(), discovered_at: now }));
+        }
+        let event = match &report.verdict {
+            Verdict::Healthy => {
+                key.update_health(|h| if asker == Asker::Operator { h.enable() } else { h.recover() });
+                return;
+            }
+            Verdict::RateLimited { retry_after_ms } => KeyEvent::RateLimited { retry_after_ms: *retry_after_ms },
+            Verdict::Rejected { status } => KeyEvent::Rejected { status: *status },
+            Verdict::Unreachable => KeyEvent::Transient { cause: format!("health probe: {}", report.detail) },
+        };
+        key.update_health(|h| h.apply(&event, &self.policy, now));
+    }
+
+    async fn call(
+        &self,
+        spec: &ProviderSpec,
+        method: Method,
+        url: String,
+        secret: &Secret,
+        body: Bytes,
+    ) -> Result<Answer, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in &spec.headers {
+            if let (Ok(name), Ok(value)) =
+                (http::HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+            {
+                headers.insert(name, value);
+            }
+        }
+        let request = UpstreamRequest { method, url, bearer: secret.clone(), headers, body };
+        let response = self.upstream.send(request).await.map_err(|e| e.to_string())?;
+        let retry_after = response.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut stream = response.body;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+            if body.len() > MAX_PROBE_BODY {
+                break;
+            }
+        }
+        Ok(Answer { status: response.status, retry_after, body })
+    }
+
+    /// The verdict of an answer that is not a success, if it condemns (or rests) the key.
+    fn failing(&self, answer: &Answer) -> Option<Verdict> {
+        match answer.status.as_u16() {
+            200..=299 => None,
+            401..=403 => Some(Verdict::Rejected { status: answer.status.as_u16() }),
+            429 => {
+                let now = self.clock.now_ms();
+                Some(Verdict::RateLimited {
+                    retry_after_ms: answer.retry_after.as_deref().and_then(|v| parse_retry_after(v, now)),
+                })
+            }
+            408 | 500..=599 => Some(Verdict::Unreachable),
+            // 400, 404 (no such model)…: the upstream accepted the key and disliked the request.
+            _ => None,
+        }
+    }
+}
+
+/// Model lists can be large (OpenRouter's is ~1 MB); bigger answers are not read further.
+const MAX_PROBE_BODY: usize = 8 * 1024 * 1024;
+
+/// One upstream answer to a probe call.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// "HTTP 401: invalid key": the upstream's message, cut short and stripped of control characters.
+    fn describe(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message").or_else(|| v.get("error")).and_then(|m| m.as_str().map(str::to_owned))
+            })
+            .unwrap_or_else(|| text.into_owned());
+        let message: String = message.chars().filter(|c| !c.is_control()).take(200).collect();
+        format!("HTTP {}: {message}", self.status.as_u16())
+    }
+}
+
+fn report(verdict: Verdict, detail: String, models: Option<Vec<String>>) -> Report {
+    Report { verdict, detail, models }
+}
+
+fn model_ids(spec: &ProviderSpec, body: &[u8]) -> Option<Vec<String>> {
+    let list = to_openai_list(spec.kind, body, "", 0).ok()?;
+    let ids = list["data"].as_array()?.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
+    Some(ids)
+}
+
+/// The configured probe model when the key has it (or its list is unknown), else the key's first.
+fn choose_model<'a>(configured: Option<&'a str>, models: Option<&'a [String]>) -> Option<&'a str> {
+    match (configured, models) {
+        (Some(m), None) => Some(m),
+        (Some(m), Some(list)) if list.iter().any(|x| x == m) => Some(m),
+        (_, Some(list)) => list.first().map(String::as_str),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Bulk key import: `/admin/api-keys/import` (`keys`), `/admin/api-keys/import-from-txt`
+//! (`content`) and `/admin/import` (`accounts`), in the formats of [`pool_core::import`], into the
+//! provider the body names.
+//!
+//! The payload fields are read as raw JSON and their type checked here, not by serde, because
+//! serde's type errors quote the offending value (`invalid type: string "sk-…"`) and no answer of
+//! this module may carry a key. Duplicates are found against one snapshot of the provider's pool
+//! and one hash set for the batch, so 100,000 keys cost linear work before the single store
+//! transaction of [`pool_core::registry::Registry::add_keys`].
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::State;
+use pool_core::UnixMs;
+use pool_core::ids::KeyId;
+use pool_core::import::{
+    Deduped, Duplicate, DuplicateOf, Parsed, ParsedKey, Rejected, dedupe, parse_entries, parse_text,
+};
+use pool_core::ports::NewKey;
+use pool_core::provider::ProviderName;
+use pool_core::secret::{Secret, SecretHash, mask};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::provider_or_default;
+use crate::error::ApiError;
+use crate::extract::{Admin, AppJson};
+use crate::state::AppState;
+
+/// Most entries listed in `details`; the counts always cover everything.
+const MAX_DETAILS: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportKeys {
+    /// An array of strings, each read like a line of a text import.
+    keys: Value,
+    provider: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportText {
+    /// The text of an `ollama.txt`-style file.
+    content: Value,
+    provider: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportAccounts {
+    /// An array of lines and `{"api_key", "username"?}` objects, as the dashboard sends.
+    accounts: Value,
+    provider: Option<String>,
+}
+
+pub async fn keys(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<ImportKeys>,
+) -> Result<Json<Value>, ApiError> {
+    let provider = provider_or_default(&state, body.provider.as_deref())?;
+    let parsed = parse_entries(array("keys", &body.keys)?);
+    import(&state, &provider.spec.name, parsed).await
+}
+
+pub async fn text(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<ImportText>,
+) -> Result<Json<Value>, ApiError> {
+    let provider = provider_or_default(&state, body.provider.as_deref())?;
+    let content =
+        body.content.as_str().ok_or_else(|| ApiError::invalid_param("content", "'content' must be a string"))?;
+    import(&state, &provider.spec.name, parse_text(content)).await
+}
+
+pub async fn accounts(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<ImportAccounts>,
+) -> Result<Json<Value>, ApiError> {
+    let provider = provider_or_default(&state, body.provider.as_deref())?;
+    let parsed = parse_entries(array("accounts", &body.accounts)?);
+    import(&state, &provider.spec.name, parsed).await
+}
+
+fn array<'a>(param: &'static str, value: &'a Value) -> Result<&'a [Value], ApiError> {
+    value
+        .as_array()
+        .map(Vec::as_slice)
+        .ok_or_else(|| ApiError::invalid_param(param, format!("'{param}' must be an array")))
+}
+
+/// Sets duplicates aside, inserts the rest in one transaction, and reports.
+async fn import(state: &AppState, provider: &ProviderName, parsed: Parsed) -> Result<Json<Value>, ApiError> {
+    let total = parsed.total();
+    let Deduped { fresh, mut duplicates } = dedupe(parsed.keys, &hashes_in_pool(state, provider));
+    let (added, already_stored) = insert(state, provider, fresh).await?;
+    duplicates.extend(already_stored);
+    let invalid = parsed.rejected.len();
+    tracing::info!(provider = %provider, total, added, duplicates = duplicates.len(), invalid, "keys imported");
+    Ok(Json(report(provider, total, added, duplicates, parsed.rejected)))
+}
+
+/// Inserts keys in one transaction and puts them in rotation. Returns how many went in, and the
+/// keys the store already held although the pool did not (an import racing this one).
+async fn insert(
+    state: &AppState,
+    provider: &ProviderName,
+    fresh: Vec<(ParsedKey, SecretHash)>,
+) -> Result<(usize, Vec<Duplicate>), ApiError> {
+    let now = state.gateway.clock.now_ms();
+    let (keys, lines): (Vec<NewKey>, Vec<usize>) = fresh
+        .into_iter()
+        .map(|(key, hash)| {
+            let line = key.line;
+            (new_key(provider, key, hash, now), line)
+        })
+        .unzip();
+    let sent: Vec<(KeyId, usize, Secret)> =
+        keys.iter().zip(lines).map(|(key, line)| (key.id, line, key.secret.clone())).collect();
+    let added: HashSet<KeyId> = state.registry.add_keys(provider, keys).await?.into_iter().collect();
+    let already_stored = sent
+        .into_iter()
+        .filter(|(id, ..)| !added.contains(id))
+        .map(|(_, line, secret)| Duplicate { line, masked: mask(secret.expose_secret()), of: DuplicateOf::Pool })
+        .collect();
+    Ok((added.len(), already_stored))
+}
+
+/// The hashes of the keys the provider's pool holds now.
+fn hashes_in_pool(state: &AppState, provider: &ProviderName) -> HashSet<SecretHash> {
+    let snapshot = state.gateway.pools.pool(provider).map(|p| p.snapshot()).unwrap_or_default();
+    snapshot.iter().map(|k| k.secret_hash).collect()
+}
+
+fn new_key(provider: &ProviderName, key: ParsedKey, secret_hash: SecretHash, now: UnixMs) -> NewKey {
+    NewKey {
+        id: KeyId::from_uuid(Uuid::now_v7()),
+        provider: provider.to_string(),
+        secret: Secret::new(key.secret),
+        secret_hash,
+        label: key.label,
+        created_at: now,
+        expires_at: None,
+    }
+}
+
+/// One entry of `details`: a rejected line or a duplicate, never a whole key.
+enum Detail {
+    Rejected(Rejected),
+    Duplicate(Duplicate),
+}
+
+impl Detail {
+    fn line(&self) -> usize {
+        match self {
+            Self::Rejected(r) => r.line,
+            Self::Duplicate(d) => d.line,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Self::Rejected(r) => json!({"line": r.line, "error": r.reason}),
+            Self::Duplicate(d) => json!({"line": d.line, "apiKey": d.masked, "duplicate": d.of.as_str()}),
+        }
+    }
+}
+
+fn report(
+    provider: &ProviderName,
+    total: usize,
+    added: usize,
+    duplicates: Vec<Duplicate>,
+    rejected: Vec<Rejected>,
+) -> Value {
+    let (duplicate_count, invalid) = (duplicates.len(), rejected.len());
+    let mut details: Vec<Detail> =
+        rejected.into_iter().map(Detail::Rejected).chain(duplicates.into_iter().map(Detail::Duplicate)).collect();
+    details.sort_by_key(Detail::line);
+    let truncated = details.len() > MAX_DETAILS;
+    let details: Vec<Value> = details.iter().take(MAX_DETAILS).map(Detail::to_json).collect();
+    json!({
+        "provider": provider,
+        "total": total,
+        "added": added,
+        "duplicates": duplicate_count,
+        "invalid": invalid,
+        "details": details,
+        "truncated": truncated,
+    })
+}
