@@ -2,10 +2,12 @@
 //!
 //! The ones here work offline, on the configured database, with no server running: `export`
 //! writes a backup in the importer's format, `rotate-master-key` re-encrypts every key under a new
-//! master key, `generate-master-key` prints one. A command that talks to a running gateway is one
-//! more [`KeysCommand`] variant with its own arguments struct and one more arm in [`run`].
+//! master key, `generate-master-key` prints one. The ones that talk to a running gateway (`import`,
+//! `list`, `check`, `enable`, `disable`) live in [`crate::cli`]; each is one more [`KeysCommand`]
+//! variant with its own arguments struct and one more arm in [`run`].
 //!
-//! No command prints a key: they print counts, and only a master key they generated themselves.
+//! No command prints a key: they print counts, keys masked, and only a master key they generated
+//! themselves.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -20,10 +22,24 @@ use pool_core::ports::NewKey;
 use serde_json::json;
 
 use crate::app;
+use crate::cli;
+use crate::cli::import::ImportArgs;
+use crate::cli::keys::{CheckArgs, DisableArgs, EnableArgs, ListArgs};
 use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// Import keys from a text file through the running gateway, with a progress bar; with no
+    /// gateway listening at --url, straight into the configured database.
+    Import(ImportArgs),
+    /// List the keys with their state and counters (masked).
+    List(ListArgs),
+    /// Probe every key now; failing ones are marked, recovered ones come back.
+    Check(CheckArgs),
+    /// Put a key back in rotation.
+    Enable(EnableArgs),
+    /// Take a key out of rotation, for a while or until enabled.
+    Disable(DisableArgs),
     /// Write the upstream keys to a new file (mode 0600), one per line in the importer's format,
     /// for backup. Works on the database directly; no server needed.
     Export(ExportArgs),
@@ -60,6 +76,11 @@ pub struct RotateArgs {
 
 pub async fn run(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
     match command {
+        KeysCommand::Import(args) => cli::import::run(config, &args).await,
+        KeysCommand::List(args) => cli::keys::list(config, &args).await,
+        KeysCommand::Check(args) => cli::keys::check(config, &args).await,
+        KeysCommand::Enable(args) => cli::keys::enable(config, &args).await,
+        KeysCommand::Disable(args) => cli::keys::disable(config, &args).await,
         KeysCommand::Export(args) => export(config, &args).await,
         KeysCommand::RotateMasterKey(args) => rotate_master_key(config, args).await,
         KeysCommand::GenerateMasterKey => generate_master_key(),

@@ -7,6 +7,7 @@
 
 pub mod admin_token;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod keys_cli;
 pub mod telemetry;

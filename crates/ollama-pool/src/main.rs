@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ollama_pool::admin_token::{self, AdminTokenSource};
 use ollama_pool::app::App;
+use ollama_pool::cli::tokens::{self, TokensCommand};
 use ollama_pool::config::{self, Config};
 use ollama_pool::keys_cli::{self, KeysCommand};
 use ollama_pool::telemetry;
@@ -40,10 +41,16 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Upstream key commands: backup export, master key rotation.
+    /// Upstream keys: import, list, check, enable, disable (through the running gateway's admin
+    /// API); export, master key rotation (on the database).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Client tokens: create, list, revoke (through the running gateway's admin API).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
 }
 
@@ -87,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys_cli::run(command, &config).await,
+        Command::Tokens { command } => tokens::run(command, &config).await,
         Command::Admin { command: AdminCommand::ResetToken } => {
             let store = pool_adapters::sql::connect(&config.database.url).await.context("opening the database")?;
             let token = admin_token::reset(store.as_ref()).await?;

@@ -26,6 +26,7 @@ pub mod registry;
 pub mod secret;
 pub mod sse;
 pub mod token;
+pub mod usage;
 
 /// Milliseconds since the unix epoch, the one time unit of the domain.
 pub type UnixMs = i64;

@@ -348,9 +348,10 @@ impl KeyPool {
 
     /// Removes the keys whose ids are listed; returns how many went.
     pub fn remove(&self, ids: &[KeyId]) -> usize {
+        let gone: std::collections::HashSet<KeyId> = ids.iter().copied().collect();
         let mut removed = 0;
         self.keys.rcu(|keys| {
-            let next: Vec<_> = keys.iter().filter(|k| !ids.contains(&k.id)).cloned().collect();
+            let next: Vec<_> = keys.iter().filter(|k| !gone.contains(&k.id)).cloned().collect();
             removed = keys.len() - next.len();
             next
         });

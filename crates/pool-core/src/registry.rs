@@ -6,6 +6,7 @@
 //! store through [`Registry::flush`], a few times a minute and at shutdown. A flush that fails
 //! gives its deltas back, so nothing counted is lost while the database is away.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::UnixMs;
@@ -69,8 +70,9 @@ impl Registry {
     /// Stores new keys (skipping duplicates) and puts them in rotation. Returns the ids added.
     pub async fn add_keys(&self, provider: &ProviderName, keys: Vec<NewKey>) -> Result<Vec<KeyId>, StoreError> {
         let added = self.store.insert_keys(&keys).await?;
+        let inserted: HashSet<KeyId> = added.iter().copied().collect();
         let fresh: Vec<_> =
-            keys.iter().filter(|k| added.contains(&k.id)).map(|k| Arc::new(pool_key(k, provider.clone()))).collect();
+            keys.iter().filter(|k| inserted.contains(&k.id)).map(|k| Arc::new(pool_key(k, provider.clone()))).collect();
         if let Some(pool) = self.pools.pool(provider) {
             pool.add(fresh);
         }

@@ -4,7 +4,7 @@
 use reqwest::Response;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN, TestApp, chat, error_of, spawn_app};
+use crate::helpers::{ADMIN, Options, TestApp, chat, error_of, spawn_app, spawn_app_with};
 
 const KEYS: &str = "/admin/api-keys/import";
 const TEXT: &str = "/admin/api-keys/import-from-txt";
@@ -117,6 +117,21 @@ async fn an_imported_key_serves_the_very_next_request() {
     // Assert
     assert_eq!(response.status(), 200);
     assert_eq!(app.upstream.calls("sk-fresh-key"), 1);
+}
+
+#[tokio::test]
+async fn imported_keys_and_their_usernames_survive_a_restart() {
+    // Arrange
+    let mut app = spawn_app().await;
+    let body = json!({"content": "alice----sk-persist-0001\nsk-persist-0002", "provider": "openrouter"});
+    import(&app, TEXT, body).await;
+    // Act
+    app.stop().await;
+    let _dir = app.take_dir();
+    let again = spawn_app_with(Options { db_url: Some(app.db_url.clone()), ..Options::new() }).await;
+    // Assert
+    assert_eq!(stored(&again, "sk-persist-0001").await, Some((json!("alice"), json!("openrouter"))));
+    assert_eq!(stored(&again, "sk-persist-0002").await, Some((Value::Null, json!("openrouter"))));
 }
 
 #[tokio::test]

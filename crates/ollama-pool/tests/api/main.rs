@@ -9,6 +9,7 @@
 
 mod admin;
 mod bad_input;
+mod cli;
 mod control;
 mod failover;
 mod helpers;

@@ -139,7 +139,15 @@ async fn a_client_that_disconnects_cancels_the_upstream_request_without_penalisi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_streams_all_complete() {
     // Arrange
-    let app = Arc::new(spawn_app_with(Options::new().set("POOL__PROXY__IDLE_TIMEOUT_SECS", "10")).await);
+    let app = Arc::new(
+        spawn_app_with(
+            Options::new()
+                .set("POOL__PROXY__IDLE_TIMEOUT_SECS", "10")
+                .set("POOL__PROXY__FIRST_BYTE_TIMEOUT_SECS", "10")
+                .set("POOL__PROXY__CONNECT_TIMEOUT_SECS", "10"),
+        )
+        .await,
+    );
     for key in ["a", "b", "c", "d"] {
         app.add_key(key).await;
     }
@@ -168,7 +176,7 @@ async fn five_hundred_concurrent_streams_all_complete() {
         assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
         assert_eq!(body.matches("data: ").count(), 7, "5 content events, the stop event, [DONE]");
     }
-    assert_eq!(app.upstream.total_calls(), 500);
+    assert_eq!(app.upstream.total_calls(), 500, "every stream served on its first attempt");
 }
 
 #[tokio::test]

@@ -50,6 +50,14 @@ impl KeyTarget {
         }
         Ok((keys, self.duration))
     }
+
+    /// [`KeyTarget::resolve`] for the actions that take no duration.
+    fn resolve_without_duration(self, state: &AppState) -> Result<Vec<Arc<PoolKey>>, ApiError> {
+        if self.duration.is_some() {
+            return Err(ApiError::invalid_param("duration", "duration applies to a disable only"));
+        }
+        Ok(self.resolve(state)?.0)
+    }
 }
 
 pub async fn enable(
@@ -57,10 +65,7 @@ pub async fn enable(
     State(state): State<AppState>,
     AppJson(body): AppJson<KeyTarget>,
 ) -> Result<Json<Value>, ApiError> {
-    if body.duration.is_some() {
-        return Err(ApiError::invalid_param("duration", "duration applies to a disable only"));
-    }
-    let (keys, _) = body.resolve(&state)?;
+    let keys = body.resolve_without_duration(&state)?;
     for key in &keys {
         key.update_health(pool_core::key::Health::enable);
     }
@@ -113,10 +118,7 @@ pub async fn verify(
     State(state): State<AppState>,
     AppJson(body): AppJson<KeyTarget>,
 ) -> Result<Json<Value>, ApiError> {
-    if body.duration.is_some() {
-        return Err(ApiError::invalid_param("duration", "duration applies to a disable only"));
-    }
-    let (keys, _) = body.resolve(&state)?;
+    let keys = body.resolve_without_duration(&state)?;
     let [key] = keys.as_slice() else {
         return Err(ApiError::bad_request("verify-key checks one key; name exactly one"));
     };

@@ -35,7 +35,8 @@ const MAX_DETAILS: usize = 10_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportKeys {
-    /// An array of strings, each read like a line of a text import.
+    /// An array of strings, each read like a line of a text import (an object is read as in
+    /// `accounts`: one parser for every endpoint).
     keys: Value,
     provider: Option<String>,
 }
@@ -181,6 +182,7 @@ fn report(
     let (duplicate_count, invalid) = (duplicates.len(), rejected.len());
     let mut details: Vec<Detail> =
         rejected.into_iter().map(Detail::Rejected).chain(duplicates.into_iter().map(Detail::Duplicate)).collect();
+    // Two or three runs already in line order: the stable sort merges them in linear time.
     details.sort_by_key(Detail::line);
     let truncated = details.len() > MAX_DETAILS;
     let details: Vec<Value> = details.iter().take(MAX_DETAILS).map(Detail::to_json).collect();

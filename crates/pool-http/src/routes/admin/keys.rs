@@ -1,13 +1,10 @@
 //! `/admin/api-keys`: add, list (masked, paged, filtered) and delete upstream keys.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use pool_core::ids::KeyId;
 use pool_core::import::validate_secret;
-use pool_core::key::KeyStatus;
 use pool_core::pool::PoolKey;
 use pool_core::ports::NewKey;
 use pool_core::registry::ttl_to_expiry;
@@ -16,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{label, provider_or_default, query, ttl};
+use super::{Page, label, listed_keys, provider_or_default, query, select_keys, status_filter, ttl};
 use crate::error::ApiError;
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
@@ -81,41 +78,13 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let now = state.gateway.clock.now_ms();
-    let status = match q.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") | Some("all") => None,
-        Some(s) => Some(KeyStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid_param("status", "status is one of all, active, cooling, failed, disabled, expired")
-        })?),
-    };
     let provider = q.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
-    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let mut keys: Vec<Arc<PoolKey>> = state
-        .gateway
-        .pools
-        .all_keys()
-        .into_iter()
-        .filter(|k| provider.as_ref().is_none_or(|p| p.spec.name == k.provider))
-        .filter(|k| status.is_none_or(|s| k.status(now) == s))
-        .filter(|k| search.is_none_or(|s| matches_search(k, s)))
-        .collect();
-    keys.sort_by_key(|k| (k.created_at, k.id));
-    let total = keys.len();
-    let all = q.fetch.as_deref() == Some("all");
-    let page_size = if all { total.max(1) } else { q.page_size.unwrap_or(50).clamp(1, 200) };
-    let total_pages = total.div_ceil(page_size).max(1);
-    let page = q.page.unwrap_or(1).clamp(1, total_pages);
-    let items: Vec<Value> =
-        keys.iter().skip((page - 1) * page_size).take(page_size).map(|k| key_json(k, now)).collect();
+    let status = status_filter(q.status.as_deref())?;
+    let keys = listed_keys(&state, provider.as_ref().map(|p| &p.spec.name), status, q.search.as_deref(), now);
+    let page = Page::of(keys.len(), q.page, q.page_size, q.fetch.as_deref() == Some("all"));
+    let items: Vec<Value> = page.slice(&keys).map(|k| key_json(k, now)).collect();
+    let (total, page_size, total_pages, page) = (page.total, page.page_size, page.total_pages(), page.page);
     Ok(Json(json!({"api_keys": items, "total": total, "page": page, "pageSize": page_size, "totalPages": total_pages})))
-}
-
-/// A search matches a label (case-insensitive substring), an id prefix, or the whole secret.
-/// Never a substring of a secret: the list must not become an oracle for key material.
-fn matches_search(key: &PoolKey, search: &str) -> bool {
-    let needle = search.to_lowercase();
-    key.label.as_ref().is_some_and(|l| l.to_lowercase().contains(&needle))
-        || key.id.to_string().starts_with(&needle)
-        || key.secret_hash == hash_secret(search)
 }
 
 fn key_json(key: &PoolKey, now: i64) -> Value {
@@ -173,21 +142,7 @@ pub async fn delete_many(
     if total == 0 {
         return Err(ApiError::bad_request("Missing apiKey or apiKeys (or id or ids)"));
     }
-    let mut ids: Vec<KeyId> = secrets
-        .iter()
-        .flat_map(|s| state.gateway.pools.find_by_secret(provider_name, &hash_secret(s.trim())))
-        .map(|k| k.id)
-        .collect();
-    ids.extend(
-        raw_ids
-            .iter()
-            .filter_map(|raw| raw.parse::<KeyId>().ok())
-            .filter_map(|id| state.gateway.pools.find(id))
-            .filter(|k| provider_name.is_none_or(|p| *p == k.provider))
-            .map(|k| k.id),
-    );
-    ids.sort();
-    ids.dedup();
+    let ids: Vec<KeyId> = select_keys(&state, provider_name, &secrets, &raw_ids).iter().map(|k| k.id).collect();
     let deleted = state.registry.delete_keys(&ids).await?;
     Ok(Json(if single {
         json!({"success": deleted > 0})

@@ -24,9 +24,6 @@ use axum::extract::rejection::QueryRejection;
 use crate::error::ApiError;
 use crate::state::{AppState, ProviderRuntime};
 
-/// Longest operator-supplied label or name; labels are data shown on dashboards.
-const MAX_LABEL_CHARS: usize = 200;
-
 /// A query string, or a 400 in our shape.
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|e| ApiError::bad_request(format!("Invalid query string: {}", e.body_text())))
@@ -42,18 +39,13 @@ pub(crate) fn provider_or_default(state: &AppState, name: Option<&str>) -> Resul
         .ok_or_else(|| ApiError::invalid_param("provider", format!("Unknown provider '{name}'")))
 }
 
-/// A label or name: trimmed, at most [`MAX_LABEL_CHARS`], no control characters.
+/// A label or name, by the one rule for labels (`pool_core::import::validate_label`).
 pub(crate) fn label(param: &'static str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid_param(
-            param,
-            format!("'{param}' must be at most {MAX_LABEL_CHARS} characters without control characters"),
-        ));
-    }
-    Ok(Some(value))
+    let Some(value) = value else { return Ok(None) };
+    pool_core::import::validate_label(&value).map_err(|_| {
+        let max = pool_core::import::MAX_LABEL_CHARS;
+        ApiError::invalid_param(param, format!("'{param}' must be at most {max} characters without control characters"))
+    })
 }
 
 /// Seconds of a time-to-live, refusing more than ten years.

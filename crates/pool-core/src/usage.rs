@@ -1,0 +1,216 @@
+//! Token usage: read from an upstream's answer, and asked for when the client did not ask.
+//!
+//! Non-stream answers carry `usage` (OpenAI) or `prompt_eval_count`/`eval_count` (Ollama native).
+//! OpenAI streams carry usage only when the request says `stream_options.include_usage`; the
+//! gateway adds that when the client did not ([`ensure_stream_usage`]), and [`UsageTap`] then
+//! reads the usage event and drops it from what the client receives, so clients see exactly the
+//! stream they asked for while every request is counted.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
+use crate::sse::Framing;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+}
+
+impl Usage {
+    /// Usage in an answer object: OpenAI's `usage`, or Ollama's evaluation counts.
+    pub fn of(value: &Value) -> Option<Self> {
+        if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+            let field = |name: &str| usage.get(name).and_then(Value::as_u64);
+            let prompt = field("prompt_tokens").or_else(|| field("input_tokens")).unwrap_or(0);
+            let completion = field("completion_tokens").or_else(|| field("output_tokens")).unwrap_or(0);
+            return Some(Self { prompt, completion, total: field("total_tokens").unwrap_or(prompt + completion) });
+        }
+        let prompt = value.get("prompt_eval_count").and_then(Value::as_u64);
+        let completion = value.get("eval_count").and_then(Value::as_u64);
+        (prompt.is_some() || completion.is_some()).then(|| {
+            let (prompt, completion) = (prompt.unwrap_or(0), completion.unwrap_or(0));
+            Self { prompt, completion, total: prompt + completion }
+        })
+    }
+
+    /// Usage of a whole (non-stream) body, if it is JSON that carries any.
+    pub fn of_body(body: &[u8]) -> Option<Self> {
+        Self::of(&serde_json::from_slice(body).ok()?)
+    }
+}
+
+/// For an OpenAI streaming request that does not already ask for usage, the body with
+/// `stream_options.include_usage = true` added; `None` when nothing needs adding. The bytes are
+/// kept as sent when `stream_options` is absent (the field is spliced in before the final brace);
+/// an existing `stream_options` object is rewritten through a parse.
+pub fn ensure_stream_usage(body: &[u8]) -> Option<Bytes> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    if value.get("stream") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    match value.get("stream_options") {
+        None => splice_stream_options(body),
+        Some(options) if options.get("include_usage") == Some(&Value::Bool(true)) => None,
+        Some(options) if options.is_object() => {
+            let mut value = value;
+            value["stream_options"]["include_usage"] = Value::Bool(true);
+            serde_json::to_vec(&value).ok().map(Bytes::from)
+        }
+        Some(_) => None,
+    }
+}
+
+fn splice_stream_options(body: &[u8]) -> Option<Bytes> {
+    let end = body.iter().rposition(|&b| b == b'}')?;
+    let before = &body[..end];
+    let empty_object = before.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut out = BytesMut::with_capacity(body.len() + 40);
+    out.extend_from_slice(before);
+    out.extend_from_slice(if empty_object {
+        b"\"stream_options\":{\"include_usage\":true}"
+    } else {
+        b",\"stream_options\":{\"include_usage\":true}"
+    });
+    out.extend_from_slice(&body[end..]);
+    Some(out.freeze())
+}
+
+/// Watches a stream for usage, and (when the gateway asked for it) removes the usage event the
+/// client did not ask for. Events are cut at their boundaries; a partial event waits for the rest.
+#[derive(Debug)]
+pub struct UsageTap {
+    framing: Framing,
+    strip_usage_event: bool,
+    pending: BytesMut,
+    pub usage: Option<Usage>,
+}
+
+impl UsageTap {
+    pub fn new(framing: Framing, strip_usage_event: bool) -> Self {
+        Self { framing, strip_usage_event, pending: BytesMut::new(), usage: None }
+    }
+
+    /// Feeds a chunk; returns what the client should get now (complete events only).
+    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        self.pending.extend_from_slice(chunk);
+        let mut out = BytesMut::with_capacity(self.pending.len());
+        while let Some(len) = self.framing.first_event_len(&self.pending) {
+            let event = self.pending.split_to(len);
+            if !self.observe(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+
+    /// What is left at the end of the stream (an unterminated last event), passed on as is.
+    pub fn finish(&mut self) -> Bytes {
+        let rest = self.pending.split().freeze();
+        if !rest.is_empty() {
+            self.observe(&rest);
+        }
+        rest
+    }
+
+    /// Records usage found in one event; returns whether the event is to be dropped.
+    fn observe(&mut self, event: &[u8]) -> bool {
+        if !contains(event, b"usage") && !contains(event, b"eval_count") {
+            return false;
+        }
+        let json = match self.framing {
+            Framing::Sse => {
+                event.split(|&b| b == b'\n').find_map(|line| line.strip_prefix(b"data:")).map(<[u8]>::trim_ascii)
+            }
+            Framing::Ndjson => Some(event.trim_ascii()),
+        };
+        let Some(value) = json.and_then(|j| serde_json::from_slice::<Value>(j).ok()) else { return false };
+        let Some(usage) = Usage::of(&value) else { return false };
+        self.usage = Some(usage);
+        let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+        self.strip_usage_event && usage_only
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_openai_and_ollama_answers() {
+        let openai = br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#;
+        assert_eq!(Usage::of_body(openai), Some(Usage { prompt: 11, completion: 7, total: 18 }));
+        let ollama = br#"{"done":true,"prompt_eval_count":5,"eval_count":3}"#;
+        assert_eq!(Usage::of_body(ollama), Some(Usage { prompt: 5, completion: 3, total: 8 }));
+        assert_eq!(Usage::of_body(br#"{"choices":[]}"#), None);
+        assert_eq!(Usage::of_body(b"not json"), None);
+    }
+
+    #[test]
+    fn include_usage_is_spliced_in_keeping_the_original_bytes() {
+        let body = br#"{ "model":"m", "stream":true, "temperature":1.0 }"#;
+        let out = ensure_stream_usage(body).unwrap_or_default();
+        assert_eq!(
+            &out[..],
+            br#"{ "model":"m", "stream":true, "temperature":1.0 ,"stream_options":{"include_usage":true}}"#
+        );
+        let parsed: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(parsed["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn nothing_is_added_when_not_streaming_or_already_asked() {
+        assert_eq!(ensure_stream_usage(br#"{"model":"m"}"#), None);
+        assert_eq!(ensure_stream_usage(br#"{"model":"m","stream":false}"#), None);
+        assert_eq!(
+            ensure_stream_usage(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn an_existing_stream_options_object_gains_include_usage() {
+        let out = ensure_stream_usage(br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#);
+        let parsed: Value = serde_json::from_slice(&out.unwrap_or_default()).unwrap_or_default();
+        assert_eq!(parsed["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+    }
+
+    const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    const USAGE: &str =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,\"total_tokens\":5}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    #[test]
+    fn the_injected_usage_event_is_read_and_removed_even_when_split_across_chunks() {
+        let stream = format!("{CHUNK}{USAGE}{DONE}");
+        let mut tap = UsageTap::new(Framing::Sse, true);
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(7) {
+            out.extend_from_slice(&tap.feed(piece));
+        }
+        out.extend_from_slice(&tap.finish());
+        assert_eq!(String::from_utf8_lossy(&out), format!("{CHUNK}{DONE}"));
+        assert_eq!(tap.usage, Some(Usage { prompt: 2, completion: 3, total: 5 }));
+    }
+
+    #[test]
+    fn usage_the_client_asked_for_is_read_and_kept() {
+        let mut tap = UsageTap::new(Framing::Sse, false);
+        let out = tap.feed(format!("{CHUNK}{USAGE}{DONE}").as_bytes());
+        assert_eq!(String::from_utf8_lossy(&out), format!("{CHUNK}{USAGE}{DONE}"));
+        assert_eq!(tap.usage.map(|u| u.total), Some(5));
+    }
+
+    #[test]
+    fn ndjson_streams_report_ollama_counts() {
+        let mut tap = UsageTap::new(Framing::Ndjson, true);
+        let stream: &[u8] = b"{\"done\":false}\n{\"done\":true,\"prompt_eval_count\":4,\"eval_count\":6}\n";
+        assert_eq!(&tap.feed(stream)[..], stream, "native final lines carry content and are never dropped");
+        assert_eq!(tap.usage, Some(Usage { prompt: 4, completion: 6, total: 10 }));
+    }
+}
