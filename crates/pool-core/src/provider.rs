@@ -26,6 +26,13 @@ impl ProviderName {
     }
 }
 
+/// Maps keyed by provider name can be searched with a `&str` (no allocation per request).
+impl std::borrow::Borrow<str> for ProviderName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for ProviderName {
     fn as_ref(&self) -> &str {
         &self.0

@@ -89,8 +89,7 @@ impl Providers {
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<ProviderRuntime>> {
-        let name = ProviderName::parse(name).ok()?;
-        self.by_name.get(&name)
+        self.by_name.get(name)
     }
 
     /// All providers, sorted by name.

@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// Also print one JSON object with every figure.
     #[arg(long)]
     pub json: bool,
+    /// Keys of the bulk-import scenario.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub import_keys: u64,
+    /// PostgreSQL server for the import scenario (a fresh database is created and dropped),
+    /// e.g. postgres://postgres@127.0.0.1:5432/postgres. Without it only SQLite is measured.
+    #[arg(long, env = "POOL_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
     /// Which scenario to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,
@@ -60,6 +67,7 @@ pub enum Scenario {
     Rps,
     Latency,
     Streams,
+    Import,
 }
 
 impl Scenario {

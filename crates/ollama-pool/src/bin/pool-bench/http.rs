@@ -27,7 +27,8 @@ pub const CHAT: &str = r#"{"model":"llama3.2:3b","messages":[{"role":"user","con
 pub const CHAT_STREAM: &str = r#"{"model":"llama3.2:3b","messages":[{"role":"user","content":"hello"}],"stream":true}"#;
 const CHAT_PATH: &str = "/v1/chat/completions";
 /// Longest wait for a connection or an admin answer.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds every setup call, a 100,000-key import included.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
@@ -128,6 +129,19 @@ pub async fn wait_healthy(client: &Client, addr: SocketAddr, gateway: &mut Child
     bail!("the gateway at {addr} did not answer GET /health within 30 s")
 }
 
+/// `GET path` as JSON (no credentials: `/health`).
+pub async fn get_json(client: &Client, addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.uri_mut() = format!("http://{addr}{path}").parse()?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        anyhow::Ok(response.into_body().collect().await?.to_bytes())
+    };
+    let bytes =
+        tokio::time::timeout(SETUP_TIMEOUT, exchange).await.with_context(|| format!("GET {path} timed out"))??;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing the answer to GET {path}"))
+}
+
 /// Adds the upstream keys and creates a client token through the admin API; returns the token.
 pub async fn provision(client: &Client, addr: SocketAddr, admin: &str, keys: &[String]) -> anyhow::Result<String> {
     for key in keys {
@@ -141,7 +155,13 @@ pub async fn provision(client: &Client, addr: SocketAddr, admin: &str, keys: &[S
         .with_context(|| format!("no token in the answer to POST /admin/tokens: {answer}"))
 }
 
-async fn admin_post(client: &Client, addr: SocketAddr, admin: &str, path: &str, body: Value) -> anyhow::Result<Value> {
+pub async fn admin_post(
+    client: &Client,
+    addr: SocketAddr,
+    admin: &str,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let mut request = Request::new(Full::new(Bytes::from(body.to_string())));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = format!("http://{addr}{path}").parse()?;

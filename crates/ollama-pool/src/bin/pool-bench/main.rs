@@ -21,6 +21,7 @@ mod cli;
 mod closed;
 mod cpu;
 mod http;
+mod import;
 mod machine;
 mod open;
 mod procs;
@@ -77,7 +78,9 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     progress("starting the fake upstream and the gateway");
     let (upstream, upstream_addr) = procs::start_upstream(dir.path(), STREAM_CHUNKS, STREAM_DELAY)?;
     let admin = admin_token();
-    let spec = GatewaySpec { binary: &machine.gateway, upstream: upstream_addr, admin_token: &admin };
+    let gateway_binary = machine.gateway.clone();
+    let spec =
+        GatewaySpec { binary: &gateway_binary, upstream: upstream_addr, admin_token: &admin, database_url: None };
     let (mut gateway, gateway_addr) = procs::start_gateway(dir.path(), &spec)?;
     let client = http::client();
     http::wait_healthy(&client, gateway_addr, &mut gateway).await?;
@@ -92,8 +95,17 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
             ("pool-bench", std::process::id()),
         ]),
     };
-    let mut report = Report { machine, args, rps: None, latency: Vec::new(), streams: None };
+    let mut report = Report { machine, args, rps: None, latency: Vec::new(), streams: None, imports: Vec::new() };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
+    if report.args.scenario.includes(Scenario::Import) {
+        let n = usize::try_from(report.args.import_keys)?;
+        progress(&format!("importing {n} keys into the SQLite gateway"));
+        report.imports.push(import::run(&client, gateway_addr, &admin, "sqlite", n).await?);
+        if let Some(server) = report.args.postgres.clone() {
+            progress(&format!("importing {n} keys into a gateway on a fresh PostgreSQL database"));
+            report.imports.push(import::run_postgres(&client, dir.path(), &spec, &server, n).await?);
+        }
+    }
     report.print();
     Ok(())
 }

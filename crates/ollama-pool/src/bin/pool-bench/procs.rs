@@ -121,10 +121,13 @@ fn wait_for_addr(child: &mut Child, file: &Path) -> anyhow::Result<SocketAddr> {
 }
 
 /// What the gateway is started with.
+#[derive(Clone)]
 pub struct GatewaySpec<'a> {
     pub binary: &'a Path,
     pub upstream: SocketAddr,
     pub admin_token: &'a str,
+    /// `None`: a fresh SQLite file in the work directory.
+    pub database_url: Option<String>,
 }
 
 /// Starts `ollama-pool serve` on a free port of 127.0.0.1 with a fresh SQLite database.
@@ -135,7 +138,10 @@ pub fn start_gateway(dir: &Path, spec: &GatewaySpec<'_>) -> anyhow::Result<(Chil
     cmd.arg("serve")
         .stdin(Stdio::null())
         .env("POOL_LISTEN", addr.to_string())
-        .env("POOL_DATABASE_URL", format!("sqlite://{}/pool.db", dir.display()))
+        .env(
+            "POOL_DATABASE_URL",
+            spec.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/pool.db", dir.display())),
+        )
         .env("POOL_ADMIN_TOKEN", spec.admin_token)
         .env("POOL__PROVIDERS__OLLAMA__URL", format!("http://{}", spec.upstream))
         .env("RUST_LOG", "warn");

@@ -32,6 +32,7 @@ pub struct Report {
     pub rps: Option<(RpsResult, RpsResult)>,
     pub latency: Vec<LatencyPair>,
     pub streams: Option<StreamsResult>,
+    pub imports: Vec<crate::import::ImportResult>,
 }
 
 /// A target beside a figure; `pass` is `None` when the figure was not measured.
@@ -67,6 +68,7 @@ impl Report {
         self.print_rps();
         self.print_latency();
         self.print_streams();
+        self.print_imports();
         self.print_checks();
         for warning in self.warnings() {
             println!("\n!!! WARNING: {warning}");
@@ -101,8 +103,8 @@ impl Report {
         );
         println!(
             "  builds:   pool-bench {}, gateway {} ({})",
-            profile(m.bench_release),
-            profile(m.gateway_release),
+            if m.bench_release { "release" } else { "DEBUG" },
+            if m.gateway_release { "release" } else { "NOT RELEASE?" },
             m.gateway.display()
         );
         println!(
@@ -172,6 +174,19 @@ impl Report {
         }
     }
 
+    fn print_imports(&self) {
+        if self.imports.is_empty() {
+            return;
+        }
+        println!("\nBulk import: POST /admin/api-keys/import, one request");
+        for i in &self.imports {
+            println!(
+                "  {:<9} {} keys in {:.2} s; added {}, in the pool right after: {}",
+                i.backend, i.keys, i.secs, i.added, i.pooled
+            );
+        }
+    }
+
     fn print_checks(&self) {
         println!("\nTargets");
         for check in self.checks() {
@@ -198,6 +213,19 @@ impl Report {
                 v >= n as f64
             }),
         ]
+        .into_iter()
+        .chain(self.imports.iter().map(|i| {
+            let limit = if i.backend == "postgres" { 10.0 } else { 5.0 };
+            let complete = i.added as usize == i.keys && i.pooled as usize == i.keys;
+            let secs = complete.then_some(i.secs);
+            Check::new(
+                format!("import {} keys into {} <= {limit:.0} s, in rotation", i.keys, i.backend),
+                secs,
+                "s",
+                move |v| v <= limit,
+            )
+        }))
+        .collect()
     }
 
     fn json(&self) -> Value {
@@ -214,6 +242,8 @@ impl Report {
                 "rate": p.direct.rate, "direct": latency_json(&p.direct), "gateway": latency_json(&p.gateway),
                 "added_p50_ms": p.added().map(|a| a.0), "added_p99_ms": p.added().map(|a| a.1)})).collect::<Vec<_>>(),
             "streams": self.streams.as_ref().map(streams_json),
+            "imports": self.imports.iter().map(|i| json!({"backend": i.backend, "keys": i.keys, "added": i.added,
+                "pooled": i.pooled, "secs": i.secs})).collect::<Vec<_>>(),
             "targets": self.checks().iter().map(|c| json!({"name": c.name, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
         })
     }
@@ -259,10 +289,6 @@ fn print_cpu(r: &RpsResult) {
         })
         .collect();
     println!("           CPU cores: {}", parts.join(", "));
-}
-
-fn profile(release: bool) -> &'static str {
-    if release { "release" } else { "DEBUG" }
 }
 
 fn ratio_pct(direct: &RpsResult, gateway: &RpsResult) -> f64 {
