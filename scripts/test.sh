@@ -27,7 +27,20 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 
+# Drops the databases the black-box suite created on PostgreSQL (one per test).
+drop_test_databases() {
+    command -v psql >/dev/null 2>&1 || return 0
+    psql "$POOL_TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'pool_e2e_%'" 2>/dev/null |
+        while read -r db; do psql "$POOL_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; done
+}
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+if [ -n "${POOL_TEST_POSTGRES_URL:-}" ]; then
+    # The whole black-box suite once more, every gateway on its own PostgreSQL database.
+    drop_test_databases
+    POOL_TEST_API_DATABASE=postgres cargo nextest run -p ollama-pool --test api --locked --no-fail-fast
+    drop_test_databases
+fi

@@ -7,6 +7,7 @@ use ollama_pool::config::Config;
 use pool_testkit::FakeUpstream;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,11 +30,18 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     pub db_url: Option<String>,
     pub upstream: Option<FakeUpstream>,
+    /// SQLite whatever the suite's store: for tests that read the database file itself.
+    pub sqlite: bool,
 }
 
 impl Options {
     pub fn new() -> Self {
-        Self { env: Vec::new(), db_url: None, upstream: None }
+        Self { env: Vec::new(), db_url: None, upstream: None, sqlite: false }
+    }
+
+    pub fn on_sqlite(mut self) -> Self {
+        self.sqlite = true;
+        self
     }
     pub fn set(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -52,6 +60,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     };
     let (dir, db_url) = match options.db_url {
         Some(url) => (None, url),
+        None if !options.sqlite && test_backend() == "postgres" => {
+            let server = postgres_url().expect("POOL_TEST_API_DATABASE=postgres needs POOL_TEST_POSTGRES_URL");
+            (None, fresh_postgres_database(&server).await)
+        }
         None => {
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("sqlite://{}/pool.db", dir.path().display());
@@ -208,4 +220,36 @@ pub async fn error_of(response: Response) -> Value {
     assert!(error["type"].is_string(), "{body}");
     assert!(error.get("param").is_some() && error.get("code").is_some(), "{body}");
     error
+}
+
+/// The PostgreSQL URL of the test server, if this run has one (always in CI).
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("POOL_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            Some("postgres://postgres@127.0.0.1:5432/test".into())
+        }
+        Err(_) => None,
+    }
+}
+
+/// A fresh database on the test server, for one test.
+pub async fn fresh_postgres_database(server: &str) -> String {
+    let name = format!("pool_e2e_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required in CI: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// The store the black-box suite runs on: SQLite, or PostgreSQL when
+/// `POOL_TEST_API_DATABASE=postgres` (the test command's second pass), each test on a fresh
+/// database of the server named by `POOL_TEST_POSTGRES_URL`.
+pub fn test_backend() -> &'static str {
+    match std::env::var("POOL_TEST_API_DATABASE").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio::io::AsyncReadExt;
 
-use crate::helpers::{ADMIN, Options, chat, spawn_app, spawn_app_with};
+use crate::helpers::{ADMIN, Options, chat, fresh_postgres_database, postgres_url, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn counters_are_flushed_and_survive_a_restart() {
@@ -58,28 +57,6 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
     // Assert
     assert!(String::from_utf8(rest).unwrap().ends_with("data: [DONE]\n\n"));
     assert!(app.client.get(app.url("/health")).send().await.is_err(), "no longer listening");
-}
-
-/// The PostgreSQL URL of the test server, if this run has one (always in CI).
-fn postgres_url() -> Option<String> {
-    match std::env::var("POOL_TEST_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            Some("postgres://postgres@127.0.0.1:5432/test".into())
-        }
-        Err(_) => None,
-    }
-}
-
-/// A fresh database on the test server, for one test.
-async fn fresh_postgres_database(server: &str) -> String {
-    let name = format!("pool_e2e_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(server)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required in CI: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-    let (base, _) = server.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 #[tokio::test]

@@ -21,8 +21,9 @@ fn master(byte: u8) -> String {
     MasterKey::from_bytes([byte; 32]).expose_base64()
 }
 
+/// These tests read the SQLite file itself, so they run on SQLite whatever the suite's store.
 fn with_master(byte: u8) -> Options {
-    Options::new().set("POOL_MASTER_KEY", &master(byte))
+    Options::new().on_sqlite().set("POOL_MASTER_KEY", &master(byte))
 }
 
 /// A gateway on the same database as `app` (stopped), with `options` on top.
@@ -115,7 +116,7 @@ async fn a_restart_with_the_wrong_or_no_master_key_fails_to_build() {
 #[tokio::test]
 async fn keys_stored_in_plaintext_are_encrypted_when_a_master_key_is_set() {
     // Arrange
-    let mut plain = spawn_app_with(Options::new()).await;
+    let mut plain = spawn_app_with(Options::new().on_sqlite()).await;
     plain.admin_post("/admin/api-keys", json!({"api_key": UPSTREAM_KEY})).await;
     plain.stop().await;
     assert_eq!(stored_secrets(&plain.db_url).await, vec![UPSTREAM_KEY]);
@@ -150,7 +151,7 @@ async fn export_writes_an_owner_only_file_that_imports_back_into_a_new_gateway()
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let content = std::fs::read_to_string(&out).unwrap();
     assert!(content.contains("user-sk-labelled-0001----sk-labelled-0001\nsk-bare-0002\n"), "{content}");
-    let fresh = spawn_app_with(Options::new()).await;
+    let fresh = spawn_app_with(Options::new().on_sqlite()).await;
     let imported: Value =
         fresh.admin_post("/admin/api-keys/import-from-txt", json!({"content": content})).await.json().await.unwrap();
     assert_eq!((imported["added"].clone(), imported["invalid"].clone()), (json!(3), json!(0)), "{imported}");
@@ -167,7 +168,7 @@ async fn export_writes_an_owner_only_file_that_imports_back_into_a_new_gateway()
 #[tokio::test]
 async fn export_refuses_to_overwrite_a_file_unless_forced() {
     // Arrange
-    let mut app = spawn_app_with(Options::new()).await;
+    let mut app = spawn_app_with(Options::new().on_sqlite()).await;
     app.add_key(UPSTREAM_KEY).await;
     app.stop().await;
     let dir = tempfile::tempdir().unwrap();
@@ -211,7 +212,7 @@ async fn after_rotation_the_new_master_key_starts_the_gateway_and_the_old_one_do
 #[tokio::test]
 async fn rotation_with_a_generated_key_prints_the_key_that_then_opens_the_keys() {
     // Arrange: keys stored in plaintext, no master key yet
-    let mut app = spawn_app_with(Options::new()).await;
+    let mut app = spawn_app_with(Options::new().on_sqlite()).await;
     app.add_key(UPSTREAM_KEY).await;
     app.stop().await;
     // Act
