@@ -95,27 +95,27 @@ impl Job {
     /// Everything: counts and the full lists.
     pub fn snapshot(&self) -> Value {
         let results = lock(&self.results);
-        json!({
-            "id": self.id,
-            "status": if self.is_finished() { "done" } else { "running" },
-            "done": self.done.load(Relaxed),
-            "total": self.total,
-            "valid": results.valid,
-            "invalid": results.invalid,
-        })
+        self.state_with(json!({"valid": results.valid, "invalid": results.invalid}))
     }
 
     /// Counts only, for progress events.
     fn progress(&self) -> Value {
         let results = lock(&self.results);
-        json!({
+        self.state_with(json!({"validCount": results.valid.len(), "invalidCount": results.invalid.len()}))
+    }
+
+    /// The job's id, status and progress, with `extra`'s fields added.
+    fn state_with(&self, extra: Value) -> Value {
+        let mut state = json!({
             "id": self.id,
             "status": if self.is_finished() { "done" } else { "running" },
             "done": self.done.load(Relaxed),
             "total": self.total,
-            "validCount": results.valid.len(),
-            "invalidCount": results.invalid.len(),
-        })
+        });
+        if let (Some(state), Value::Object(extra)) = (state.as_object_mut(), extra) {
+            state.extend(extra);
+        }
+        state
     }
 
     /// `progress` events while the job runs, then one `done` event with the full snapshot.
