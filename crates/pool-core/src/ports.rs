@@ -42,6 +42,23 @@ pub struct NewKey {
     pub expires_at: Option<UnixMs>,
 }
 
+impl NewKey {
+    /// A key given in plaintext: its `secret_hash` is always the hash of that plaintext, the
+    /// invariant duplicate detection rests on. (Only a store reading rows back builds the
+    /// struct field by field.)
+    pub fn new(
+        id: KeyId,
+        provider: impl Into<String>,
+        secret: &str,
+        label: Option<String>,
+        created_at: UnixMs,
+        expires_at: Option<UnixMs>,
+    ) -> Self {
+        let secret_hash = crate::secret::hash_secret(secret);
+        Self { id, provider: provider.into(), secret: Secret::new(secret), secret_hash, label, created_at, expires_at }
+    }
+}
+
 /// An upstream key as stored, with its health and counters.
 #[derive(Clone, Debug)]
 pub struct KeyRecord {

@@ -13,7 +13,7 @@ use pool_core::UnixMs;
 use pool_core::ids::KeyId;
 use pool_core::import::{Deduped, DuplicateOf, ParsedKey, dedupe, parse_text};
 use pool_core::ports::{NewKey, Store};
-use pool_core::secret::{Secret, SecretHash, mask};
+use pool_core::secret::{SecretHash, mask};
 use uuid::Uuid;
 
 use super::import::{ImportArgs, Summary, duplicate};
@@ -69,7 +69,7 @@ async fn insert(
     let bar = progress(fresh.len(), "keys");
     let now = now_ms();
     for batch in fresh.chunks(chunk) {
-        let keys: Vec<NewKey> = batch.iter().map(|(key, hash)| new_key(provider, key, *hash, now)).collect();
+        let keys: Vec<NewKey> = batch.iter().map(|(key, _)| new_key(provider, key, now)).collect();
         let inserted: HashSet<KeyId> = store
             .insert_keys(&keys)
             .await
@@ -87,14 +87,6 @@ async fn insert(
     Ok(())
 }
 
-fn new_key(provider: &str, key: &ParsedKey, secret_hash: SecretHash, now: UnixMs) -> NewKey {
-    NewKey {
-        id: KeyId::from_uuid(Uuid::now_v7()),
-        provider: provider.to_owned(),
-        secret: Secret::new(key.secret.as_str()),
-        secret_hash,
-        label: key.label.clone(),
-        created_at: now,
-        expires_at: None,
-    }
+fn new_key(provider: &str, key: &ParsedKey, now: UnixMs) -> NewKey {
+    NewKey::new(KeyId::from_uuid(Uuid::now_v7()), provider, &key.secret, key.label.clone(), now, None)
 }

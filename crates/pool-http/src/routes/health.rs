@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use pool_core::key::KeyStatus;
 use serde_json::{Value, json};
 
 use crate::state::AppState;
@@ -18,16 +17,9 @@ pub async fn show(State(state): State<AppState>) -> Json<Value> {
         .all()
         .into_iter()
         .map(|p| {
-            let keys = state.gateway.pools.pool(&p.spec.name).map(|pool| pool.snapshot()).unwrap_or_default();
-            let mut counts: BTreeMap<&str, usize> =
-                [KeyStatus::Active, KeyStatus::Cooling, KeyStatus::Failed, KeyStatus::Disabled, KeyStatus::Expired]
-                    .iter()
-                    .map(|s| (s.as_str(), 0))
-                    .collect();
-            for key in keys.iter() {
-                *counts.entry(key.status(now).as_str()).or_default() += 1;
-            }
-            let summary = json!({"enabled": p.is_enabled(), "kind": p.spec.kind, "keys": {"total": keys.len(), "byStatus": counts}});
+            let (total, counts) = super::admin::key_counts(&state, &p.spec.name, now);
+            let summary =
+                json!({"enabled": p.is_enabled(), "kind": p.spec.kind, "keys": {"total": total, "byStatus": counts}});
             (p.spec.name.to_string(), summary)
         })
         .collect();

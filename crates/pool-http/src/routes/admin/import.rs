@@ -116,9 +116,9 @@ async fn insert(
     let now = state.gateway.clock.now_ms();
     let (keys, lines): (Vec<NewKey>, Vec<usize>) = fresh
         .into_iter()
-        .map(|(key, hash)| {
+        .map(|(key, _)| {
             let line = key.line;
-            (new_key(provider, key, hash, now), line)
+            (new_key(provider, key, now), line)
         })
         .unzip();
     let sent: Vec<(KeyId, usize, Secret)> =
@@ -138,16 +138,8 @@ fn hashes_in_pool(state: &AppState, provider: &ProviderName) -> HashSet<SecretHa
     snapshot.iter().map(|k| k.secret_hash).collect()
 }
 
-fn new_key(provider: &ProviderName, key: ParsedKey, secret_hash: SecretHash, now: UnixMs) -> NewKey {
-    NewKey {
-        id: KeyId::from_uuid(Uuid::now_v7()),
-        provider: provider.to_string(),
-        secret: Secret::new(key.secret),
-        secret_hash,
-        label: key.label,
-        created_at: now,
-        expires_at: None,
-    }
+fn new_key(provider: &ProviderName, key: ParsedKey, now: UnixMs) -> NewKey {
+    NewKey::new(KeyId::from_uuid(Uuid::now_v7()), provider.as_ref(), &key.secret, key.label, now, None)
 }
 
 /// One entry of `details`: a rejected line or a duplicate, never a whole key.

@@ -8,7 +8,7 @@ use pool_core::import::validate_secret;
 use pool_core::pool::PoolKey;
 use pool_core::ports::NewKey;
 use pool_core::registry::ttl_to_expiry;
-use pool_core::secret::{Secret, hash_secret, mask};
+use pool_core::secret::mask;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -37,15 +37,10 @@ pub async fn create(
     let provider = provider_or_default(&state, body.provider.as_deref())?;
     let secret = parse_secret(&body.api_key)?;
     let now = state.gateway.clock.now_ms();
-    let key = NewKey {
-        id: KeyId::from_uuid(Uuid::now_v7()),
-        provider: provider.spec.name.to_string(),
-        secret: Secret::new(secret),
-        secret_hash: hash_secret(secret),
-        label: label("username", body.username)?,
-        created_at: now,
-        expires_at: ttl_to_expiry(now, ttl("ttl", body.ttl)?),
-    };
+    let label = label("username", body.username)?;
+    let expires_at = ttl_to_expiry(now, ttl("ttl", body.ttl)?);
+    let key =
+        NewKey::new(KeyId::from_uuid(Uuid::now_v7()), provider.spec.name.as_ref(), secret, label, now, expires_at);
     let (id, masked) = (key.id, mask(secret));
     let added = state.registry.add_keys(&provider.spec.name, vec![key]).await?;
     Ok(Json(if added.is_empty() {

@@ -91,15 +91,14 @@ async fn validate_one(state: &AppState, provider: &ProviderRuntime, key: ParsedK
         return (false, json!({"line": key.line, "apiKey": masked, "error": report.detail}));
     }
     let now = state.gateway.clock.now_ms();
-    let new = NewKey {
-        id: KeyId::from_uuid(Uuid::now_v7()),
-        provider: provider.spec.name.to_string(),
-        secret_hash: pool_core::secret::hash_secret(secret.expose_secret()),
-        secret,
-        label: key.label,
-        created_at: now,
-        expires_at: None,
-    };
+    let new = NewKey::new(
+        KeyId::from_uuid(Uuid::now_v7()),
+        provider.spec.name.as_ref(),
+        secret.expose_secret(),
+        key.label,
+        now,
+        None,
+    );
     let id = new.id;
     match state.registry.add_keys(&provider.spec.name, vec![new]).await {
         Ok(added) if added.contains(&id) => {}
