@@ -6,6 +6,7 @@
 //! period and flushes counters one last time. Tests bind port 0 and call the same two functions.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,9 +18,10 @@ use pool_core::ports::Store;
 use pool_core::probe::Prober;
 use pool_core::proxy::Gateway;
 use pool_core::registry::Registry;
+use pool_core::stats::Recorder;
 use pool_core::token::TokenIndex;
 use pool_http::jobs::Jobs;
-use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services};
+use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services, StatsRetention};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +36,8 @@ pub struct App {
     /// Zero: no background health checks.
     health_interval: Duration,
     grace: Duration,
+    /// A separate address for `/metrics`, if configured.
+    metrics_listen: Option<String>,
 }
 
 impl App {
@@ -63,6 +67,7 @@ impl App {
             upstream: Arc::new(upstream(config)?),
             clock: Arc::new(SystemClock),
             max_response_bytes: config.proxy.max_response_bytes,
+            stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
         };
         let default = specs
             .iter()
@@ -89,9 +94,14 @@ impl App {
                 max_body_bytes: config.proxy.max_body_bytes,
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                 probe_concurrency: config.health.concurrency,
+                stats_retention: StatsRetention {
+                    minutes_ms: hours_ms(config.stats.minute_retention_hours),
+                    hours_ms: hours_ms(config.stats.hour_retention_days.saturating_mul(24)),
+                },
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),
+            last_prune: AtomicI64::new(0),
         };
         Ok(App {
             state: AppState::new(services),
@@ -99,6 +109,7 @@ impl App {
             flush_interval: duration(config.stats.flush_interval_secs),
             health_interval: Duration::from_secs(config.health.interval_secs),
             grace: duration(config.server.shutdown_grace_secs),
+            metrics_listen: Some(config.metrics.listen.clone()).filter(|l| !l.is_empty()),
         })
     }
 
@@ -109,6 +120,17 @@ impl App {
         tasks.spawn(models_loop(self.state.clone(), background.clone()));
         if !self.health_interval.is_zero() {
             tasks.spawn(health_loop(self.state.clone(), self.health_interval, background.clone()));
+        }
+        if let Some(addr) = &self.metrics_listen {
+            let metrics = TcpListener::bind(addr).await.with_context(|| format!("binding metrics.listen {addr}"))?;
+            tracing::info!(address = %addr, "serving /metrics without a token");
+            let server = axum::serve(metrics, pool_http::metrics_router(self.state.clone()))
+                .with_graceful_shutdown(background.clone().cancelled_owned());
+            tasks.spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
         }
         let server = axum::serve(listener, pool_http::router(self.state.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -216,12 +238,22 @@ async fn flush_loop(state: AppState, interval: Duration, cancel: CancellationTok
 }
 
 async fn flush_once(state: &AppState) {
-    match state.registry.flush().await {
-        Ok(report) => tracing::debug!(keys = report.keys, tokens = report.tokens, "flushed counters"),
+    match state.flush().await {
+        Ok(report) => {
+            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters")
+        }
         Err(e) => {
             tracing::warn!(error.cause_chain = %e, "flushing counters failed; they stay in memory until the next flush")
         }
     }
+    let pruned = state.prune_stats_hourly().await;
+    if let Err(e) = pruned {
+        tracing::warn!(error.cause_chain = %e, "pruning old statistics failed; the next hour tries again");
+    }
+}
+
+fn hours_ms(hours: u64) -> i64 {
+    i64::try_from(hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX)
 }
 
 /// Keeps every provider's model list fresh so that `/v1/models` never waits on an upstream.

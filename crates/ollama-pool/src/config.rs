@@ -47,6 +47,8 @@ pub struct Config {
     #[serde(default)]
     pub stats: StatsConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -116,6 +118,21 @@ impl Default for HealthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
     pub flush_interval_secs: f64,
+    /// Distinct statistics rows held in memory between flushes (while the database is away);
+    /// beyond it new rows are dropped and counted.
+    pub max_backlog_rows: usize,
+    /// How long per-minute rows are kept.
+    pub minute_retention_hours: u64,
+    /// How long hourly rows are kept (all-time totals are kept forever).
+    pub hour_retention_days: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A separate address serving only `/metrics`, without a token (empty: none; `/metrics` is
+    /// then served on the main address to the admin token only).
+    pub listen: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -184,7 +201,12 @@ fn secs(ms: i64) -> u64 {
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        Self { flush_interval_secs: 5.0 }
+        Self {
+            flush_interval_secs: 5.0,
+            max_backlog_rows: 100_000,
+            minute_retention_hours: 48,
+            hour_retention_days: 90,
+        }
     }
 }
 
@@ -252,6 +274,12 @@ impl Config {
         }
         if self.proxy.max_attempts == 0 {
             bail!("proxy.max_attempts must be at least 1");
+        }
+        let stats = &self.stats;
+        if stats.max_backlog_rows == 0 || stats.minute_retention_hours == 0 || stats.hour_retention_days == 0 {
+            bail!(
+                "stats.max_backlog_rows, stats.minute_retention_hours and stats.hour_retention_days must be at least 1"
+            );
         }
         for value in [
             self.proxy.connect_timeout_secs,

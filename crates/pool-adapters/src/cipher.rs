@@ -21,10 +21,14 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT, URL_SAFE_NO_PAD, URL_SAFE_PAD_INDIFFERENT};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::KeyDelta;
-use pool_core::ports::{KeyRecord, KeyStore, NewKey, SettingsStore, Store, StoreError, TokenRecord, TokenStore};
+use pool_core::ports::{
+    KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, UsageQuery,
+};
 use pool_core::secret::Secret;
+use pool_core::stats::{Rollups, SummaryRow, UsagePoint};
 use pool_core::token::TokenDelta;
 use secrecy::zeroize::Zeroize;
 use secrecy::{ExposeSecret, SecretBox};
@@ -275,6 +279,30 @@ impl TokenStore for EncryptingStore {
 
     async fn flush_tokens(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
         self.inner.flush_tokens(deltas).await
+    }
+}
+
+/// Statistics hold no secrets: passed through.
+#[async_trait]
+impl StatsStore for EncryptingStore {
+    async fn add_stats(&self, rollups: &Rollups) -> Result<(), StoreError> {
+        self.inner.add_stats(rollups).await
+    }
+
+    async fn prune_stats(&self, minutes_before: UnixMs, hours_before: UnixMs) -> Result<u64, StoreError> {
+        self.inner.prune_stats(minutes_before, hours_before).await
+    }
+
+    async fn stats_totals(&self, provider: Option<&str>) -> Result<Vec<SummaryRow>, StoreError> {
+        self.inner.stats_totals(provider).await
+    }
+
+    async fn stats_hours(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
+        self.inner.stats_hours(provider, since).await
+    }
+
+    async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError> {
+        self.inner.usage_series(query).await
     }
 }
 

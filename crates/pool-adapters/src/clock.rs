@@ -1,6 +1,7 @@
 //! The system clock, the one place the domain's time comes from.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::LazyLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pool_core::UnixMs;
 use pool_core::ports::Clock;
@@ -11,6 +12,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> UnixMs {
         now_ms()
+    }
+
+    fn monotonic_us(&self) -> i64 {
+        static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+        i64::try_from(ORIGIN.elapsed().as_micros()).unwrap_or(i64::MAX)
     }
 }
 

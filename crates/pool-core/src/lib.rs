@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod registry;
 pub mod secret;
 pub mod sse;
+pub mod stats;
 pub mod token;
 pub mod usage;
 

@@ -15,6 +15,7 @@ use crate::ids::{KeyId, TokenId};
 use crate::key::Health;
 use crate::pool::{CounterValues, KeyDelta, ModelSet};
 use crate::secret::{Secret, SecretHash};
+use crate::stats::{Rollups, SummaryRow, UsagePoint};
 use crate::token::TokenDelta;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,13 +115,57 @@ pub trait SettingsStore: Send + Sync {
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// Whose usage a series sums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsageSubject {
+    /// The requests of a client token.
+    Token(TokenId),
+    /// The attempts made with an upstream key.
+    Key(KeyId),
+    /// The requests for a model.
+    Model(String),
+}
+
+/// A usage series to read: one subject, optionally one provider, `since..until` (bucket starts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub subject: UsageSubject,
+    pub provider: Option<String>,
+    /// Minute reads the per-minute rollup; hour (and day, summed by the caller) the hourly one.
+    pub per_minute: bool,
+    pub since: UnixMs,
+    pub until: UnixMs,
+}
+
+/// The statistics rollups (see [`crate::stats`]). Every write is an atomic increment, so several
+/// gateways can flush into one database.
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// Adds one flush's rows to every rollup, in one transaction.
+    async fn add_stats(&self, rollups: &Rollups) -> Result<(), StoreError>;
+    /// Deletes per-minute rows older than `minutes_before` and hourly rows older than
+    /// `hours_before`; returns the rows deleted.
+    async fn prune_stats(&self, minutes_before: UnixMs, hours_before: UnixMs) -> Result<u64, StoreError>;
+    /// The all-time totals (`bucket` 0), of one provider or all.
+    async fn stats_totals(&self, provider: Option<&str>) -> Result<Vec<SummaryRow>, StoreError>;
+    /// The hourly summary rows from `since` on, of one provider or all.
+    async fn stats_hours(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError>;
+    /// One subject's series, one point per non-empty bucket, oldest first.
+    async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError>;
+}
+
 /// The store of record: SQLite or PostgreSQL.
-pub trait Store: KeyStore + TokenStore + SettingsStore {}
-impl<T: KeyStore + TokenStore + SettingsStore> Store for T {}
+pub trait Store: KeyStore + TokenStore + SettingsStore + StatsStore {}
+impl<T: KeyStore + TokenStore + SettingsStore + StatsStore> Store for T {}
 
 /// The one way the domain learns the time.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> UnixMs;
+
+    /// A monotonic reading in microseconds from an arbitrary origin, for measuring durations.
+    fn monotonic_us(&self) -> i64 {
+        self.now_ms() * 1000
+    }
 }
 
 /// Why an upstream exchange broke before a complete answer.

@@ -19,13 +19,15 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::UnixMs;
-use crate::ids::KeyId;
+use crate::ids::{KeyId, TokenId};
 use crate::key::{FailurePolicy, KeyEvent};
 use crate::outcome::{Verdict, classify_status, parse_retry_after};
 use crate::pool::{Pick, PoolKey, Pools};
 use crate::ports::{BodyStream, Clock, TransportError, Upstream, UpstreamRequest, UpstreamResponse};
 use crate::provider::ProviderName;
 use crate::sse::{Framing, inband_error_status};
+use crate::stats::{Dims, Kind, Outcome, Recorder, Timing};
+use crate::usage::{Usage, UsageTap};
 
 /// Everything the use case needs, built once at start.
 pub struct Gateway {
@@ -35,6 +37,7 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Largest upstream body read whole (non-stream answers, the held first stream event).
     pub max_response_bytes: usize,
+    pub stats: Arc<Recorder>,
 }
 
 /// A client request, ready to go upstream once a key is chosen.
@@ -47,6 +50,27 @@ pub struct ForwardRequest {
     pub url: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// How to count the request; `None` for the gateway's own requests (model lists).
+    pub measure: Option<Measure>,
+}
+
+/// What counting a client request needs besides the request itself.
+#[derive(Default)]
+pub struct Measure {
+    pub token: Option<TokenId>,
+    /// When the request arrived ([`Clock::monotonic_us`]).
+    pub started_us: i64,
+    /// The gateway added `stream_options.include_usage`: the usage event is for the gateway
+    /// only, and is taken out of the stream the client receives.
+    pub strip_usage: bool,
+    /// Called once with the request's usage when its answer is complete (token quotas).
+    pub on_usage: Option<Box<dyn FnOnce(Option<Usage>) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Measure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Measure").field("token", &self.token).field("strip_usage", &self.strip_usage).finish()
+    }
 }
 
 /// One attempt that did not serve the request: which key, and why it was left.
@@ -83,13 +107,49 @@ pub enum ProxyError {
     AllFailed { last: String, retry_after_s: Option<u64>, notes: Vec<AttemptNote> },
 }
 
+impl ProxyError {
+    /// The status the client gets, and how the request is counted.
+    pub fn status(&self) -> (StatusCode, Outcome) {
+        match self {
+            Self::UnknownProvider(_) | Self::ModelNotServed { .. } => (StatusCode::NOT_FOUND, Outcome::Rejected),
+            Self::NoKey { .. } => (StatusCode::SERVICE_UNAVAILABLE, Outcome::NoKey),
+            Self::AllFailed { .. } => (StatusCode::BAD_GATEWAY, Outcome::Failed),
+        }
+    }
+}
+
 enum Attempt {
-    Served(StatusCode, HeaderMap, Body),
-    Failed(KeyEvent, String),
+    Served(StatusCode, HeaderMap, Served),
+    Failed { event: KeyEvent, note: String, status: u16, outcome: Outcome },
+}
+
+enum Served {
+    Whole(Bytes),
+    Stream(Held),
+}
+
+/// A stream held up to its first complete event.
+struct Held {
+    framing: Framing,
+    bytes: Bytes,
+    rest: BodyStream,
 }
 
 impl Gateway {
-    pub async fn forward(&self, req: ForwardRequest) -> Result<Delivery, ProxyError> {
+    /// Serves a request with the first key that answers it, counting the request and every
+    /// attempt (when the request carries a [`Measure`]).
+    pub async fn forward(&self, mut req: ForwardRequest) -> Result<Delivery, ProxyError> {
+        let mut meter = req.measure.take().map(|measure| Meter::new(self, &req, measure));
+        let result = self.try_keys(&req, &mut meter).await;
+        if let (Err(error), Some(meter)) = (&result, meter.as_mut()) {
+            let (status, outcome) = error.status();
+            let model_known = !matches!(error, ProxyError::ModelNotServed { .. });
+            meter.finish(None, status.as_u16(), outcome, None, false, model_known);
+        }
+        result
+    }
+
+    async fn try_keys(&self, req: &ForwardRequest, meter: &mut Option<Meter>) -> Result<Delivery, ProxyError> {
         let pool = self.pools.pool(&req.provider).ok_or_else(|| ProxyError::UnknownProvider(req.provider.clone()))?;
         let mut tried: Vec<KeyId> = Vec::with_capacity(self.policy.max_attempts as usize);
         let mut notes = Vec::new();
@@ -98,17 +158,52 @@ impl Gateway {
             let key = match pool.pick(now, &tried, req.model.as_deref()) {
                 Pick::Key(key) => key,
                 Pick::Exhausted { retry_at } => return Err(self.exhausted(&req.provider, notes, retry_at, now)),
-                Pick::Unserved => return Err(self.unserved(&req, notes, now)),
+                Pick::Unserved => return Err(self.unserved(req, notes, now)),
             };
             tried.push(key.id);
             key.begin_attempt(now);
-            match self.attempt(&key, &req).await {
-                Attempt::Served(status, headers, body) => {
+            let began = self.clock.monotonic_us();
+            if let Some(meter) = meter.as_mut() {
+                meter.current = Some(key.id);
+            }
+            let attempt = self.attempt(&key, req).await;
+            let waited = elapsed_us(began, self.clock.monotonic_us());
+            match attempt {
+                Attempt::Served(status, headers, served) => {
+                    let body = match (served, meter.take()) {
+                        (Served::Whole(bytes), Some(mut meter)) => {
+                            meter.upstream_us += waited;
+                            meter.served_us = waited;
+                            let (outcome, usage) = if status.is_success() {
+                                (Outcome::Success, Usage::of_body(&bytes))
+                            } else {
+                                (Outcome::ClientError, None)
+                            };
+                            let model_known = status != StatusCode::NOT_FOUND;
+                            meter.finish(Some(key.id), status.as_u16(), outcome, usage, false, model_known);
+                            Body::Full(bytes)
+                        }
+                        (Served::Whole(bytes), None) => Body::Full(bytes),
+                        (Served::Stream(held), meter) => {
+                            let meter = meter.map(|mut m| {
+                                m.upstream_us += waited;
+                                m.served_us = waited;
+                                m.committed_us = Some(self.clock.monotonic_us());
+                                m
+                            });
+                            Body::Stream(Box::pin(self.relay(&key, held, status, meter)))
+                        }
+                    };
                     return Ok(Delivery { status, headers, body, served_by: key.id, failed_attempts: notes });
                 }
-                Attempt::Failed(event, outcome) => {
+                Attempt::Failed { event, note, status, outcome } => {
                     key.record(&event, &self.policy, self.clock.now_ms());
-                    notes.push(AttemptNote { key: key.id, outcome });
+                    if let Some(meter) = meter.as_mut() {
+                        meter.current = None;
+                        meter.upstream_us += waited;
+                        meter.attempt(key.id, status, outcome, waited);
+                    }
+                    notes.push(AttemptNote { key: key.id, outcome: note });
                 }
             }
         }
@@ -118,6 +213,22 @@ impl Gateway {
             Pick::Exhausted { retry_at } => retry_at,
         };
         Err(self.exhausted(&req.provider, notes, retry_at, now))
+    }
+
+    fn relay(&self, key: &Arc<PoolKey>, held: Held, status: StatusCode, meter: Option<Meter>) -> Relay {
+        let strip = meter.as_ref().is_some_and(|m| m.strip_usage);
+        Relay {
+            held: Some(held.bytes),
+            rest: held.rest,
+            key: Arc::clone(key),
+            policy: self.policy.clone(),
+            clock: Arc::clone(&self.clock),
+            framing: held.framing,
+            tap: UsageTap::new(held.framing, strip),
+            status: status.as_u16(),
+            meter,
+            finished: false,
+        }
     }
 
     fn exhausted(
@@ -156,7 +267,7 @@ impl Gateway {
         };
         let response = match self.upstream.send(request).await {
             Ok(response) => response,
-            Err(e) => return transient(&e),
+            Err(e) => return transient(&e, 0),
         };
         let status = response.status;
         let retry_after =
@@ -165,14 +276,20 @@ impl Gateway {
             && let Some(model) = req.model.as_deref()
             && key.forget_model(model)
         {
-            let outcome = format!("upstream answered 404: this key does not serve '{model}' (removed from its models)");
-            return Attempt::Failed(KeyEvent::Neutral, outcome);
+            let note = format!("upstream answered 404: this key does not serve '{model}' (removed from its models)");
+            return Attempt::Failed { event: KeyEvent::Neutral, note, status: 404, outcome: Outcome::ModelMissing };
         }
-        match classify_status(status.as_u16(), retry_after) {
-            Verdict::Retry(event) => Attempt::Failed(event, format!("upstream answered {}", status.as_u16())),
+        let code = status.as_u16();
+        match classify_status(code, retry_after) {
+            Verdict::Retry(event) => Attempt::Failed {
+                event,
+                note: format!("upstream answered {code}"),
+                status: code,
+                outcome: Outcome::of_status(code),
+            },
             Verdict::Deliver => {
                 match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
-                    Some(framing) => self.hold_stream(key, framing, response).await,
+                    Some(framing) => self.hold_stream(framing, response).await,
                     None => self.read_whole(key, response, KeyEvent::Success).await,
                 }
             }
@@ -184,37 +301,41 @@ impl Gateway {
         match read_body(response.body, self.max_response_bytes).await {
             Ok(body) => {
                 key.record(&event, &self.policy, self.clock.now_ms());
-                Attempt::Served(response.status, client_headers(&response.headers), Body::Full(body))
+                Attempt::Served(response.status, client_headers(&response.headers), Served::Whole(body))
             }
-            Err(e) => transient(&e),
+            Err(e) => transient(&e, response.status.as_u16()),
         }
     }
 
-    async fn hold_stream(&self, key: &Arc<PoolKey>, framing: Framing, response: UpstreamResponse) -> Attempt {
-        let (held, first_len, rest) = match hold_first_event(framing, response.body, self.max_response_bytes).await {
+    async fn hold_stream(&self, framing: Framing, response: UpstreamResponse) -> Attempt {
+        let (bytes, first_len, rest) = match hold_first_event(framing, response.body, self.max_response_bytes).await {
             Ok(parts) => parts,
-            Err(e) => return transient(&e),
+            Err(e) => return transient(&e, response.status.as_u16()),
         };
-        if let Some(status) = inband_error_status(framing, &held[..first_len])
+        if let Some(status) = inband_error_status(framing, &bytes[..first_len])
             && let Verdict::Retry(event) = classify_status(status, None)
         {
-            return Attempt::Failed(event, format!("upstream stream opened with error {status}"));
+            let note = format!("upstream stream opened with error {status}");
+            return Attempt::Failed { event, note, status, outcome: Outcome::of_status(status) };
         }
-        let relay = Relay {
-            held: Some(held),
-            rest,
-            key: Arc::clone(key),
-            policy: self.policy.clone(),
-            clock: Arc::clone(&self.clock),
-            framing,
-            finished: false,
-        };
-        Attempt::Served(response.status, client_headers(&response.headers), Body::Stream(Box::pin(relay)))
+        let held = Held { framing, bytes, rest };
+        Attempt::Served(response.status, client_headers(&response.headers), Served::Stream(held))
     }
 }
 
-fn transient(error: &TransportError) -> Attempt {
-    Attempt::Failed(KeyEvent::Transient { cause: error.to_string() }, error.to_string())
+fn elapsed_us(from: i64, to: i64) -> u64 {
+    u64::try_from(to - from).unwrap_or(0)
+}
+
+/// A transport failure; `status` is what the upstream had answered before it broke (0: nothing).
+fn transient(error: &TransportError, status: u16) -> Attempt {
+    let outcome = match error {
+        TransportError::FirstByteTimeout | TransportError::IdleTimeout => Outcome::Timeout,
+        TransportError::Connect | TransportError::Dropped => Outcome::Network,
+        TransportError::TooLarge => Outcome::ServerError,
+    };
+    let note = error.to_string();
+    Attempt::Failed { event: KeyEvent::Transient { cause: note.clone() }, note, status, outcome }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -274,8 +395,9 @@ async fn hold_first_event(
 }
 
 /// The client's side of a committed stream: the held bytes, then the upstream's, then either a
-/// clean end (the key succeeded) or an error event (the key is marked). Dropped early, it records
-/// nothing against the key: the client left.
+/// clean end (the key succeeded) or an error event (the key is marked). Usage is read on the way
+/// (and the usage event the gateway asked for is taken out). Dropped early, it records nothing
+/// against the key (the client left) and counts the request as cancelled, with the usage seen.
 struct Relay {
     held: Option<Bytes>,
     rest: BodyStream,
@@ -283,6 +405,10 @@ struct Relay {
     policy: FailurePolicy,
     clock: Arc<dyn Clock>,
     framing: Framing,
+    tap: UsageTap,
+    /// The upstream's status, for the attempt's row.
+    status: u16,
+    meter: Option<Meter>,
     finished: bool,
 }
 
@@ -291,34 +417,184 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(held) = self.held.take() {
-            return Poll::Ready(Some(Ok(held)));
-        }
-        if self.finished {
-            return Poll::Ready(None);
-        }
-        let polled = self.rest.as_mut().poll_next(cx);
-        match polled {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(chunk))),
-            Poll::Ready(Some(Err(e))) => {
-                self.finish(&KeyEvent::Transient { cause: e.to_string() });
-                let message = format!("The upstream stream was interrupted: {e}");
-                Poll::Ready(Some(Ok(self.framing.error_event(&message))))
+            let out = self.tap.feed(&held);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(out)));
             }
-            Poll::Ready(None) => {
-                self.finish(&KeyEvent::Success);
-                Poll::Ready(None)
+        }
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match self.rest.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = self.tap.feed(&chunk);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.finish(&KeyEvent::Transient { cause: e.to_string() }, Outcome::StreamError);
+                    let mut out = BytesMut::from(&self.tap.finish()[..]);
+                    out.extend_from_slice(
+                        &self.framing.error_event(&format!("The upstream stream was interrupted: {e}")),
+                    );
+                    return Poll::Ready(Some(Ok(out.freeze())));
+                }
+                Poll::Ready(None) => {
+                    let rest = self.tap.finish();
+                    self.finish(&KeyEvent::Success, Outcome::Success);
+                    return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
+                }
             }
         }
     }
 }
 
 impl Relay {
-    fn finish(&mut self, event: &KeyEvent) {
+    fn finish(&mut self, event: &KeyEvent, outcome: Outcome) {
         self.finished = true;
         self.key.record(event, &self.policy, self.clock.now_ms());
+        self.count(outcome);
+    }
+
+    fn count(&mut self, outcome: Outcome) {
+        let (key, status) = (self.key.id, self.status);
+        let partial = outcome != Outcome::Success;
+        let usage = match (self.tap.usage, partial) {
+            (Some(usage), _) => Some(usage),
+            (None, true) => Some(self.tap.estimate()),
+            (None, false) => None,
+        };
+        if let Some(mut meter) = self.meter.take() {
+            meter.finish(Some(key), status, outcome, usage, partial, true);
+        }
     }
 }
 
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.count(Outcome::Cancelled);
+        }
+    }
+}
+
+/// One client request being counted: the attempts as they end, the request once, when its
+/// answer is complete. Dropped before that (the client left while the gateway waited on an
+/// upstream), it counts the request and the attempt under way as cancelled.
+struct Meter {
+    stats: Arc<Recorder>,
+    clock: Arc<dyn Clock>,
+    provider: ProviderName,
+    model: Arc<str>,
+    token: Option<TokenId>,
+    strip_usage: bool,
+    on_usage: Option<Box<dyn FnOnce(Option<Usage>) + Send + Sync>>,
+    started_us: i64,
+    /// Time spent waiting on upstreams before the answer was committed.
+    upstream_us: u64,
+    /// Of which the attempt that served waited.
+    served_us: u64,
+    /// When the answer was committed to the client (a stream's first event).
+    committed_us: Option<i64>,
+    /// The key of the attempt under way.
+    current: Option<KeyId>,
+    done: bool,
+}
+
+impl Meter {
+    fn new(gateway: &Gateway, req: &ForwardRequest, measure: Measure) -> Self {
+        gateway.stats.metrics.enter();
+        Self {
+            stats: Arc::clone(&gateway.stats),
+            clock: Arc::clone(&gateway.clock),
+            provider: req.provider.clone(),
+            model: req.model.as_deref().unwrap_or("").into(),
+            token: measure.token,
+            strip_usage: measure.strip_usage,
+            on_usage: measure.on_usage,
+            started_us: measure.started_us,
+            upstream_us: 0,
+            served_us: 0,
+            committed_us: None,
+            current: None,
+            done: false,
+        }
+    }
+
+    fn dims(&self, kind: Kind, key: Option<KeyId>, status: u16, outcome: Outcome) -> Dims {
+        Dims {
+            kind,
+            provider: self.provider.clone(),
+            model: Arc::clone(&self.model),
+            key,
+            token: self.token,
+            status,
+            outcome,
+        }
+    }
+
+    fn attempt(&self, key: KeyId, status: u16, outcome: Outcome, waited_us: u64) {
+        let dims = self.dims(Kind::Attempt, Some(key), status, outcome);
+        self.stats.attempt(self.clock.now_ms(), dims, waited_us);
+    }
+
+    /// Counts the request. `served`: the key whose answer the client got (its attempt is
+    /// counted here, with the request's outcome). `model_known`: false when the model turned
+    /// out not to exist, so a client cannot fill the statistics with made-up model names.
+    fn finish(
+        &mut self,
+        served: Option<KeyId>,
+        status: u16,
+        outcome: Outcome,
+        usage: Option<Usage>,
+        partial: bool,
+        model_known: bool,
+    ) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let now_us = self.clock.monotonic_us();
+        let ttfb_us = elapsed_us(self.started_us, self.committed_us.unwrap_or(now_us));
+        let timing = Timing {
+            total_us: elapsed_us(self.started_us, now_us),
+            ttfb_us,
+            overhead_us: ttfb_us.saturating_sub(self.upstream_us),
+        };
+        match (served, self.current) {
+            (Some(key), _) => self.attempt(key, status, outcome, self.served_us),
+            (None, Some(key)) => self.attempt(key, 0, Outcome::Cancelled, 0),
+            (None, None) => {}
+        }
+        if !model_known {
+            self.model = "".into();
+        }
+        let dims = self.dims(Kind::Request, served, status, outcome);
+        self.stats.request(self.clock.now_ms(), dims, timing, usage, partial);
+        self.stats.metrics.leave();
+        if let Some(on_usage) = self.on_usage.take() {
+            on_usage(usage);
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.finish(None, CLIENT_CLOSED, Outcome::Cancelled, None, true, true);
+    }
+}
+
+/// The status counted for a request whose client left before the answer (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
 #[cfg(test)]
 mod tests;
+/// Handlers run on a multi-threaded runtime: the use case's future must be `Send` (checked at
+/// compile time).
+#[cfg(test)]
+fn _forward_is_send(g: &Gateway, r: ForwardRequest) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(g.forward(r));
+}

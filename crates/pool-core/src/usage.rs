@@ -85,11 +85,13 @@ pub struct UsageTap {
     strip_usage_event: bool,
     pending: BytesMut,
     pub usage: Option<Usage>,
+    /// Events passed on, for an estimate when the stream ends before its usage.
+    events: u64,
 }
 
 impl UsageTap {
     pub fn new(framing: Framing, strip_usage_event: bool) -> Self {
-        Self { framing, strip_usage_event, pending: BytesMut::new(), usage: None }
+        Self { framing, strip_usage_event, pending: BytesMut::new(), usage: None, events: 0 }
     }
 
     /// Feeds a chunk; returns what the client should get now (complete events only).
@@ -99,6 +101,7 @@ impl UsageTap {
         while let Some(len) = self.framing.first_event_len(&self.pending) {
             let event = self.pending.split_to(len);
             if !self.observe(&event) {
+                self.events += 1;
                 out.extend_from_slice(&event);
             }
         }
@@ -112,6 +115,12 @@ impl UsageTap {
             self.observe(&rest);
         }
         rest
+    }
+
+    /// Usage estimated from a stream cut short before it reported any: one completion token per
+    /// event passed on (streams send about one token per event), nothing for the prompt.
+    pub fn estimate(&self) -> Usage {
+        Usage { prompt: 0, completion: self.events, total: self.events }
     }
 
     /// Records usage found in one event; returns whether the event is to be dropped.

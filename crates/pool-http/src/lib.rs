@@ -11,5 +11,7 @@ pub mod routes;
 pub mod state;
 mod wire;
 
-pub use routes::router;
-pub use state::{AdminCredential, AppState, HttpSettings, ProviderRuntime, Providers, Services};
+pub use routes::{metrics_router, router};
+pub use state::{
+    AdminCredential, AppState, Flushed, HttpSettings, ProviderRuntime, Providers, Services, StatsRetention,
+};

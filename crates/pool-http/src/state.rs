@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use pool_core::UnixMs;
+use pool_core::ports::StoreError;
 use pool_core::probe::Prober;
 use pool_core::provider::{ProviderName, ProviderSpec};
 use pool_core::proxy::Gateway;
@@ -48,6 +49,8 @@ pub struct Services {
     pub started_at: UnixMs,
     /// "sqlite" or "postgres", for `/health`.
     pub storage: &'static str,
+    /// When statistics were last pruned.
+    pub last_prune: AtomicI64,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +61,49 @@ pub struct HttpSettings {
     pub models_ttl_ms: i64,
     /// Probes running at once.
     pub probe_concurrency: usize,
+    pub stats_retention: StatsRetention,
+}
+
+/// How long statistics rollups are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct StatsRetention {
+    pub minutes_ms: i64,
+    pub hours_ms: i64,
+}
+
+/// What one flush wrote.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flushed {
+    pub keys: usize,
+    pub tokens: usize,
+    pub stats: usize,
+}
+
+impl Services {
+    /// Writes every in-memory counter to the store: key and token counters, then statistics.
+    /// What could not be written stays in memory for the next flush.
+    pub async fn flush(&self) -> Result<Flushed, StoreError> {
+        let now = self.gateway.clock.now_ms();
+        let counters = self.registry.flush().await;
+        let stats = self.gateway.stats.flush(self.registry.store.as_ref(), now).await;
+        let counters = counters?;
+        Ok(Flushed { keys: counters.keys, tokens: counters.tokens, stats: stats? })
+    }
+
+    /// Deletes rollup rows past their retention, at most once an hour.
+    pub async fn prune_stats_hourly(&self) -> Result<(), StoreError> {
+        let now = self.gateway.clock.now_ms();
+        let last = self.last_prune.load(Relaxed);
+        if now - last < pool_core::stats::HOUR_MS
+            || self.last_prune.compare_exchange(last, now, Relaxed, Relaxed).is_err()
+        {
+            return Ok(());
+        }
+        let retention = self.settings.stats_retention;
+        let deleted = self.registry.store.prune_stats(now - retention.minutes_ms, now - retention.hours_ms).await?;
+        tracing::debug!(deleted, "pruned old statistics");
+        Ok(())
+    }
 }
 
 /// The admin token, held only as its hash; compared in constant time.

@@ -18,5 +18,6 @@ mod lifecycle;
 mod models;
 mod rotation;
 mod secrets;
+mod stats;
 mod streaming;
 mod tokens;

@@ -22,6 +22,7 @@ mod ports;
 mod postgres;
 mod rows;
 mod sqlite;
+mod stats;
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -115,6 +115,10 @@ macro_rules! impl_store_ports {
 impl_store_ports!(SqliteStore);
 impl_store_ports!(PgStore);
 
+use pool_core::UnixMs;
+super::stats::impl_stats_store!(SqliteStore, sqlx::Sqlite);
+super::stats::impl_stats_store!(PgStore, sqlx::Postgres);
+
 /// The ids a batch insert returned, in the order the caller gave the keys (a database may
 /// return them in any order), each once.
 fn in_input_order(keys: &[NewKey], inserted: Vec<String>) -> Vec<KeyId> {

@@ -21,6 +21,7 @@ use super::{db_error, migrate, migrator};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "key_models", include_str!("../../migrations/postgres/0002_key_models.sql")),
+    (3, "stats", include_str!("../../migrations/postgres/0003_stats.sql")),
 ];
 
 /// Keys per insert (or secret-replacing) statement: big enough to amortise the round trip, small
@@ -95,9 +96,20 @@ impl PgStore {
     }
 
     async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_error)?;
+        // A short acquire timeout: while the database is away, a flush gives up in seconds and keeps
+        // its rows for the next one, and admin reads answer 503 instead of hanging.
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
         migrate(&migrator(MIGRATIONS), &pool).await?;
         Ok(Self { pool })
+    }
+
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(db_error)
     }
 
     pub(super) async fn insert_batch(&self, keys: &[KeyRow<'_>]) -> Result<Vec<String>, StoreError> {

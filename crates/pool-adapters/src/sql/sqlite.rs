@@ -24,6 +24,7 @@ use super::{db_error, migrate, migrator};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, "key_models", include_str!("../../migrations/sqlite/0002_key_models.sql")),
+    (3, "stats", include_str!("../../migrations/sqlite/0003_stats.sql")),
 ];
 
 /// Bound parameters per key row of [`INSERT_KEYS`].
@@ -86,7 +87,7 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
     }
 

@@ -12,5 +12,6 @@ mod flush;
 mod keys;
 mod settings;
 mod sqlite;
+mod stats;
 mod support;
 mod tokens;

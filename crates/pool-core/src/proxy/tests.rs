@@ -78,6 +78,7 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
         upstream: Arc::new(Scripted(Mutex::new(scripts))),
         clock: Arc::new(FixedClock(AtomicI64::new(T0))),
         max_response_bytes: 1 << 20,
+        stats: Arc::new(Recorder::new(10_000)),
     };
     (gateway, keys)
 }
@@ -90,7 +91,23 @@ fn request() -> ForwardRequest {
         url: "http://up/v1/chat/completions".into(),
         headers: HeaderMap::new(),
         body: Bytes::new(),
+        measure: Some(Measure::default()),
     }
+}
+
+/// What the gateway counted: (kind, key index or none, status, outcome, events), sorted.
+fn counted(gw: &Gateway, keys: &[Arc<PoolKey>]) -> Vec<(Kind, Option<usize>, u16, Outcome, u64)> {
+    let mut rows: Vec<_> = gw
+        .stats
+        .take()
+        .into_iter()
+        .map(|r| {
+            let key = r.dims.key.and_then(|id| keys.iter().position(|k| k.id == id));
+            (r.dims.kind, key, r.dims.status, r.dims.outcome, r.tally.events)
+        })
+        .collect();
+    rows.sort();
+    rows
 }
 
 async fn collect(body: Body) -> String {
@@ -114,6 +131,15 @@ async fn a_failing_key_is_skipped_and_the_next_one_serves() {
         vec![AttemptNote { key: keys[0].id, outcome: "upstream answered 503".into() }]
     );
     assert_eq!(keys[0].health().consecutive_failures, 1);
+    assert_eq!(
+        counted(&gw, &keys),
+        vec![
+            (Kind::Request, Some(1), 200, Outcome::Success, 1),
+            (Kind::Attempt, Some(0), 503, Outcome::ServerError, 1),
+            (Kind::Attempt, Some(1), 200, Outcome::Success, 1),
+        ],
+        "one request, two attempts, each with its own outcome"
+    );
 }
 
 #[tokio::test]
@@ -137,6 +163,9 @@ async fn when_every_attempt_fails_the_error_names_the_last_status() {
     let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
     assert_eq!(notes.len(), 3, "three attempts at most");
     assert_eq!(keys.iter().map(|k| k.counters.requests.load(Relaxed)).sum::<u64>(), 3);
+    let counted = counted(&gw, &keys);
+    assert_eq!(counted.iter().filter(|r| r.0 == Kind::Attempt).count(), 3);
+    assert_eq!(counted[0], (Kind::Request, None, 502, Outcome::Failed, 1));
 }
 
 #[tokio::test]
@@ -234,4 +263,77 @@ async fn a_model_no_key_serves_is_reported_as_such() {
     keys[0].set_models(serving(&["other"]));
     let result = gw.forward(ForwardRequest { model: Some("m".into()), ..request() }).await;
     assert!(matches!(result, Err(ProxyError::ModelNotServed { model, .. }) if model == "m"));
+}
+
+const USAGE_EVENT: &str =
+    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\n";
+
+#[tokio::test]
+async fn a_streams_usage_is_counted_and_the_injected_event_removed() {
+    let chunks = vec![Ok("data: {\"choices\":[{}]}\n\n"), Ok(USAGE_EVENT), Ok("data: [DONE]\n\n")];
+    let (gw, keys) = gateway(&["a"], &[("a", Script::Sse(chunks))]);
+    let measure = Measure { strip_usage: true, ..Measure::default() };
+    let delivery = gw.forward(ForwardRequest { measure: Some(measure), ..request() }).await;
+    let text = collect(delivery.unwrap_or_else(|e| panic!("{e}")).body).await;
+    assert_eq!(text, "data: {\"choices\":[{}]}\n\ndata: [DONE]\n\n");
+    let rows = gw.stats.take();
+    let request = rows.iter().find(|r| r.dims.kind == Kind::Request).unwrap_or_else(|| panic!("no request row"));
+    assert_eq!((request.tally.prompt_tokens, request.tally.completion_tokens, request.tally.total_tokens), (3, 4, 7));
+    assert_eq!((request.dims.outcome, request.tally.partial), (Outcome::Success, 0));
+    assert_eq!(rows.len(), 2, "one request and one attempt: {rows:?}");
+    let _ = keys;
+}
+
+#[tokio::test]
+async fn a_stream_the_client_leaves_is_counted_once_as_cancelled_and_partial() {
+    let chunks = vec![Ok("data: {\"choices\":[{}]}\n\n"), Ok("data: {\"choices\":[{}]}\n\n"), Ok(USAGE_EVENT)];
+    let (gw, keys) = gateway(&["a"], &[("a", Script::Sse(chunks))]);
+    let used = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&used);
+    let measure = Measure {
+        on_usage: Some(Box::new(move |usage| *seen.lock().unwrap_or_else(|e| e.into_inner()) = usage)),
+        ..Measure::default()
+    };
+    let delivery = gw.forward(ForwardRequest { measure: Some(measure), ..request() }).await;
+    let Body::Stream(mut stream) = delivery.unwrap_or_else(|e| panic!("{e}")).body else { panic!("a stream") };
+    assert!(stream.next().await.is_some());
+    drop(stream);
+    assert_eq!(
+        counted(&gw, &keys),
+        vec![
+            (Kind::Request, Some(0), 200, Outcome::Cancelled, 1),
+            (Kind::Attempt, Some(0), 200, Outcome::Cancelled, 1)
+        ]
+    );
+    let estimate = *used.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(estimate.map(|u| u.completion), Some(1), "one event reached the client");
+}
+
+#[tokio::test]
+async fn a_request_abandoned_while_waiting_counts_its_attempt_as_cancelled() {
+    let (gw, keys) = gateway(&["a"], &[]);
+    {
+        let mut meter = Some(Meter::new(&gw, &request(), Measure::default()));
+        if let Some(m) = meter.as_mut() {
+            m.current = Some(keys[0].id);
+        }
+    }
+    assert_eq!(
+        counted(&gw, &keys),
+        vec![
+            (Kind::Request, None, CLIENT_CLOSED, Outcome::Cancelled, 1),
+            (Kind::Attempt, Some(0), 0, Outcome::Cancelled, 1)
+        ]
+    );
+    assert_eq!(gw.stats.metrics.snapshot().in_flight, 0, "in-flight goes back down");
+}
+
+#[tokio::test]
+async fn a_model_nobody_serves_is_not_kept_as_a_model_name() {
+    let (gw, keys) = gateway(&["a"], &[]);
+    keys[0].set_models(serving(&["m"]));
+    let _ = gw.forward(ForwardRequest { model: Some("made-up".into()), ..request() }).await;
+    let rows = gw.stats.take();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((&*rows[0].dims.model, rows[0].dims.status, rows[0].dims.outcome), ("", 404, Outcome::Rejected));
 }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod health;
+mod metrics;
 mod models;
 
 pub use admin::control::background_health;
@@ -35,6 +36,12 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/jobs/{id}", get(admin::validate::job))
         .route("/admin/verify-key", post(admin::control::verify))
         .route("/admin/keys/stats", get(admin::stats::list))
+        .route("/admin/stats", get(admin::traffic::admin_stats))
+        .route("/admin/public-stats", get(admin::traffic::public_stats))
+        .route("/admin/api-keys/{id}/usage", get(admin::traffic::key_usage))
+        .route("/admin/tokens/{id}/usage", get(admin::traffic::token_usage))
+        .route("/admin/models/usage", get(admin::traffic::model_usage))
+        .route("/metrics", get(metrics::export))
         .route("/admin/keys/health-check", post(admin::control::health_check))
         .route("/admin/keys/enable", post(admin::control::enable))
         .route("/admin/keys/disable", post(admin::control::disable))
@@ -63,6 +70,14 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(cors())
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .with_state(state)
+}
+
+/// The separate metrics listener: `/metrics` only, without a token.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::open_export))
+        .fallback(|| async { ApiError::not_found("Unknown route") })
         .with_state(state)
 }
 

@@ -18,7 +18,7 @@ pub async fn list(
     provider: Option<Path<String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let provider = authorized_provider(&state, provider, request.headers())?;
+    let (provider, _) = authorized_provider(&state, provider.as_ref(), request.headers())?;
     let body = models_json(&state, &provider).await?;
     Ok(([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
@@ -28,7 +28,7 @@ pub async fn native_tags(
     provider: Option<Path<String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let provider = authorized_provider(&state, provider, request.headers())?;
+    let (provider, _) = authorized_provider(&state, provider.as_ref(), request.headers())?;
     let url = provider.spec.native_url("tags").ok_or_else(|| ApiError::not_found("This provider has no native API"))?;
     let request = ForwardRequest {
         provider: provider.spec.name.clone(),
@@ -37,6 +37,7 @@ pub async fn native_tags(
         url,
         headers: HeaderMap::new(),
         body: Bytes::new(),
+        measure: None,
     };
     Ok(respond(state.gateway.forward(request).await?))
 }
@@ -70,6 +71,7 @@ async fn fetch(state: &AppState, provider: &ProviderRuntime) -> Result<Bytes, Ap
         url: spec.models_url(),
         headers: HeaderMap::new(),
         body: Bytes::new(),
+        measure: None,
     };
     let delivery = state.gateway.forward(request).await?;
     let upstream_error = |detail: String| {

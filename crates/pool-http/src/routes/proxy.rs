@@ -9,11 +9,17 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use pool_core::provider::ProviderSpec;
-use pool_core::proxy::{self, ForwardRequest};
+use bytes::Bytes;
+use pool_core::ids::TokenId;
+use pool_core::provider::{ProviderName, ProviderSpec};
+use pool_core::proxy::{self, ForwardRequest, Measure};
+use pool_core::stats::{Dims, Kind, Outcome, Timing};
+use pool_core::token::ClientToken;
+use pool_core::usage::ensure_stream_usage;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -33,7 +39,10 @@ pub async fn openai(
     request: Request,
 ) -> Result<Response, ApiError> {
     let rest = path_after(&request, "/v1/");
-    proxy(&state, provider, request, |spec| Some(spec.openai_url(&rest))).await
+    // OpenAI streams report usage only when asked: the gateway asks, and keeps the answer from
+    // the client.
+    let ask_usage = matches!(rest.as_str(), "chat/completions" | "completions");
+    proxy(&state, provider, request, ask_usage, |spec| Some(spec.openai_url(&rest))).await
 }
 
 pub async fn native(
@@ -42,7 +51,7 @@ pub async fn native(
     request: Request,
 ) -> Result<Response, ApiError> {
     let rest = path_after(&request, "/api/");
-    proxy(&state, provider, request, |spec| spec.native_url(&rest)).await
+    proxy(&state, provider, request, false, |spec| spec.native_url(&rest)).await
 }
 
 /// The part of the path after `marker` (`chat/completions` of `/openrouter/v1/chat/completions`).
@@ -50,49 +59,109 @@ fn path_after(request: &Request, marker: &str) -> String {
     request.uri().path().rsplit_once(marker).map_or("", |(_, rest)| rest).to_owned()
 }
 
+/// Everything the handler learned about a request before it went upstream.
+struct Admitted {
+    provider: Arc<ProviderRuntime>,
+    token: Arc<ClientToken>,
+    url: String,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+    model: String,
+}
+
 async fn proxy(
     state: &AppState,
     provider: Option<Path<String>>,
     request: Request,
+    ask_usage: bool,
     upstream_url: impl FnOnce(&ProviderSpec) -> Option<String>,
 ) -> Result<Response, ApiError> {
-    let provider = authorized_provider(state, provider, request.headers())?;
+    let started_us = state.gateway.clock.monotonic_us();
+    let mut seen = Seen::default();
+    match admit(state, provider, request, upstream_url, &mut seen).await {
+        Ok(admitted) => forward(state, admitted, ask_usage, started_us).await,
+        Err(error) => {
+            count_rejected(state, &seen, error.status, started_us);
+            Err(error)
+        }
+    }
+}
+
+/// What is known of a request refused before it went upstream, to count it.
+#[derive(Default)]
+struct Seen {
+    provider: Option<ProviderName>,
+    token: Option<TokenId>,
+}
+
+/// Counts a refused request under its provider (a request for an unknown provider is not
+/// counted: its name is whatever the caller typed).
+fn count_rejected(state: &AppState, seen: &Seen, status: StatusCode, started_us: i64) {
+    let Some(provider) = seen.provider.clone() else { return };
+    let clock = &state.gateway.clock;
+    let elapsed = u64::try_from(clock.monotonic_us() - started_us).unwrap_or(0);
+    let dims = Dims {
+        kind: Kind::Request,
+        provider,
+        model: "".into(),
+        key: None,
+        token: seen.token,
+        status: status.as_u16(),
+        outcome: Outcome::Rejected,
+    };
+    let timing = Timing { total_us: elapsed, ttfb_us: elapsed, overhead_us: elapsed };
+    state.gateway.stats.request(clock.now_ms(), dims, timing, None, false);
+}
+
+async fn admit(
+    state: &AppState,
+    provider: Option<Path<String>>,
+    request: Request,
+    upstream_url: impl FnOnce(&ProviderSpec) -> Option<String>,
+    seen: &mut Seen,
+) -> Result<Admitted, ApiError> {
+    let name = provider.as_ref().map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
+    seen.provider = state.providers.get(name).map(|p| p.spec.name.clone());
+    let (provider, token) = authorized_provider(state, provider.as_ref(), request.headers())?;
+    seen.token = Some(token.id);
     let url = upstream_url(&provider.spec).ok_or_else(|| {
         ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
     })?;
-    forward(state, &provider, url, request).await
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
+    let model = validate(&body)?;
+    Ok(Admitted { provider, token, url, parts, body, model })
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
 /// that order: an anonymous caller learns nothing about the pool.
 pub(crate) fn authorized_provider(
     state: &AppState,
-    provider: Option<Path<String>>,
+    provider: Option<&Path<String>>,
     headers: &HeaderMap,
-) -> Result<Arc<ProviderRuntime>, ApiError> {
-    let name = provider.as_ref().map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
+) -> Result<(Arc<ProviderRuntime>, Arc<ClientToken>), ApiError> {
+    let name = provider.map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
     let provider =
         state.providers.get(name).ok_or_else(|| ApiError::not_found(format!("Unknown provider '{name}'")))?;
-    state.registry.tokens.authenticate(bearer(headers), &provider.spec.name, state.gateway.clock.now_ms())?;
+    let token =
+        state.registry.tokens.authenticate(bearer(headers), &provider.spec.name, state.gateway.clock.now_ms())?;
     if !provider.is_enabled() {
         return Err(ApiError::unavailable(format!(
             "Provider '{}' is disabled by the administrator",
             provider.spec.name
         )));
     }
-    Ok(Arc::clone(provider))
+    Ok((Arc::clone(provider), token))
 }
 
-async fn forward(
-    state: &AppState,
-    provider: &ProviderRuntime,
-    url: String,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
-    let model = validate(&body)?;
-    let headers = upstream_headers(provider, &parts.headers);
+async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
+    let Admitted { provider, token, url, parts, body, model } = admitted;
+    let headers = upstream_headers(&provider, &parts.headers);
+    let (body, strip_usage) = match ask_usage.then(|| ensure_stream_usage(&body)).flatten() {
+        Some(with_usage) => (with_usage, true),
+        None => (body, false),
+    };
+    let measure = Measure { token: Some(token.id), started_us, strip_usage, on_usage: None };
     let delivery = state
         .gateway
         .forward(ForwardRequest {
@@ -102,6 +171,7 @@ async fn forward(
             url,
             headers,
             body,
+            measure: Some(measure),
         })
         .await?;
     Ok(respond(delivery))

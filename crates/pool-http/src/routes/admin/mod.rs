@@ -6,6 +6,7 @@ pub mod keys;
 pub mod providers;
 pub mod stats;
 pub mod tokens;
+pub mod traffic;
 pub mod validate;
 
 use std::collections::BTreeMap;
