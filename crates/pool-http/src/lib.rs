@@ -7,6 +7,7 @@
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod request_id;
 pub mod routes;
 pub mod state;
 mod wire;

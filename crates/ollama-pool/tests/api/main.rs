@@ -16,6 +16,7 @@ mod helpers;
 mod import;
 mod lifecycle;
 mod models;
+mod request_id;
 mod rotation;
 mod secrets;
 mod streaming;
