@@ -18,6 +18,7 @@ use pool_core::probe::Prober;
 use pool_core::proxy::Gateway;
 use pool_core::registry::Registry;
 use pool_core::token::TokenIndex;
+use pool_http::cache::ResponseCache;
 use pool_http::jobs::Jobs;
 use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services};
 use tokio::net::TcpListener;
@@ -84,6 +85,7 @@ impl App {
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             providers,
+            cache: ResponseCache::new(config.cache.settings()),
             admin: AdminCredential::from_hash(admin_hash),
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,

@@ -47,6 +47,8 @@ pub struct Config {
     #[serde(default)]
     pub stats: StatsConfig,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -116,6 +118,19 @@ impl Default for HealthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
     pub flush_interval_secs: f64,
+}
+
+/// The response cache; off by default, because identical requests from different clients then
+/// share answers unless `per_token` is set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub ttl_secs: u64,
+    pub max_entries: usize,
+    /// Bound on the total size of the cached bodies.
+    pub max_bytes: usize,
+    pub per_token: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -188,6 +203,24 @@ impl Default for StatsConfig {
     }
 }
 
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { enabled: false, ttl_secs: 300, max_entries: 10_000, max_bytes: 64 * 1024 * 1024, per_token: false }
+    }
+}
+
+impl CacheConfig {
+    pub fn settings(&self) -> pool_http::cache::CacheSettings {
+        pool_http::cache::CacheSettings {
+            enabled: self.enabled,
+            ttl_ms: i64::try_from(self.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            per_token: self.per_token,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self { shutdown_grace_secs: 30.0 }
@@ -249,6 +282,9 @@ impl Config {
             || !(self.health.probe_timeout_secs.is_finite() && self.health.probe_timeout_secs > 0.0)
         {
             bail!("health.concurrency must be at least 1 and health.probe_timeout_secs positive");
+        }
+        if self.cache.ttl_secs == 0 || self.cache.max_entries == 0 || self.cache.max_bytes == 0 {
+            bail!("cache.ttl_secs, cache.max_entries and cache.max_bytes must be at least 1");
         }
         if self.proxy.max_attempts == 0 {
             bail!("proxy.max_attempts must be at least 1");

@@ -43,6 +43,8 @@ pub struct Services {
     /// Fires at shutdown: long-running handler work stops early.
     pub stopping: tokio_util::sync::CancellationToken,
     pub providers: Providers,
+    /// Answers of identical non-stream requests (off unless configured).
+    pub cache: crate::cache::ResponseCache,
     pub admin: AdminCredential,
     pub settings: HttpSettings,
     pub started_at: UnixMs,

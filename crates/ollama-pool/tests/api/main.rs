@@ -9,6 +9,7 @@
 
 mod admin;
 mod bad_input;
+mod cache;
 mod cli;
 mod control;
 mod failover;

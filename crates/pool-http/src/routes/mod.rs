@@ -20,6 +20,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::cache::X_CACHE;
 use crate::error::ApiError;
 use crate::request_id;
 use crate::state::AppState;
@@ -43,7 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/providers", get(admin::providers::list))
         .route("/admin/providers/{name}", patch(admin::providers::update))
         .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
-        .route("/admin/tokens/{id}", delete(admin::tokens::revoke));
+        .route("/admin/tokens/{id}", delete(admin::tokens::revoke))
+        .route("/admin/cache/stats", get(admin::cache::stats))
+        .route("/admin/cache/clear", post(admin::cache::clear));
     for prefix in ["", "/{provider}"] {
         router = router
             .route(&format!("{prefix}/v1/chat/completions"), post(proxy::openai))
@@ -74,6 +77,6 @@ fn cors() -> CorsLayer {
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, request_id::X_REQUEST_ID])
-        .expose_headers([header::RETRY_AFTER, request_id::X_REQUEST_ID])
+        .expose_headers([header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -2,7 +2,8 @@
 //! and Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`).
 //!
 //! The handler reads only `model` and `stream` from the body, to validate the request; the body
-//! goes upstream byte for byte.
+//! goes upstream byte for byte. The response cache (`crate::cache`) answers before the gateway
+//! when it can, and is offered the gateway's answer after.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -13,9 +14,11 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use pool_core::provider::ProviderSpec;
-use pool_core::proxy::{self, ForwardRequest};
+use pool_core::proxy::{self, Delivery, ForwardRequest, ProxyError};
 use serde::Deserialize;
 
+use crate::cache::X_CACHE;
+use crate::cache::hook::{self as cache, Lookup};
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
 use crate::state::{AppState, ProviderRuntime};
@@ -92,8 +95,12 @@ async fn forward(
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     let model = validate(&body)?;
+    let cached = match cache::lookup(state, &provider.spec.name, &url, &parts.headers, &body) {
+        Lookup::Hit(response) => return Ok(response),
+        other => other,
+    };
     let headers = upstream_headers(provider, &parts.headers);
-    let delivery = state
+    let result = state
         .gateway
         .forward(ForwardRequest {
             provider: provider.spec.name.clone(),
@@ -103,8 +110,22 @@ async fn forward(
             headers,
             body,
         })
-        .await?;
-    Ok(respond(delivery))
+        .await;
+    Ok(answer(state, cached, result))
+}
+
+/// The client's answer, the gateway's error included, with `x-cache` (stored first, when the
+/// cache takes it).
+fn answer(state: &AppState, cached: Lookup, result: Result<Delivery, ProxyError>) -> Response {
+    match result {
+        Ok(delivery) => {
+            let x_cache = cached.offer(state, &delivery);
+            let mut response = respond(delivery);
+            response.headers_mut().extend(x_cache.map(|v| (X_CACHE, v)));
+            response
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
