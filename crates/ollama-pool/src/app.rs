@@ -91,6 +91,7 @@ impl App {
                 max_body_bytes: config.proxy.max_body_bytes,
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                 probe_concurrency: config.health.concurrency,
+                attempts_header: config.proxy.attempts_header,
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),

@@ -83,6 +83,8 @@ pub struct ProxyConfig {
     pub first_byte_timeout_secs: f64,
     pub idle_timeout_secs: f64,
     pub models_ttl_secs: u64,
+    /// Whether proxied answers carry `x-pool-attempts` (key ids tried and why each was left).
+    pub attempts_header: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -174,6 +176,7 @@ impl Default for ProxyConfig {
             first_byte_timeout_secs: 300.0,
             idle_timeout_secs: 120.0,
             models_ttl_secs: 300,
+            attempts_header: false,
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct HttpSettings {
     pub models_ttl_ms: i64,
     /// Probes running at once.
     pub probe_concurrency: usize,
+    /// Whether proxied answers carry `x-pool-attempts` (the keys tried, and why each was left).
+    pub attempts_header: bool,
 }
 
 /// The admin token, held only as its hash; compared in constant time.

@@ -8,6 +8,7 @@
 )]
 
 mod admin;
+mod attempts;
 mod bad_input;
 mod cache;
 mod cli;

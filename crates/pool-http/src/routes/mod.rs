@@ -20,6 +20,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::attempts::X_POOL_ATTEMPTS;
 use crate::cache::X_CACHE;
 use crate::error::ApiError;
 use crate::request_id;
@@ -77,6 +78,6 @@ fn cors() -> CorsLayer {
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, request_id::X_REQUEST_ID])
-        .expose_headers([header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE])
+        .expose_headers([header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -17,6 +17,7 @@ use pool_core::provider::ProviderSpec;
 use pool_core::proxy::{self, Delivery, ForwardRequest, ProxyError};
 use serde::Deserialize;
 
+use crate::attempts::{self, X_POOL_ATTEMPTS};
 use crate::cache::X_CACHE;
 use crate::cache::hook::{self as cache, Lookup};
 use crate::error::ApiError;
@@ -115,9 +116,10 @@ async fn forward(
 }
 
 /// The client's answer, the gateway's error included, with `x-cache` (stored first, when the
-/// cache takes it).
+/// cache takes it) and `x-pool-attempts` as configured.
 fn answer(state: &AppState, cached: Lookup, result: Result<Delivery, ProxyError>) -> Response {
-    match result {
+    let attempts = state.settings.attempts_header.then(|| attempts::header(&result));
+    let mut response = match result {
         Ok(delivery) => {
             let x_cache = cached.offer(state, &delivery);
             let mut response = respond(delivery);
@@ -125,7 +127,9 @@ fn answer(state: &AppState, cached: Lookup, result: Result<Delivery, ProxyError>
             response
         }
         Err(e) => ApiError::from(e).into_response(),
-    }
+    };
+    response.headers_mut().extend(attempts.map(|v| (X_POOL_ATTEMPTS, v)));
+    response
 }
 
 #[derive(Deserialize)]
