@@ -20,6 +20,7 @@ use pool_core::proxy::Gateway;
 use pool_core::registry::Registry;
 use pool_core::stats::Recorder;
 use pool_core::token::TokenIndex;
+use pool_http::cache::ResponseCache;
 use pool_http::jobs::Jobs;
 use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services, StatsRetention};
 use tokio::net::TcpListener;
@@ -89,6 +90,7 @@ impl App {
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             providers,
+            cache: ResponseCache::new(config.cache.settings()),
             admin: AdminCredential::from_hash(admin_hash),
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,
@@ -98,6 +100,7 @@ impl App {
                     minutes_ms: hours_ms(config.stats.minute_retention_hours),
                     hours_ms: hours_ms(config.stats.hour_retention_days.saturating_mul(24)),
                 },
+                attempts_header: config.proxy.attempts_header,
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),

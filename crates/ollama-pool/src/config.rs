@@ -49,6 +49,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -83,6 +85,8 @@ pub struct ProxyConfig {
     pub first_byte_timeout_secs: f64,
     pub idle_timeout_secs: f64,
     pub models_ttl_secs: u64,
+    /// Whether proxied answers carry `x-pool-attempts` (key ids tried and why each was left).
+    pub attempts_header: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -135,6 +139,19 @@ pub struct MetricsConfig {
     pub listen: String,
 }
 
+/// The response cache; off by default, because identical requests from different clients then
+/// share answers unless `per_token` is set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub ttl_secs: u64,
+    pub max_entries: usize,
+    /// Bound on the total size of the cached bodies.
+    pub max_bytes: usize,
+    pub per_token: bool,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -176,6 +193,7 @@ impl Default for ProxyConfig {
             first_byte_timeout_secs: 300.0,
             idle_timeout_secs: 120.0,
             models_ttl_secs: 300,
+            attempts_header: false,
         }
     }
 }
@@ -206,6 +224,24 @@ impl Default for StatsConfig {
             max_backlog_rows: 100_000,
             minute_retention_hours: 48,
             hour_retention_days: 90,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { enabled: false, ttl_secs: 300, max_entries: 10_000, max_bytes: 64 * 1024 * 1024, per_token: false }
+    }
+}
+
+impl CacheConfig {
+    pub fn settings(&self) -> pool_http::cache::CacheSettings {
+        pool_http::cache::CacheSettings {
+            enabled: self.enabled,
+            ttl_ms: i64::try_from(self.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            per_token: self.per_token,
         }
     }
 }
@@ -271,6 +307,9 @@ impl Config {
             || !(self.health.probe_timeout_secs.is_finite() && self.health.probe_timeout_secs > 0.0)
         {
             bail!("health.concurrency must be at least 1 and health.probe_timeout_secs positive");
+        }
+        if self.cache.ttl_secs == 0 || self.cache.max_entries == 0 || self.cache.max_bytes == 0 {
+            bail!("cache.ttl_secs, cache.max_entries and cache.max_bytes must be at least 1");
         }
         if self.proxy.max_attempts == 0 {
             bail!("proxy.max_attempts must be at least 1");

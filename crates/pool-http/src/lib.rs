@@ -4,9 +4,12 @@
 //! [`error`]), including the ones axum would otherwise answer in plain text: bodies are read and
 //! parsed by our own extractors ([`extract`]). The full route table is in [`routes`].
 
+pub mod attempts;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod request_id;
 pub mod routes;
 pub mod state;
 mod wire;

@@ -44,6 +44,8 @@ pub struct Services {
     /// Fires at shutdown: long-running handler work stops early.
     pub stopping: tokio_util::sync::CancellationToken,
     pub providers: Providers,
+    /// Answers of identical non-stream requests (off unless configured).
+    pub cache: crate::cache::ResponseCache,
     pub admin: AdminCredential,
     pub settings: HttpSettings,
     pub started_at: UnixMs,
@@ -62,6 +64,8 @@ pub struct HttpSettings {
     /// Probes running at once.
     pub probe_concurrency: usize,
     pub stats_retention: StatsRetention,
+    /// Whether proxied answers carry `x-pool-attempts` (the keys tried, and why each was left).
+    pub attempts_header: bool,
 }
 
 /// How long statistics rollups are kept.

@@ -89,3 +89,24 @@ fn custom_providers_are_added_and_validated() {
         assert!(Config::load_from(Some(f.path()), env(&[])).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn cache_options_are_read_and_zero_bounds_refused() {
+    let config = Config::load_from(
+        None,
+        env(&[("POOL__CACHE__ENABLED", "true"), ("POOL__CACHE__PER_TOKEN", "true"), ("POOL__CACHE__TTL_SECS", "7")]),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let settings = config.cache.settings();
+    assert!(settings.enabled && settings.per_token);
+    assert_eq!((settings.ttl_ms, settings.max_entries, settings.max_bytes), (7_000, 10_000, 64 << 20));
+    assert!(!Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}")).cache.enabled, "off by default");
+    for (var, value) in [
+        ("POOL__CACHE__TTL_SECS", "0"),
+        ("POOL__CACHE__MAX_ENTRIES", "0"),
+        ("POOL__CACHE__MAX_BYTES", "0"),
+        ("POOL__CACHE__NOPE", "1"),
+    ] {
+        assert!(Config::load_from(None, env(&[(var, value)])).is_err(), "{var}={value}");
+    }
+}

@@ -8,7 +8,9 @@
 )]
 
 mod admin;
+mod attempts;
 mod bad_input;
+mod cache;
 mod cli;
 mod control;
 mod failover;
@@ -16,6 +18,7 @@ mod helpers;
 mod import;
 mod lifecycle;
 mod models;
+mod request_id;
 mod rotation;
 mod secrets;
 mod stats;

@@ -15,13 +15,16 @@ pub use models::refresh_models;
 mod proxy;
 
 use axum::Router;
-use axum::http::{HeaderName, Method, header};
+use axum::http::{Method, header};
 use axum::routing::{delete, get, patch, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::attempts::X_POOL_ATTEMPTS;
+use crate::cache::X_CACHE;
 use crate::error::ApiError;
+use crate::request_id;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -49,7 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/providers", get(admin::providers::list))
         .route("/admin/providers/{name}", patch(admin::providers::update))
         .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
-        .route("/admin/tokens/{id}", delete(admin::tokens::revoke));
+        .route("/admin/tokens/{id}", delete(admin::tokens::revoke))
+        .route("/admin/cache/stats", get(admin::cache::stats))
+        .route("/admin/cache/clear", post(admin::cache::clear));
     for prefix in ["", "/{provider}"] {
         router = router
             .route(&format!("{prefix}/v1/chat/completions"), post(proxy::openai))
@@ -67,9 +72,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "Method not allowed")
         })
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
         .layer(cors())
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(axum::middleware::from_fn(request_id::stamp))
         .with_state(state)
 }
 
@@ -86,7 +92,7 @@ fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, request_id::X_REQUEST_ID])
+        .expose_headers([header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS])
         .max_age(std::time::Duration::from_secs(600))
 }

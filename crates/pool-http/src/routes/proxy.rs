@@ -2,7 +2,8 @@
 //! and Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`).
 //!
 //! The handler reads only `model` and `stream` from the body, to validate the request; the body
-//! goes upstream byte for byte.
+//! goes upstream byte for byte. The response cache (`crate::cache`) answers before the gateway
+//! when it can, and is offered the gateway's answer after.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,12 +17,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pool_core::ids::TokenId;
 use pool_core::provider::{ProviderName, ProviderSpec};
-use pool_core::proxy::{self, ForwardRequest, Measure};
+use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
 use pool_core::stats::{Dims, Kind, Outcome, Timing};
 use pool_core::token::ClientToken;
 use pool_core::usage::ensure_stream_usage;
 use serde::Deserialize;
 
+use crate::attempts::{self, X_POOL_ATTEMPTS};
+use crate::cache::X_CACHE;
+use crate::cache::hook::{self as cache, Lookup};
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
 use crate::state::{AppState, ProviderRuntime};
@@ -94,20 +98,33 @@ struct Seen {
     token: Option<TokenId>,
 }
 
-/// Counts a refused request under its provider (a request for an unknown provider is not
-/// counted: its name is whatever the caller typed).
+/// Counts a request the gateway answered itself: refused before it went upstream (under its
+/// provider, without a model; a request for an unknown provider is not counted, its name is
+/// whatever the caller typed), or served from the cache.
 fn count_rejected(state: &AppState, seen: &Seen, status: StatusCode, started_us: i64) {
-    let Some(provider) = seen.provider.clone() else { return };
+    if let Some(provider) = &seen.provider {
+        count(state, provider, "", seen.token, (status, Outcome::Rejected), started_us);
+    }
+}
+
+fn count(
+    state: &AppState,
+    provider: &ProviderName,
+    model: &str,
+    token: Option<TokenId>,
+    (status, outcome): (StatusCode, Outcome),
+    started_us: i64,
+) {
     let clock = &state.gateway.clock;
     let elapsed = u64::try_from(clock.monotonic_us() - started_us).unwrap_or(0);
     let dims = Dims {
         kind: Kind::Request,
-        provider,
-        model: "".into(),
+        provider: provider.clone(),
+        model: model.into(),
         key: None,
-        token: seen.token,
+        token,
         status: status.as_u16(),
-        outcome: Outcome::Rejected,
+        outcome,
     };
     let timing = Timing { total_us: elapsed, ttfb_us: elapsed, overhead_us: elapsed };
     state.gateway.stats.request(clock.now_ms(), dims, timing, None, false);
@@ -156,13 +173,20 @@ pub(crate) fn authorized_provider(
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
     let Admitted { provider, token, url, parts, body, model } = admitted;
+    let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
+        Lookup::Hit(response) => {
+            count(state, &provider.spec.name, &model, Some(token.id), (StatusCode::OK, Outcome::Cached), started_us);
+            return Ok(response);
+        }
+        other => other,
+    };
     let headers = upstream_headers(&provider, &parts.headers);
     let (body, strip_usage) = match ask_usage.then(|| ensure_stream_usage(&body)).flatten() {
         Some(with_usage) => (with_usage, true),
         None => (body, false),
     };
     let measure = Measure { token: Some(token.id), started_us, strip_usage, on_usage: None };
-    let delivery = state
+    let result = state
         .gateway
         .forward(ForwardRequest {
             provider: provider.spec.name.clone(),
@@ -173,8 +197,25 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
             body,
             measure: Some(measure),
         })
-        .await?;
-    Ok(respond(delivery))
+        .await;
+    Ok(answer(state, cached, result))
+}
+
+/// The client's answer, the gateway's error included, with `x-cache` (stored first, when the
+/// cache takes it) and `x-pool-attempts` as configured.
+fn answer(state: &AppState, cached: Lookup, result: Result<Delivery, ProxyError>) -> Response {
+    let attempts = state.settings.attempts_header.then(|| attempts::header(&result));
+    let mut response = match result {
+        Ok(delivery) => {
+            let x_cache = cached.offer(state, &delivery);
+            let mut response = respond(delivery);
+            response.headers_mut().extend(x_cache.map(|v| (X_CACHE, v)));
+            response
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    response.headers_mut().extend(attempts.map(|v| (X_POOL_ATTEMPTS, v)));
+    response
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,6 @@
-//! The admin API (admin token required): upstream keys and client tokens.
+//! The admin API (admin token required): upstream keys, client tokens, the response cache.
 
+pub mod cache;
 pub mod control;
 pub mod import;
 pub mod keys;
