@@ -40,7 +40,9 @@ impl Cidr {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(u128::from(net.to_bits()) << 96, u128::from(ip.to_bits()) << 96, self.prefix),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                same_prefix(u128::from(net.to_bits()) << 96, u128::from(ip.to_bits()) << 96, self.prefix)
+            }
             (IpAddr::V6(net), IpAddr::V6(ip)) => same_prefix(net.to_bits(), ip.to_bits(), self.prefix),
             _ => false,
         }
@@ -72,6 +74,11 @@ impl ClientRules {
         let blocked_agents =
             blocked_agents.iter().map(|a| a.trim().to_ascii_lowercase()).filter(|a| !a.is_empty()).collect();
         Self { ip_rpm, trusted_proxies, blocked_agents }
+    }
+
+    /// No rule at all: the client routes need no gate.
+    pub fn is_empty(&self) -> bool {
+        self.ip_rpm == 0 && self.blocked_agents.is_empty()
     }
 
     /// The limits of one client address, if addresses are limited.
@@ -191,5 +198,6 @@ mod tests {
         assert!(!ClientRules::default().blocks_agent(Some("curl/8")));
         assert_eq!(rules.ip_limits(), None);
         assert_eq!(behind(&[]).ip_limits().and_then(|l| l.rpm), Some(60));
+        assert!(ClientRules::default().is_empty() && !rules.is_empty() && !behind(&[]).is_empty());
     }
 }

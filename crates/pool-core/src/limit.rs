@@ -152,6 +152,11 @@ impl Admission {
         Self { ledger: Some(ledger), holds_slot, meters_tokens, info }
     }
 
+    /// Whether this admission holds a concurrency slot (and so must live as long as the answer).
+    pub fn holds_slot(&self) -> bool {
+        self.holds_slot
+    }
+
     /// Whether the subject has a daily token quota, so that usage is worth extracting.
     pub fn meters_tokens(&self) -> bool {
         self.meters_tokens
@@ -196,17 +201,17 @@ pub enum Exceeded {
 impl fmt::Display for Exceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::RequestsPerMinute(n) => write!(f, "rate limit of {n} requests per minute reached"),
-            Self::RequestsPerDay(n) => write!(f, "daily quota of {n} requests (UTC day) reached"),
-            Self::TokensPerDay(n) => write!(f, "daily quota of {n} tokens (UTC day) reached"),
-            Self::Concurrency(n) => write!(f, "limit of {n} concurrent requests reached"),
+            Self::RequestsPerMinute(n) => write!(f, "{n} requests per minute"),
+            Self::RequestsPerDay(n) => write!(f, "{n} requests per day (UTC)"),
+            Self::TokensPerDay(n) => write!(f, "{n} tokens per day (UTC)"),
+            Self::Concurrency(n) => write!(f, "{n} concurrent requests"),
         }
     }
 }
 
 /// A request refused by a limit. Nothing was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{exceeded}")]
+#[error("limit of {exceeded} reached")]
 pub struct Refusal {
     pub exceeded: Exceeded,
     /// How long until a retry can succeed (as far as this limit knows; for concurrency, a short

@@ -6,7 +6,8 @@
 //! in-band error as a stream's first event) moves the request to another key unseen. After the
 //! first byte a failure can no longer be hidden: the stream ends with an error event in the
 //! OpenAI shape, and the key is marked. A client that leaves cancels the upstream request (its
-//! body is dropped) and costs the key nothing.
+//! body is dropped) and costs the key nothing. A key's limits are held for as long as its attempt
+//! runs: a stream keeps its key's slot until it ends or is dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::UnixMs;
 use crate::ids::KeyId;
 use crate::key::{FailurePolicy, KeyEvent};
+use crate::limit::{Admission, Limiter};
 use crate::outcome::{Verdict, classify_status, parse_retry_after};
 use crate::pool::{Pick, PoolKey, Pools};
 use crate::ports::{BodyStream, Clock, TransportError, Upstream, UpstreamRequest, UpstreamResponse};
@@ -35,6 +37,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Largest upstream body read whole (non-stream answers, the held first stream event).
     pub max_response_bytes: usize,
+    /// Enforces the limits of keys (here) and of tokens and client addresses (in the handlers).
+    pub limiter: Arc<dyn Limiter>,
 }
 
 /// A client request, ready to go upstream once a key is chosen.
@@ -75,12 +79,16 @@ pub struct Delivery {
 pub enum ProxyError {
     #[error("provider '{0}' is not configured")]
     UnknownProvider(ProviderName),
-    #[error("No upstream key is available for provider '{provider}' right now")]
-    NoKey { provider: ProviderName, retry_after_s: Option<u64> },
+    #[error("No upstream key is available for provider '{provider}' right now{}", no_key_detail(*.limited))]
+    NoKey { provider: ProviderName, retry_after_s: Option<u64>, limited: bool },
     #[error("The model '{model}' is not served by any key of provider '{provider}'")]
     ModelNotServed { provider: ProviderName, model: String },
     #[error("All {} upstream attempts failed; last: {last}", .notes.len())]
     AllFailed { last: String, retry_after_s: Option<u64>, notes: Vec<AttemptNote> },
+}
+
+fn no_key_detail(limited: bool) -> &'static str {
+    if limited { ": every usable key is at its rate or concurrency limit" } else { "" }
 }
 
 enum Attempt {
@@ -95,14 +103,16 @@ impl Gateway {
         let mut notes = Vec::new();
         while tried.len() < self.policy.max_attempts as usize {
             let now = self.clock.now_ms();
-            let key = match pool.pick(now, &tried, req.model.as_deref()) {
-                Pick::Key(key) => key,
-                Pick::Exhausted { retry_at } => return Err(self.exhausted(&req.provider, notes, retry_at, now)),
+            let (key, permit) = match pool.pick(now, &tried, req.model.as_deref(), self.limiter.as_ref()) {
+                Pick::Key(key, permit) => (key, permit),
+                Pick::Exhausted { retry_at, limited } => {
+                    return Err(self.exhausted(&req.provider, notes, retry_at, limited, now));
+                }
                 Pick::Unserved => return Err(self.unserved(&req, notes, now)),
             };
             tried.push(key.id);
             key.begin_attempt(now);
-            match self.attempt(&key, &req).await {
+            match self.attempt(&key, &req, permit).await {
                 Attempt::Served(status, headers, body) => {
                     return Ok(Delivery { status, headers, body, served_by: key.id, failed_attempts: notes });
                 }
@@ -113,11 +123,8 @@ impl Gateway {
             }
         }
         let now = self.clock.now_ms();
-        let retry_at = match pool.pick(now, &[], req.model.as_deref()) {
-            Pick::Key(_) | Pick::Unserved => None,
-            Pick::Exhausted { retry_at } => retry_at,
-        };
-        Err(self.exhausted(&req.provider, notes, retry_at, now))
+        let retry_at = pool.next_ready(now, req.model.as_deref(), self.limiter.as_ref());
+        Err(self.exhausted(&req.provider, notes, retry_at, false, now))
     }
 
     fn exhausted(
@@ -125,11 +132,12 @@ impl Gateway {
         provider: &ProviderName,
         notes: Vec<AttemptNote>,
         retry_at: Option<UnixMs>,
+        limited: bool,
         now: UnixMs,
     ) -> ProxyError {
         let retry_after_s = retry_at.map(|at| u64::try_from((at - now + 999) / 1000).unwrap_or(0).max(1));
         match notes.last() {
-            None => ProxyError::NoKey { provider: provider.clone(), retry_after_s },
+            None => ProxyError::NoKey { provider: provider.clone(), retry_after_s, limited },
             Some(last) => ProxyError::AllFailed { last: last.outcome.clone(), retry_after_s, notes },
         }
     }
@@ -138,7 +146,7 @@ impl Gateway {
     /// attempt's outcome; otherwise the model is simply not in this pool.
     fn unserved(&self, req: &ForwardRequest, notes: Vec<AttemptNote>, now: UnixMs) -> ProxyError {
         match notes.last() {
-            Some(_) => self.exhausted(&req.provider, notes, None, now),
+            Some(_) => self.exhausted(&req.provider, notes, None, false, now),
             None => ProxyError::ModelNotServed {
                 provider: req.provider.clone(),
                 model: req.model.clone().unwrap_or_default(),
@@ -146,7 +154,9 @@ impl Gateway {
         }
     }
 
-    async fn attempt(&self, key: &Arc<PoolKey>, req: &ForwardRequest) -> Attempt {
+    /// One attempt on `key`; `permit` (the key's slot) lives as long as the attempt, or as the
+    /// stream it delivers.
+    async fn attempt(&self, key: &Arc<PoolKey>, req: &ForwardRequest, permit: Admission) -> Attempt {
         let request = UpstreamRequest {
             method: req.method.clone(),
             url: req.url.clone(),
@@ -172,7 +182,7 @@ impl Gateway {
             Verdict::Retry(event) => Attempt::Failed(event, format!("upstream answered {}", status.as_u16())),
             Verdict::Deliver => {
                 match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
-                    Some(framing) => self.hold_stream(key, framing, response).await,
+                    Some(framing) => self.hold_stream(key, framing, response, permit).await,
                     None => self.read_whole(key, response, KeyEvent::Success).await,
                 }
             }
@@ -190,7 +200,13 @@ impl Gateway {
         }
     }
 
-    async fn hold_stream(&self, key: &Arc<PoolKey>, framing: Framing, response: UpstreamResponse) -> Attempt {
+    async fn hold_stream(
+        &self,
+        key: &Arc<PoolKey>,
+        framing: Framing,
+        response: UpstreamResponse,
+        permit: Admission,
+    ) -> Attempt {
         let (held, first_len, rest) = match hold_first_event(framing, response.body, self.max_response_bytes).await {
             Ok(parts) => parts,
             Err(e) => return transient(&e),
@@ -208,6 +224,7 @@ impl Gateway {
             clock: Arc::clone(&self.clock),
             framing,
             finished: false,
+            permit: Some(permit),
         };
         Attempt::Served(response.status, client_headers(&response.headers), Body::Stream(Box::pin(relay)))
     }
@@ -275,7 +292,7 @@ async fn hold_first_event(
 
 /// The client's side of a committed stream: the held bytes, then the upstream's, then either a
 /// clean end (the key succeeded) or an error event (the key is marked). Dropped early, it records
-/// nothing against the key: the client left.
+/// nothing against the key: the client left. It holds the key's slot until either.
 struct Relay {
     held: Option<Bytes>,
     rest: BodyStream,
@@ -284,6 +301,8 @@ struct Relay {
     clock: Arc<dyn Clock>,
     framing: Framing,
     finished: bool,
+    /// The key's limits' admission, released when the stream ends.
+    permit: Option<Admission>,
 }
 
 impl Stream for Relay {
@@ -316,6 +335,7 @@ impl Stream for Relay {
 impl Relay {
     fn finish(&mut self, event: &KeyEvent) {
         self.finished = true;
+        self.permit = None;
         self.key.record(event, &self.policy, self.clock.now_ms());
     }
 }

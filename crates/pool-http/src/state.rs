@@ -58,6 +58,8 @@ pub struct HttpSettings {
     pub models_ttl_ms: i64,
     /// Probes running at once.
     pub probe_concurrency: usize,
+    /// Who may call the client API: blocked user agents, requests per client address.
+    pub clients: pool_core::client::ClientRules,
 }
 
 /// The admin token, held only as its hash; compared in constant time.

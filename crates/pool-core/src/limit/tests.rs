@@ -32,9 +32,8 @@ fn admitted(result: Result<Admission, Refusal>) -> Admission {
 #[test]
 fn rpm_lets_a_burst_of_n_through_then_says_exactly_when_the_next_slot_comes() {
     let limiter = LocalLimiter::default();
-    let remaining: Vec<_> = (0..3)
-        .map(|_| admitted(limiter.admit(subject(), &rpm(3), T0)).info.requests.map(|w| w.remaining))
-        .collect();
+    let remaining: Vec<_> =
+        (0..3).map(|_| admitted(limiter.admit(subject(), &rpm(3), T0)).info.requests.map(|w| w.remaining)).collect();
     assert_eq!(remaining, [Some(2), Some(1), Some(0)]);
     let refusal = refused(limiter.admit(subject(), &rpm(3), T0));
     assert_eq!(refusal.exceeded, Exceeded::RequestsPerMinute(3));

@@ -2,7 +2,8 @@
 //! and Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`).
 //!
 //! The handler reads only `model` and `stream` from the body, to validate the request; the body
-//! goes upstream byte for byte.
+//! goes upstream byte for byte. The token's allow-list and limits are checked once the model is
+//! known, before anything goes upstream ([`super::limits`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -14,8 +15,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use pool_core::provider::ProviderSpec;
 use pool_core::proxy::{self, ForwardRequest};
+use pool_core::token::ClientToken;
 use serde::Deserialize;
 
+use super::limits;
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
 use crate::state::{AppState, ProviderRuntime};
@@ -56,11 +59,11 @@ async fn proxy(
     request: Request,
     upstream_url: impl FnOnce(&ProviderSpec) -> Option<String>,
 ) -> Result<Response, ApiError> {
-    let provider = authorized_provider(state, provider, request.headers())?;
+    let (provider, token) = authorized_provider(state, provider, request.headers())?;
     let url = upstream_url(&provider.spec).ok_or_else(|| {
         ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
     })?;
-    forward(state, &provider, url, request).await
+    forward(state, &provider, &token, url, request).await
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
@@ -69,29 +72,32 @@ pub(crate) fn authorized_provider(
     state: &AppState,
     provider: Option<Path<String>>,
     headers: &HeaderMap,
-) -> Result<Arc<ProviderRuntime>, ApiError> {
+) -> Result<(Arc<ProviderRuntime>, Arc<ClientToken>), ApiError> {
     let name = provider.as_ref().map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
     let provider =
         state.providers.get(name).ok_or_else(|| ApiError::not_found(format!("Unknown provider '{name}'")))?;
-    state.registry.tokens.authenticate(bearer(headers), &provider.spec.name, state.gateway.clock.now_ms())?;
+    let token =
+        state.registry.tokens.authenticate(bearer(headers), &provider.spec.name, state.gateway.clock.now_ms())?;
     if !provider.is_enabled() {
         return Err(ApiError::unavailable(format!(
             "Provider '{}' is disabled by the administrator",
             provider.spec.name
         )));
     }
-    Ok(Arc::clone(provider))
+    Ok((Arc::clone(provider), token))
 }
 
 async fn forward(
     state: &AppState,
     provider: &ProviderRuntime,
+    token: &ClientToken,
     url: String,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     let model = validate(&body)?;
+    let admission = limits::admit(state, token, &token.settings(), &model)?;
     let headers = upstream_headers(provider, &parts.headers);
     let delivery = state
         .gateway
@@ -104,7 +110,7 @@ async fn forward(
             body,
         })
         .await?;
-    Ok(respond(delivery))
+    Ok(limits::respond_admitted(delivery, admission, state.gateway.clock.now_ms()))
 }
 
 #[derive(Deserialize)]
