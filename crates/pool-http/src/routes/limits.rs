@@ -36,7 +36,8 @@ pub(crate) fn rate_header_names() -> impl Iterator<Item = HeaderName> {
 }
 
 /// Middleware of the client routes, before authentication: a blocked user agent gets 403; a
-/// client address over `limits.ip_rpm` gets 429.
+/// client address over `limits.ip_rpm` gets 429. The address comes from the connection's
+/// `ConnectInfo` (the binary always serves with it); a server without it limits no address.
 pub(crate) async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
     let rules = &state.settings.clients;
     let agent = request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
