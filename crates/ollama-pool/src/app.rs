@@ -5,6 +5,7 @@
 //! bound listener until the shutdown token fires, then drains in-flight requests for the grace
 //! period and flushes counters one last time. Tests bind port 0 and call the same two functions.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use anyhow::Context;
 use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
 use pool_adapters::upstream::{HttpUpstream, Timeouts};
+use pool_core::limit::LocalLimiter;
 use pool_core::pool::Pools;
 use pool_core::ports::Store;
 use pool_core::probe::Prober;
@@ -52,8 +54,7 @@ impl App {
         }
         let specs = config.provider_specs()?;
         let pools = Arc::new(Pools::new(specs.iter().map(|s| s.name.clone())));
-        let registry =
-            Registry { pools: Arc::clone(&pools), tokens: Arc::new(TokenIndex::default()), store: Arc::clone(&store) };
+        let registry = Registry::new(Arc::clone(&pools), Arc::new(TokenIndex::default()), Arc::clone(&store));
         let loaded = registry.load().await.context("loading keys and tokens")?;
         tracing::info!(
             keys = loaded.keys,
@@ -69,6 +70,7 @@ impl App {
             clock: Arc::new(SystemClock),
             max_response_bytes: config.proxy.max_response_bytes,
             stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
+            limiter: Arc::new(LocalLimiter::default()),
         };
         let default = specs
             .iter()
@@ -101,6 +103,7 @@ impl App {
                     hours_ms: hours_ms(config.stats.hour_retention_days.saturating_mul(24)),
                 },
                 attempts_header: config.proxy.attempts_header,
+                clients: config.limits.client_rules()?,
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),
@@ -135,8 +138,9 @@ impl App {
                 }
             });
         }
-        let server = axum::serve(listener, pool_http::router(self.state.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        // Connect info: the client's address, for per-address limits.
+        let app = pool_http::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace = self.grace;
         tokio::select! {
             served = server.into_future() => served.context("serving HTTP")?,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use pool_adapters::cipher::MasterKey;
+use pool_core::client::{Cidr, ClientRules};
 use pool_core::key::FailurePolicy;
 use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
 use serde::Deserialize;
@@ -50,6 +51,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
@@ -150,6 +153,28 @@ pub struct CacheConfig {
     /// Bound on the total size of the cached bodies.
     pub max_bytes: usize,
     pub per_token: bool,
+}
+
+/// Limits on callers of the client API, applied before authentication. Per-token and per-key
+/// limits are set through the admin API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests per minute per client address (proxy and model routes); 0 = no limit.
+    pub ip_rpm: u32,
+    /// Address blocks (CIDR) of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// User agents refused with 403: case-insensitive substrings.
+    pub blocked_user_agents: Vec<String>,
+}
+
+impl LimitsConfig {
+    /// The rules, with the address blocks parsed (they were checked at load).
+    pub fn client_rules(&self) -> anyhow::Result<ClientRules> {
+        let blocks = self.trusted_proxies.iter().filter(|c| !c.trim().is_empty());
+        let trusted = blocks.map(|c| Cidr::parse(c)).collect::<Result<Vec<_>, _>>();
+        Ok(ClientRules::new(self.ip_rpm, trusted.context("limits.trusted_proxies")?, &self.blocked_user_agents))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -278,6 +303,9 @@ impl Config {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("limits.trusted_proxies")
+            .with_list_parse_key("limits.blocked_user_agents")
             .source(Some(env.clone().into_iter().collect()));
         builder = builder.add_source(structured);
         for (var, key) in [
@@ -330,6 +358,7 @@ impl Config {
                 bail!("timeouts and intervals must be positive numbers of seconds");
             }
         }
+        self.limits.client_rules()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

@@ -23,7 +23,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
-use pool_core::pool::KeyDelta;
+use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
     KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, UsageQuery,
 };
@@ -261,6 +261,10 @@ impl KeyStore for EncryptingStore {
             secrets.iter().map(|(id, secret)| Ok((*id, self.sealer.seal(*id, secret)?))).collect();
         self.inner.replace_secrets(&sealed?).await
     }
+
+    async fn update_key(&self, id: KeyId, label: Option<&str>, limits: &KeyLimits) -> Result<bool, StoreError> {
+        self.inner.update_key(id, label, limits).await
+    }
 }
 
 #[async_trait]
@@ -275,6 +279,10 @@ impl TokenStore for EncryptingStore {
 
     async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError> {
         self.inner.delete_token(id).await
+    }
+
+    async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        self.inner.update_token(token).await
     }
 
     async fn flush_tokens(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {

@@ -5,6 +5,8 @@
 //!   active`), driven by [`outcome`], the classification of what an upstream answered.
 //! - [`pool`]: the per-provider key pools and the round-robin selector of the hot path.
 //! - [`token`]: client tokens and their in-memory index.
+//! - [`limit`]: rate limits, daily quotas and concurrency for tokens, keys and client addresses,
+//!   behind the [`limit::Limiter`] port.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
 //!
@@ -12,9 +14,11 @@
 //! so every rule is a plain unit test. The only place that reads a clock is the [`ports::Clock`]
 //! the proxy use case is handed.
 
+pub mod client;
 pub mod ids;
 pub mod import;
 pub mod key;
+pub mod limit;
 pub mod models;
 pub mod outcome;
 pub mod pool;

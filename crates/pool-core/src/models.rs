@@ -1,4 +1,5 @@
-//! Model lists: an upstream's list turned into the OpenAI `{"object":"list","data":[…]}` shape.
+//! Model lists: an upstream's list turned into the OpenAI `{"object":"list","data":[…]}` shape,
+//! and narrowed to what a token may use.
 
 use serde_json::{Value, json};
 
@@ -35,6 +36,20 @@ pub fn to_openai_list(
     Ok(json!({"object": "list", "data": data}))
 }
 
+/// A model list (OpenAI `data` or Ollama `models`) keeping only the entries whose `id`, `name`
+/// or `model` is `allowed`; `None` when the body is not such a list (an error passed through).
+pub fn retain_models(body: &[u8], allowed: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let mut found = false;
+    for field in ["data", "models"] {
+        if let Some(list) = value.get_mut(field).and_then(Value::as_array_mut) {
+            found = true;
+            list.retain(|entry| ["id", "name", "model"].iter().filter_map(|f| entry.get(*f)?.as_str()).any(&allowed));
+        }
+    }
+    if found { serde_json::to_vec(&value).ok() } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +76,20 @@ mod tests {
     fn garbage_is_rejected() {
         assert!(to_openai_list(ProviderKind::Ollama, b"<html>", "o", 0).is_err());
         assert!(to_openai_list(ProviderKind::Ollama, br#"{"data":[]}"#, "o", 0).is_err());
+    }
+
+    #[test]
+    fn lists_are_narrowed_to_the_allowed_models() {
+        let openai = br#"{"object":"list","data":[{"id":"a"},{"id":"b"},{"id":"c"}]}"#;
+        let kept = retain_models(openai, |m| m != "b").unwrap_or_default();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&kept).ok(),
+            Some(json!({"object":"list","data":[{"id":"a"},{"id":"c"}]}))
+        );
+        let tags = br#"{"models":[{"name":"llama3:8b","model":"llama3:8b"},{"name":"qwen"}]}"#;
+        let kept = retain_models(tags, |m| m.starts_with("qwen")).unwrap_or_default();
+        assert_eq!(serde_json::from_slice::<Value>(&kept).ok(), Some(json!({"models":[{"name":"qwen"}]})));
+        assert_eq!(retain_models(br#"{"error":{"message":"no"}}"#, |_| true), None);
+        assert_eq!(retain_models(b"<html>", |_| true), None);
     }
 }

@@ -7,9 +7,14 @@
 //!
 //! A key's health lives in a `std::sync::Mutex` (never held across an await) mirrored by an atomic
 //! `blocked_until`, so the selector reads one atomic per key it looks at.
+//!
+//! A key may also carry an operator's limits (requests per minute, requests at once). A key at
+//! its limit is skipped like a held one, but nothing is recorded against it: it is not failing,
+//! it is busy. The pick takes the key's slot and rate through the [`Limiter`] and hands it out
+//! with the key, to be held for the attempt (and, for a stream, until the stream ends).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -17,6 +22,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::UnixMs;
 use crate::ids::KeyId;
 use crate::key::{FailurePolicy, Health, KeyEvent, KeyStatus};
+use crate::limit::{Admission, Limiter, Limits, Subject};
 use crate::provider::ProviderName;
 use crate::secret::{Secret, SecretHash};
 
@@ -29,9 +35,13 @@ pub struct PoolKey {
     /// SHA-256 of the secret: how a key given back by an operator is found, and how duplicates
     /// are recognised without comparing secrets.
     pub secret_hash: SecretHash,
-    pub label: Option<String>,
+    /// An operator's name for the key; editable, so behind an `ArcSwapOption`.
+    label: ArcSwapOption<String>,
     pub created_at: UnixMs,
     pub expires_at: Option<UnixMs>,
+    /// The operator's limits, 0 for none: atomics, so an edit applies to the next pick.
+    rpm: AtomicU32,
+    max_concurrent: AtomicU32,
     /// Mirror of `health.blocked_until()` for the selector.
     blocked_until: AtomicI64,
     health: Mutex<Health>,
@@ -42,6 +52,25 @@ pub struct PoolKey {
     /// Set when `models` changed since the last flush to the store.
     models_dirty: AtomicBool,
     pub counters: KeyCounters,
+}
+
+/// An operator's limits on one upstream key; `None`: no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Requests per minute sent with this key (a burst of `rpm`, then one every `60 / rpm` s).
+    pub rpm: Option<u32>,
+    /// Requests in flight with this key at once (a stream counts until it ends).
+    pub max_concurrent: Option<u32>,
+}
+
+impl KeyLimits {
+    pub fn is_unlimited(&self) -> bool {
+        self.as_limits().is_unlimited()
+    }
+
+    pub fn as_limits(&self) -> Limits {
+        Limits { rpm: self.rpm, max_concurrent: self.max_concurrent, ..Limits::default() }
+    }
 }
 
 /// The models one key can use, as its provider listed them for it.
@@ -116,9 +145,11 @@ impl PoolKey {
             provider,
             secret,
             secret_hash,
-            label,
+            label: ArcSwapOption::new(label.map(Arc::new)),
             created_at,
             expires_at,
+            rpm: AtomicU32::new(0),
+            max_concurrent: AtomicU32::new(0),
             blocked_until: AtomicI64::new(0),
             health: Mutex::new(Health::default()),
             health_dirty: AtomicBool::new(false),
@@ -145,6 +176,41 @@ impl PoolKey {
 
     pub fn is_expired(&self, now: UnixMs) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn label(&self) -> Option<Arc<String>> {
+        self.label.load_full()
+    }
+
+    pub fn set_label(&self, label: Option<String>) {
+        self.label.store(label.map(Arc::new));
+    }
+
+    pub fn limits(&self) -> KeyLimits {
+        let nonzero = |n: u32| (n > 0).then_some(n);
+        KeyLimits { rpm: nonzero(self.rpm.load(Relaxed)), max_concurrent: nonzero(self.max_concurrent.load(Relaxed)) }
+    }
+
+    /// Replaces the limits; the next pick applies them.
+    pub fn set_limits(&self, limits: KeyLimits) {
+        self.rpm.store(limits.rpm.unwrap_or(0), Relaxed);
+        self.max_concurrent.store(limits.max_concurrent.unwrap_or(0), Relaxed);
+    }
+
+    /// Takes this key's rate and a slot for one attempt, or says when it could have them. A key
+    /// without limits never touches the limiter.
+    pub fn admit(&self, limiter: &dyn Limiter, now: UnixMs) -> Result<Admission, UnixMs> {
+        let limits = self.limits();
+        if limits.is_unlimited() {
+            return Ok(Admission::unlimited());
+        }
+        limiter.admit(Subject::Key(self.id), &limits.as_limits(), now).map_err(|refusal| now + refusal.retry_after_ms)
+    }
+
+    /// When this key's limits would let an attempt through (`now` if they would now).
+    fn limits_ready_at(&self, limiter: &dyn Limiter, now: UnixMs) -> UnixMs {
+        let limits = self.limits();
+        if limits.is_unlimited() { now } else { limiter.ready_at(Subject::Key(self.id), &limits.as_limits(), now) }
     }
 
     /// May the selector pick this key now?
@@ -283,11 +349,11 @@ fn nonzero(ms: UnixMs) -> Option<UnixMs> {
 /// The result of asking a pool for a key.
 #[derive(Debug)]
 pub enum Pick {
-    Key(Arc<PoolKey>),
-    /// No eligible untried key. `retry_at` is when the earliest held key comes back, if any will.
-    Exhausted {
-        retry_at: Option<UnixMs>,
-    },
+    /// A key, with its limits' admission: hold it for as long as the attempt runs.
+    Key(Arc<PoolKey>, Admission),
+    /// No eligible untried key. `retry_at` is when the earliest held or limited key comes back,
+    /// if any will; `limited` says some key was passed over only because it was at its limit.
+    Exhausted { retry_at: Option<UnixMs>, limited: bool },
     /// No key of the pool serves the requested model at all.
     Unserved,
 }
@@ -301,27 +367,43 @@ pub struct KeyPool {
 
 impl KeyPool {
     /// Round-robin over the eligible keys that serve `model`, skipping those already tried by
-    /// this request.
-    pub fn pick(&self, now: UnixMs, tried: &[KeyId], model: Option<&str>) -> Pick {
+    /// this request and those at their limits.
+    pub fn pick(&self, now: UnixMs, tried: &[KeyId], model: Option<&str>, limiter: &dyn Limiter) -> Pick {
         let keys = self.keys.load();
         let n = keys.len();
         if n == 0 {
-            return Pick::Exhausted { retry_at: None };
+            return Pick::Exhausted { retry_at: None, limited: false };
         }
         let start = self.cursor.fetch_add(1, Relaxed) % n;
+        let mut limited_until: Option<UnixMs> = None;
         for i in 0..n {
             let key = &keys[(start + i) % n];
-            if key.is_eligible(now) && !tried.contains(&key.id) && key.serves(model) {
-                return Pick::Key(Arc::clone(key));
+            if is_candidate(key, now, tried, model) {
+                match key.admit(limiter, now) {
+                    Ok(admission) => return Pick::Key(Arc::clone(key), admission),
+                    Err(at) => limited_until = Some(limited_until.map_or(at, |earliest| earliest.min(at))),
+                }
             }
         }
-        let serving: Vec<_> = keys.iter().filter(|k| !k.is_expired(now) && k.serves(model)).collect();
-        if serving.is_empty() && model.is_some() && keys.iter().any(|k| !k.is_expired(now)) {
-            return Pick::Unserved;
+        nothing_to_pick(&keys, now, tried, model, limited_until)
+    }
+
+    /// When a key could next be picked for `model` (holds and limits both ended), if none can
+    /// be now; `None` when one can now, or none ever will. Takes nothing.
+    pub fn next_ready(&self, now: UnixMs, model: Option<&str>, limiter: &dyn Limiter) -> Option<UnixMs> {
+        let mut earliest: Option<UnixMs> = None;
+        for key in self.keys.load().iter().filter(|k| !k.is_expired(now) && k.serves(model)) {
+            let held_until = key.blocked_until.load(Relaxed);
+            if held_until == UnixMs::MAX {
+                continue;
+            }
+            let at = held_until.max(key.limits_ready_at(limiter, now));
+            if at <= now {
+                return None;
+            }
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
         }
-        let retry_at =
-            serving.iter().map(|k| k.blocked_until.load(Relaxed).max(now)).filter(|&at| at < UnixMs::MAX).min();
-        Pick::Exhausted { retry_at }
+        earliest
     }
 
     pub fn snapshot(&self) -> Arc<Vec<Arc<PoolKey>>> {
@@ -357,6 +439,35 @@ impl KeyPool {
         });
         removed
     }
+}
+
+fn is_candidate(key: &PoolKey, now: UnixMs, tried: &[KeyId], model: Option<&str>) -> bool {
+    key.is_eligible(now) && !tried.contains(&key.id) && key.serves(model)
+}
+
+/// Why a pick found no key: no key serves the model at all, or when the earliest one returns.
+/// A candidate the limiter refused counts by `limited_until`, not by its (absent) hold.
+fn nothing_to_pick(
+    keys: &[Arc<PoolKey>],
+    now: UnixMs,
+    tried: &[KeyId],
+    model: Option<&str>,
+    limited_until: Option<UnixMs>,
+) -> Pick {
+    let serving = || keys.iter().filter(|k| !k.is_expired(now) && k.serves(model));
+    if serving().next().is_none() && model.is_some() && keys.iter().any(|k| !k.is_expired(now)) {
+        return Pick::Unserved;
+    }
+    let held_until = serving()
+        .filter(|k| !is_candidate(k, now, tried, model))
+        .map(|k| k.blocked_until.load(Relaxed).max(now))
+        .filter(|&at| at < UnixMs::MAX)
+        .min();
+    let retry_at = match (held_until, limited_until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Pick::Exhausted { retry_at, limited: limited_until.is_some() }
 }
 
 /// The pools of every configured provider. The set of providers is fixed at start.
@@ -406,6 +517,7 @@ impl Pools {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limit::LocalLimiter;
     use uuid::Uuid;
 
     const T0: UnixMs = 1_700_000_000_000;
@@ -427,8 +539,8 @@ mod tests {
     }
 
     fn picked(pool: &KeyPool, now: UnixMs, tried: &[KeyId]) -> Option<KeyId> {
-        match pool.pick(now, tried, None) {
-            Pick::Key(k) => Some(k.id),
+        match pool.pick(now, tried, None, &LocalLimiter::default()) {
+            Pick::Key(k, _) => Some(k.id),
             Pick::Exhausted { .. } | Pick::Unserved => None,
         }
     }
@@ -472,7 +584,9 @@ mod tests {
         let policy = FailurePolicy::default();
         keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(30_000) }, &policy, T0);
         keys[1].record(&KeyEvent::RateLimited { retry_after_ms: Some(10_000) }, &policy, T0);
-        assert!(matches!(pool.pick(T0, &[], None), Pick::Exhausted { retry_at: Some(at) } if at == T0 + 10_000));
+        assert!(
+            matches!(pool.pick(T0, &[], None, &LocalLimiter::default()), Pick::Exhausted { retry_at: Some(at), .. } if at == T0 + 10_000)
+        );
     }
 
     #[test]
@@ -488,7 +602,7 @@ mod tests {
         let (pool, keys) = pool_of(1);
         keys[0].update_health(|h| h.disable("operator".into(), T0, None));
         pool.add(vec![expired]);
-        assert!(matches!(pool.pick(T0, &[], None), Pick::Exhausted { retry_at: None }));
+        assert!(matches!(pool.pick(T0, &[], None, &LocalLimiter::default()), Pick::Exhausted { retry_at: None, .. }));
     }
 
     #[test]
@@ -515,8 +629,8 @@ mod tests {
         keys[0].set_models(models(&["llama3"]));
         keys[1].set_models(models(&["qwen"]));
         let picks: Vec<_> = (0..6)
-            .map(|_| match pool.pick(T0, &[], Some("llama3")) {
-                Pick::Key(k) => k.id,
+            .map(|_| match pool.pick(T0, &[], Some("llama3"), &LocalLimiter::default()) {
+                Pick::Key(k, _) => k.id,
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -528,8 +642,8 @@ mod tests {
     fn a_model_no_key_serves_is_unserved_not_exhausted() {
         let (pool, keys) = pool_of(1);
         keys[0].set_models(models(&["qwen"]));
-        assert!(matches!(pool.pick(T0, &[], Some("llama3")), Pick::Unserved));
-        assert!(matches!(pool.pick(T0, &[], Some("qwen")), Pick::Key(_)));
+        assert!(matches!(pool.pick(T0, &[], Some("llama3"), &LocalLimiter::default()), Pick::Unserved));
+        assert!(matches!(pool.pick(T0, &[], Some("qwen"), &LocalLimiter::default()), Pick::Key(..)));
     }
 
     #[test]
@@ -539,7 +653,7 @@ mod tests {
         let _ = keys[0].take_delta();
         assert!(keys[0].forget_model("llama3"));
         assert!(!keys[0].forget_model("llama3"));
-        assert!(matches!(pool.pick(T0, &[], Some("llama3")), Pick::Unserved));
+        assert!(matches!(pool.pick(T0, &[], Some("llama3"), &LocalLimiter::default()), Pick::Unserved));
         let change =
             keys[0].take_delta().and_then(|d| d.models).flatten().map(|m| m.names.into_iter().collect::<Vec<_>>());
         assert_eq!(change, Some(vec!["qwen".to_owned()]));
@@ -550,6 +664,59 @@ mod tests {
         assert_eq!(models(&["kimi-k2:1t", "llama3"]).map(|m| m.categories()), Some(vec!["kimi", "llama"]));
         assert_eq!(models(&["qwen2.5", "gpt-oss"]).map(|m| m.categories()), Some(vec!["qwen", "general"]));
         assert_eq!(models(&[]).map(|m| m.categories()), Some(vec!["general"]));
+    }
+
+    fn limited(key: &PoolKey, rpm: Option<u32>, max_concurrent: Option<u32>) {
+        key.set_limits(KeyLimits { rpm, max_concurrent });
+    }
+
+    #[test]
+    fn a_key_at_its_rate_limit_is_skipped_without_blame_and_resumes_after() {
+        let (pool, keys) = pool_of(2);
+        let limiter = LocalLimiter::default();
+        limited(&keys[0], Some(1), None);
+        let ids = |at: UnixMs| -> Vec<KeyId> {
+            (0..4)
+                .map(|_| match pool.pick(at, &[], None, &limiter) {
+                    Pick::Key(k, _) => k.id,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let first = ids(T0);
+        assert_eq!(first.iter().filter(|id| **id == keys[0].id).count(), 1, "{first:?}");
+        assert_eq!((keys[0].status(T0), keys[0].health()), (KeyStatus::Active, Health::default()));
+        assert!(ids(T0 + 60_000).contains(&keys[0].id));
+    }
+
+    #[test]
+    fn a_key_at_its_concurrency_limit_returns_when_its_slot_is_released() {
+        let (pool, keys) = pool_of(1);
+        let limiter = LocalLimiter::default();
+        limited(&keys[0], None, Some(1));
+        let Pick::Key(_, slot) = pool.pick(T0, &[], None, &limiter) else { panic!("a key") };
+        let busy = pool.pick(T0, &[], None, &limiter);
+        assert!(matches!(busy, Pick::Exhausted { retry_at: Some(at), limited: true } if at == T0 + 1_000), "{busy:?}");
+        drop(slot);
+        assert!(matches!(pool.pick(T0, &[], None, &limiter), Pick::Key(..)));
+    }
+
+    #[test]
+    fn when_every_key_is_at_its_limit_the_retry_is_the_earliest_free_slot() {
+        let (pool, keys) = pool_of(2);
+        let limiter = LocalLimiter::default();
+        limited(&keys[0], Some(1), None);
+        limited(&keys[1], Some(2), None);
+        for _ in 0..3 {
+            assert!(matches!(pool.pick(T0, &[], None, &limiter), Pick::Key(..)));
+        }
+        let exhausted = pool.pick(T0, &[], None, &limiter);
+        assert!(matches!(exhausted, Pick::Exhausted { retry_at: Some(at), limited: true } if at == T0 + 30_000));
+        assert_eq!(pool.next_ready(T0, None, &limiter), Some(T0 + 30_000));
+        assert_eq!(pool.next_ready(T0, None, &limiter), Some(T0 + 30_000), "next_ready takes nothing");
+        assert_eq!(pool.next_ready(T0 + 30_000, None, &limiter), None);
+        keys[1].set_limits(KeyLimits::default());
+        assert!(matches!(pool.pick(T0, &[], None, &limiter), Pick::Key(k, _) if k.id == keys[1].id));
     }
 
     #[test]

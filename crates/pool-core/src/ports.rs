@@ -13,7 +13,8 @@ use futures_core::Stream;
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
 use crate::key::Health;
-use crate::pool::{CounterValues, KeyDelta, ModelSet};
+use crate::limit::Limits;
+use crate::pool::{CounterValues, KeyDelta, KeyLimits, ModelSet};
 use crate::secret::{Secret, SecretHash};
 use crate::stats::{Rollups, SummaryRow, UsagePoint};
 use crate::token::TokenDelta;
@@ -41,6 +42,7 @@ pub struct NewKey {
     pub label: Option<String>,
     pub created_at: UnixMs,
     pub expires_at: Option<UnixMs>,
+    pub limits: KeyLimits,
 }
 
 impl NewKey {
@@ -56,7 +58,8 @@ impl NewKey {
         expires_at: Option<UnixMs>,
     ) -> Self {
         let secret_hash = crate::secret::hash_secret(secret);
-        Self { id, provider: provider.into(), secret: Secret::new(secret), secret_hash, label, created_at, expires_at }
+        let (provider, secret) = (provider.into(), Secret::new(secret));
+        Self { id, provider, secret, secret_hash, label, created_at, expires_at, limits: KeyLimits::default() }
     }
 }
 
@@ -82,6 +85,9 @@ pub struct TokenRecord {
     pub expires_at: Option<UnixMs>,
     pub requests: u64,
     pub last_used: Option<UnixMs>,
+    pub limits: Limits,
+    /// The models the token may use; `None`: every model.
+    pub models: Option<Vec<String>>,
 }
 
 #[async_trait]
@@ -97,6 +103,9 @@ pub trait KeyStore: Send + Sync {
     /// skipped. The plaintext of each secret must not change (its `secret_hash` is kept): this is
     /// for sealing a secret differently, as when encryption is turned on or its key rotated.
     async fn replace_secrets(&self, secrets: &[(KeyId, Secret)]) -> Result<(), StoreError>;
+    /// Stores what an operator may edit about a key: its label and limits. Returns whether the
+    /// key exists.
+    async fn update_key(&self, id: KeyId, label: Option<&str>, limits: &KeyLimits) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -105,6 +114,9 @@ pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Returns whether a token was deleted.
     async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError>;
+    /// Stores what an operator may edit about the token with `token.id`: name, providers,
+    /// expiry, limits and models (never its hash or counters). Returns whether it exists.
+    async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
     async fn flush_tokens(&self, deltas: &[TokenDelta]) -> Result<(), StoreError>;
 }
 

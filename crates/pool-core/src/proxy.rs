@@ -6,7 +6,8 @@
 //! in-band error as a stream's first event) moves the request to another key unseen. After the
 //! first byte a failure can no longer be hidden: the stream ends with an error event in the
 //! OpenAI shape, and the key is marked. A client that leaves cancels the upstream request (its
-//! body is dropped) and costs the key nothing.
+//! body is dropped) and costs the key nothing. A key's limits are held for as long as its attempt
+//! runs: a stream keeps its key's slot until it ends or is dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
 use crate::key::{FailurePolicy, KeyEvent};
+use crate::limit::{Admission, Limiter};
 use crate::outcome::{Verdict, classify_status, parse_retry_after};
 use crate::pool::{Pick, PoolKey, Pools};
 use crate::ports::{BodyStream, Clock, TransportError, Upstream, UpstreamRequest, UpstreamResponse};
@@ -38,6 +40,8 @@ pub struct Gateway {
     /// Largest upstream body read whole (non-stream answers, the held first stream event).
     pub max_response_bytes: usize,
     pub stats: Arc<Recorder>,
+    /// Enforces the limits of keys (here) and of tokens and client addresses (in the handlers).
+    pub limiter: Arc<dyn Limiter>,
 }
 
 /// A client request, ready to go upstream once a key is chosen.
@@ -99,8 +103,8 @@ pub struct Delivery {
 pub enum ProxyError {
     #[error("provider '{0}' is not configured")]
     UnknownProvider(ProviderName),
-    #[error("No upstream key is available for provider '{provider}' right now")]
-    NoKey { provider: ProviderName, retry_after_s: Option<u64> },
+    #[error("No upstream key is available for provider '{provider}' right now{}", no_key_detail(*.limited))]
+    NoKey { provider: ProviderName, retry_after_s: Option<u64>, limited: bool },
     #[error("The model '{model}' is not served by any key of provider '{provider}'")]
     ModelNotServed { provider: ProviderName, model: String },
     #[error("All {} upstream attempts failed; last: {last}", .notes.len())]
@@ -118,6 +122,10 @@ impl ProxyError {
     }
 }
 
+fn no_key_detail(limited: bool) -> &'static str {
+    if limited { ": every usable key is at its rate or concurrency limit" } else { "" }
+}
+
 enum Attempt {
     Served(StatusCode, HeaderMap, Served),
     Failed { event: KeyEvent, note: String, status: u16, outcome: Outcome },
@@ -133,6 +141,8 @@ struct Held {
     framing: Framing,
     bytes: Bytes,
     rest: BodyStream,
+    /// The key's slot, held until the stream ends.
+    permit: Admission,
 }
 
 impl Gateway {
@@ -155,9 +165,11 @@ impl Gateway {
         let mut notes = Vec::new();
         while tried.len() < self.policy.max_attempts as usize {
             let now = self.clock.now_ms();
-            let key = match pool.pick(now, &tried, req.model.as_deref()) {
-                Pick::Key(key) => key,
-                Pick::Exhausted { retry_at } => return Err(self.exhausted(&req.provider, notes, retry_at, now)),
+            let (key, permit) = match pool.pick(now, &tried, req.model.as_deref(), self.limiter.as_ref()) {
+                Pick::Key(key, permit) => (key, permit),
+                Pick::Exhausted { retry_at, limited } => {
+                    return Err(self.exhausted(&req.provider, notes, retry_at, limited, now));
+                }
                 Pick::Unserved => return Err(self.unserved(req, notes, now)),
             };
             tried.push(key.id);
@@ -166,7 +178,7 @@ impl Gateway {
             if let Some(meter) = meter.as_mut() {
                 meter.current = Some(key.id);
             }
-            let attempt = self.attempt(&key, req).await;
+            let attempt = self.attempt(&key, req, permit).await;
             let waited = elapsed_us(began, self.clock.monotonic_us());
             match attempt {
                 Attempt::Served(status, headers, served) => {
@@ -208,11 +220,8 @@ impl Gateway {
             }
         }
         let now = self.clock.now_ms();
-        let retry_at = match pool.pick(now, &[], req.model.as_deref()) {
-            Pick::Key(_) | Pick::Unserved => None,
-            Pick::Exhausted { retry_at } => retry_at,
-        };
-        Err(self.exhausted(&req.provider, notes, retry_at, now))
+        let retry_at = pool.next_ready(now, req.model.as_deref(), self.limiter.as_ref());
+        Err(self.exhausted(&req.provider, notes, retry_at, false, now))
     }
 
     fn relay(&self, key: &Arc<PoolKey>, held: Held, status: StatusCode, meter: Option<Meter>) -> Relay {
@@ -228,6 +237,7 @@ impl Gateway {
             status: status.as_u16(),
             meter,
             finished: false,
+            permit: Some(held.permit),
         }
     }
 
@@ -236,11 +246,12 @@ impl Gateway {
         provider: &ProviderName,
         notes: Vec<AttemptNote>,
         retry_at: Option<UnixMs>,
+        limited: bool,
         now: UnixMs,
     ) -> ProxyError {
         let retry_after_s = retry_at.map(|at| u64::try_from((at - now + 999) / 1000).unwrap_or(0).max(1));
         match notes.last() {
-            None => ProxyError::NoKey { provider: provider.clone(), retry_after_s },
+            None => ProxyError::NoKey { provider: provider.clone(), retry_after_s, limited },
             Some(last) => ProxyError::AllFailed { last: last.outcome.clone(), retry_after_s, notes },
         }
     }
@@ -249,7 +260,7 @@ impl Gateway {
     /// attempt's outcome; otherwise the model is simply not in this pool.
     fn unserved(&self, req: &ForwardRequest, notes: Vec<AttemptNote>, now: UnixMs) -> ProxyError {
         match notes.last() {
-            Some(_) => self.exhausted(&req.provider, notes, None, now),
+            Some(_) => self.exhausted(&req.provider, notes, None, false, now),
             None => ProxyError::ModelNotServed {
                 provider: req.provider.clone(),
                 model: req.model.clone().unwrap_or_default(),
@@ -257,7 +268,9 @@ impl Gateway {
         }
     }
 
-    async fn attempt(&self, key: &Arc<PoolKey>, req: &ForwardRequest) -> Attempt {
+    /// One attempt on `key`; `permit` (the key's slot) lives as long as the attempt, or as the
+    /// stream it delivers.
+    async fn attempt(&self, key: &Arc<PoolKey>, req: &ForwardRequest, permit: Admission) -> Attempt {
         let request = UpstreamRequest {
             method: req.method.clone(),
             url: req.url.clone(),
@@ -289,7 +302,7 @@ impl Gateway {
             },
             Verdict::Deliver => {
                 match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
-                    Some(framing) => self.hold_stream(framing, response).await,
+                    Some(framing) => self.hold_stream(framing, response, permit).await,
                     None => self.read_whole(key, response, KeyEvent::Success).await,
                 }
             }
@@ -307,7 +320,7 @@ impl Gateway {
         }
     }
 
-    async fn hold_stream(&self, framing: Framing, response: UpstreamResponse) -> Attempt {
+    async fn hold_stream(&self, framing: Framing, response: UpstreamResponse, permit: Admission) -> Attempt {
         let (bytes, first_len, rest) = match hold_first_event(framing, response.body, self.max_response_bytes).await {
             Ok(parts) => parts,
             Err(e) => return transient(&e, response.status.as_u16()),
@@ -318,7 +331,7 @@ impl Gateway {
             let note = format!("upstream stream opened with error {status}");
             return Attempt::Failed { event, note, status, outcome: Outcome::of_status(status) };
         }
-        let held = Held { framing, bytes, rest };
+        let held = Held { framing, bytes, rest, permit };
         Attempt::Served(response.status, client_headers(&response.headers), Served::Stream(held))
     }
 }
@@ -410,6 +423,8 @@ struct Relay {
     status: u16,
     meter: Option<Meter>,
     finished: bool,
+    /// The key's limits' admission, released when the stream ends.
+    permit: Option<Admission>,
 }
 
 impl Stream for Relay {
@@ -455,6 +470,7 @@ impl Stream for Relay {
 impl Relay {
     fn finish(&mut self, event: &KeyEvent, outcome: Outcome) {
         self.finished = true;
+        self.permit = None;
         self.key.record(event, &self.policy, self.clock.now_ms());
         self.count(outcome);
     }

@@ -5,21 +5,36 @@
 //! shows in rotation. Counters go the other way: they grow in memory on the hot path and reach the
 //! store through [`Registry::flush`], a few times a minute and at shutdown. A flush that fails
 //! gives its deltas back, so nothing counted is lost while the database is away.
+//!
+//! Edits (a token's settings, a key's label and limits) read the current value, change it and
+//! write it to the store and then to memory one at a time, so two edits at once can neither lose
+//! each other's fields nor leave memory and store disagreeing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::lock::Mutex;
+
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
-use crate::pool::{KeyDelta, PoolKey, Pools};
+use crate::pool::{KeyDelta, KeyLimits, PoolKey, Pools};
 use crate::ports::{NewKey, Store, StoreError, TokenRecord};
 use crate::provider::ProviderName;
-use crate::token::{ClientToken, TokenDelta, TokenIndex};
+use crate::token::{ClientToken, TokenDelta, TokenIndex, TokenSettings};
 
 pub struct Registry {
     pub pools: Arc<Pools>,
     pub tokens: Arc<TokenIndex>,
     pub store: Arc<dyn Store>,
+    /// Serialises edits (read, change, store, apply).
+    edits: Mutex<()>,
+}
+
+/// What an operator may edit about a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyEdit {
+    pub label: Option<String>,
+    pub limits: KeyLimits,
 }
 
 /// What a flush wrote.
@@ -39,6 +54,10 @@ pub struct LoadReport {
 }
 
 impl Registry {
+    pub fn new(pools: Arc<Pools>, tokens: Arc<TokenIndex>, store: Arc<dyn Store>) -> Self {
+        Self { pools, tokens, store, edits: Mutex::new(()) }
+    }
+
     /// Fills the pools and the token index from the store.
     pub async fn load(&self) -> Result<LoadReport, StoreError> {
         let mut report = LoadReport::default();
@@ -102,6 +121,41 @@ impl Registry {
         Ok(removed.is_some() || deleted)
     }
 
+    /// Changes a token's settings: `change` gets the current ones and returns the new ones (or an
+    /// error, which changes nothing). `Ok(None)`: no such token.
+    pub async fn update_token<E: From<StoreError>>(
+        &self,
+        id: TokenId,
+        change: impl FnOnce(&TokenSettings) -> Result<TokenSettings, E>,
+    ) -> Result<Option<Arc<ClientToken>>, E> {
+        let _edit = self.edits.lock().await;
+        let Some(token) = self.tokens.find(id) else { return Ok(None) };
+        let settings = change(&token.settings())?;
+        if !self.store.update_token(&token_record(&token, &settings)).await? {
+            return Ok(None);
+        }
+        token.set_settings(settings);
+        Ok(Some(token))
+    }
+
+    /// Changes a key's label and limits, like [`Registry::update_token`].
+    pub async fn update_key<E: From<StoreError>>(
+        &self,
+        id: KeyId,
+        change: impl FnOnce(KeyEdit) -> Result<KeyEdit, E>,
+    ) -> Result<Option<Arc<PoolKey>>, E> {
+        let _edit = self.edits.lock().await;
+        let Some(key) = self.pools.find(id) else { return Ok(None) };
+        let current = KeyEdit { label: key.label().map(|l| String::clone(&l)), limits: key.limits() };
+        let edit = change(current)?;
+        if !self.store.update_key(id, edit.label.as_deref(), &edit.limits).await? {
+            return Ok(None);
+        }
+        key.set_label(edit.label);
+        key.set_limits(edit.limits);
+        Ok(Some(key))
+    }
+
     /// Writes every counter delta and health change since the last flush.
     pub async fn flush(&self) -> Result<FlushReport, StoreError> {
         let keys = self.pools.all_keys();
@@ -141,26 +195,47 @@ fn give_back_keys(keys: &[Arc<PoolKey>], deltas: &[KeyDelta]) {
 }
 
 fn pool_key(key: &NewKey, provider: ProviderName) -> PoolKey {
-    PoolKey::new(key.id, provider, key.secret.clone(), key.label.clone(), key.created_at, key.expires_at)
+    let pool_key =
+        PoolKey::new(key.id, provider, key.secret.clone(), key.label.clone(), key.created_at, key.expires_at);
+    pool_key.set_limits(key.limits);
+    pool_key
 }
 
 fn client_token(record: &TokenRecord) -> ClientToken {
     let providers =
         record.providers.as_ref().map(|list| list.iter().filter_map(|p| ProviderName::parse(p).ok()).collect());
-    let token = ClientToken::new(
-        record.id,
-        record.name.clone(),
-        record.prefix.clone(),
-        record.hash,
+    let settings = TokenSettings {
+        name: record.name.clone(),
         providers,
-        record.created_at,
-        record.expires_at,
-        record.requests,
-    );
+        expires_at: record.expires_at,
+        limits: record.limits,
+        models: record.models.clone(),
+    };
+    let token =
+        ClientToken::new(record.id, record.prefix.clone(), record.hash, record.created_at, settings, record.requests);
     if let Some(at) = record.last_used {
         token.last_used.store(at, std::sync::atomic::Ordering::Relaxed);
     }
     token
+}
+
+/// A token in the store's terms, with `settings` for its editable fields.
+fn token_record(token: &ClientToken, settings: &TokenSettings) -> TokenRecord {
+    use std::sync::atomic::Ordering::Relaxed;
+    let last_used = token.last_used.load(Relaxed);
+    TokenRecord {
+        id: token.id,
+        name: settings.name.clone(),
+        prefix: token.prefix.clone(),
+        hash: token.hash,
+        providers: settings.providers.as_ref().map(|list| list.iter().map(ToString::to_string).collect()),
+        created_at: token.created_at,
+        expires_at: settings.expires_at,
+        requests: token.requests.load(Relaxed),
+        last_used: (last_used != 0).then_some(last_used),
+        limits: settings.limits,
+        models: settings.models.clone(),
+    }
 }
 
 /// Seconds to milliseconds for a time-to-live given by an operator, refusing nonsense.

@@ -1,9 +1,12 @@
-//! Client tokens: who may call the gateway, on which providers, until when.
+//! Client tokens: who may call the gateway, on which providers and models, until when, and how
+//! much.
 //!
 //! Only the SHA-256 of a token is ever stored. The running gateway keeps every token in a
 //! [`TokenIndex`], a hash map behind an `ArcSwap` that is replaced whole on each change, so
 //! authenticating a request is one hash and one map lookup, with no store round trip; a revoked or
-//! expired token fails on the very next request.
+//! expired token fails on the very next request. What an operator may edit about a token
+//! ([`TokenSettings`]) sits behind an `ArcSwap` of its own, so an edit applies to the next request
+//! without replacing the token and its counters.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,21 +16,66 @@ use arc_swap::ArcSwap;
 
 use crate::UnixMs;
 use crate::ids::TokenId;
+use crate::limit::Limits;
 use crate::provider::ProviderName;
 use crate::secret::{SecretHash, hash_secret};
+
+/// Longest model name (or allow-list entry) accepted.
+pub const MAX_MODEL_CHARS: usize = 256;
+
+/// What an operator may change about a token; replaced whole, so a request sees one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub name: String,
+    /// `None`: every provider.
+    pub providers: Option<Vec<ProviderName>>,
+    pub expires_at: Option<UnixMs>,
+    pub limits: Limits,
+    /// The models this token may use; `None`: every model. An entry ending in `*` allows every
+    /// model that starts with what comes before it (`openai/*`).
+    pub models: Option<Vec<String>>,
+}
+
+impl TokenSettings {
+    pub fn allows(&self, provider: &ProviderName) -> bool {
+        self.providers.as_ref().is_none_or(|list| list.contains(provider))
+    }
+
+    pub fn is_expired(&self, now: UnixMs) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|list| list.iter().any(|entry| model_matches(entry, model)))
+    }
+
+    /// The allow-list check of a request for `model`.
+    pub fn check_model(&self, model: &str) -> Result<(), AuthError> {
+        if self.allows_model(model) { Ok(()) } else { Err(AuthError::ModelNotAllowed(model.to_owned())) }
+    }
+}
+
+fn model_matches(entry: &str, model: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => model.starts_with(prefix),
+        None => entry == model,
+    }
+}
+
+/// A model name or allow-list entry: 1 to [`MAX_MODEL_CHARS`] characters, no control characters.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= MAX_MODEL_CHARS && !name.chars().any(char::is_control)
+}
 
 /// One client token as the running gateway holds it.
 #[derive(Debug)]
 pub struct ClientToken {
     pub id: TokenId,
-    pub name: String,
     /// The first characters of the token, for recognising it in a list.
     pub prefix: String,
     pub hash: SecretHash,
-    /// `None`: every provider.
-    pub providers: Option<Vec<ProviderName>>,
     pub created_at: UnixMs,
-    pub expires_at: Option<UnixMs>,
+    settings: ArcSwap<TokenSettings>,
     /// Requests authenticated with this token, including what the store held at start.
     pub requests: AtomicU64,
     pub last_used: AtomicI64,
@@ -43,37 +91,38 @@ pub struct TokenDelta {
 }
 
 impl ClientToken {
-    #[expect(clippy::too_many_arguments, reason = "a plain record constructor; every field is named at the call site")]
     pub fn new(
         id: TokenId,
-        name: String,
         prefix: String,
         hash: SecretHash,
-        providers: Option<Vec<ProviderName>>,
         created_at: UnixMs,
-        expires_at: Option<UnixMs>,
+        settings: TokenSettings,
         requests: u64,
     ) -> Self {
         Self {
             id,
-            name,
             prefix,
             hash,
-            providers,
             created_at,
-            expires_at,
+            settings: ArcSwap::from_pointee(settings),
             requests: AtomicU64::new(requests),
             last_used: AtomicI64::new(0),
             pending_requests: AtomicU64::new(0),
         }
     }
 
-    pub fn allows(&self, provider: &ProviderName) -> bool {
-        self.providers.as_ref().is_none_or(|list| list.contains(provider))
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<TokenSettings> {
+        self.settings.load_full()
+    }
+
+    /// Replaces the settings; the next request sees them.
+    pub fn set_settings(&self, settings: TokenSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     pub fn is_expired(&self, now: UnixMs) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        self.settings.load().is_expired(now)
     }
 
     pub fn count_request(&self, now: UnixMs) {
@@ -104,6 +153,8 @@ pub enum AuthError {
     Expired,
     #[error("This token may not use provider '{0}'")]
     ProviderNotAllowed(ProviderName),
+    #[error("This token may not use model '{0}'")]
+    ModelNotAllowed(String),
 }
 
 /// Every live token, by hash.
@@ -121,7 +172,7 @@ impl TokenIndex {
         now: UnixMs,
     ) -> Result<Arc<ClientToken>, AuthError> {
         let token = self.identify(presented, now)?;
-        if !token.allows(provider) {
+        if !token.settings.load().allows(provider) {
             return Err(AuthError::ProviderNotAllowed(provider.clone()));
         }
         token.count_request(now);
@@ -192,16 +243,8 @@ mod tests {
     ) -> (TokenIndex, TokenId) {
         let id = TokenId::from_uuid(Uuid::from_u128(1));
         let index = TokenIndex::default();
-        index.insert(Arc::new(ClientToken::new(
-            id,
-            "t".into(),
-            "sk-…".into(),
-            hash_secret(secret),
-            providers,
-            T0,
-            expires_at,
-            0,
-        )));
+        let settings = TokenSettings { name: "t".into(), providers, expires_at, ..TokenSettings::default() };
+        index.insert(Arc::new(ClientToken::new(id, "sk-…".into(), hash_secret(secret), T0, settings, 0)));
         (index, id)
     }
 
@@ -229,6 +272,30 @@ mod tests {
             index.authenticate(Some("sk-good"), &name("ollama"), T0).err(),
             Some(AuthError::ProviderNotAllowed(name("ollama")))
         );
+    }
+
+    #[test]
+    fn edited_settings_apply_to_the_next_request() {
+        let (index, id) = index_with("sk-good", None, None);
+        let token = index.find(id).unwrap_or_else(|| panic!("token"));
+        token.set_settings(TokenSettings { expires_at: Some(T0), ..TokenSettings::clone(&token.settings()) });
+        assert_eq!(index.authenticate(Some("sk-good"), &name("ollama"), T0).err(), Some(AuthError::Expired));
+        token.set_settings(TokenSettings { providers: Some(vec![name("openrouter")]), ..TokenSettings::default() });
+        assert!(index.authenticate(Some("sk-good"), &name("ollama"), T0).is_err());
+        assert!(index.authenticate(Some("sk-good"), &name("openrouter"), T0).is_ok());
+    }
+
+    #[test]
+    fn the_model_allow_list_matches_exactly_or_by_a_trailing_star() {
+        let settings =
+            TokenSettings { models: Some(vec!["llama3.2:3b".into(), "openai/*".into()]), ..TokenSettings::default() };
+        assert!(settings.allows_model("llama3.2:3b"));
+        assert!(settings.allows_model("openai/gpt-4o"));
+        assert!(!settings.allows_model("llama3.2"));
+        assert!(!settings.allows_model("qwen2.5:7b"));
+        assert_eq!(settings.check_model("qwen"), Err(AuthError::ModelNotAllowed("qwen".into())));
+        assert!(TokenSettings::default().allows_model("anything"));
+        assert!(valid_model_name("qwen*") && !valid_model_name("") && !valid_model_name("a\nb"));
     }
 
     #[test]

@@ -101,6 +101,7 @@ mod tests {
         let none = ProxyError::NoKey {
             provider: pool_core::provider::ProviderName::parse("ollama").unwrap_or_else(|e| panic!("{e}")),
             retry_after_s: None,
+            limited: false,
         };
         assert_eq!(header(&Err(none)).to_str().unwrap_or_default(), "");
     }

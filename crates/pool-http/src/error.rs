@@ -3,7 +3,7 @@
 //! For a 5xx the client gets a generic message and the cause is logged here, once.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use pool_core::ports::StoreError;
 use pool_core::proxy::ProxyError;
@@ -18,11 +18,15 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub param: Option<&'static str>,
     pub retry_after_s: Option<u64>,
+    /// More headers for the client (the `x-ratelimit-*` of a refusal); boxed, as most errors
+    /// have none and every `Result` of a handler carries this type.
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), kind, code: None, param: None, retry_after_s: None }
+        let message = message.into();
+        Self { status, message, kind, code: None, param: None, retry_after_s: None, headers: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -84,6 +88,9 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(headers) = self.headers {
+            response.headers_mut().extend(*headers);
+        }
         response
     }
 }
@@ -94,6 +101,10 @@ impl From<AuthError> for ApiError {
             AuthError::ProviderNotAllowed(_) => {
                 Self::new(StatusCode::FORBIDDEN, "permission_error", e.to_string()).with_code("provider_not_allowed")
             }
+            AuthError::ModelNotAllowed(_) => Self {
+                param: Some("model"),
+                ..Self::new(StatusCode::FORBIDDEN, "permission_error", e.to_string()).with_code("model_not_allowed")
+            },
             AuthError::Expired => Self::unauthorized(e.to_string()).with_code("token_expired"),
             AuthError::Missing | AuthError::Unknown => Self::unauthorized(e.to_string()),
         }

@@ -66,6 +66,8 @@ pub struct HttpSettings {
     pub stats_retention: StatsRetention,
     /// Whether proxied answers carry `x-pool-attempts` (the keys tried, and why each was left).
     pub attempts_header: bool,
+    /// Who may call the client API: blocked user agents, requests per client address.
+    pub clients: pool_core::client::ClientRules,
 }
 
 /// How long statistics rollups are kept.

@@ -110,3 +110,30 @@ fn cache_options_are_read_and_zero_bounds_refused() {
         assert!(Config::load_from(None, env(&[(var, value)])).is_err(), "{var}={value}");
     }
 }
+
+#[test]
+fn client_limits_come_from_the_file_or_from_comma_separated_environment_lists() {
+    let f = file("[limits]\nip_rpm = 60\ntrusted_proxies = [\"10.0.0.0/8\"]\nblocked_user_agents = [\"curl\"]\n");
+    let config = Config::load_from(Some(f.path()), env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!((config.limits.ip_rpm, config.limits.trusted_proxies.clone()), (60, vec!["10.0.0.0/8".to_owned()]));
+    let config = Config::load_from(
+        None,
+        env(&[
+            ("POOL__LIMITS__IP_RPM", "5"),
+            ("POOL__LIMITS__TRUSTED_PROXIES", "127.0.0.1/32, 10.0.0.0/8"),
+            ("POOL__LIMITS__BLOCKED_USER_AGENTS", "curl"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(config.limits.ip_rpm, 5);
+    assert_eq!(config.limits.trusted_proxies.len(), 2);
+    assert_eq!(config.limits.blocked_user_agents, ["curl"]);
+    let rules = config.limits.client_rules().unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(rules.blocks_agent(Some("curl/8")));
+}
+
+#[test]
+fn a_trusted_proxy_that_is_not_an_address_block_is_an_error() {
+    let error = Config::load_from(None, env(&[("POOL__LIMITS__TRUSTED_PROXIES", "10.0.0.0/33")]));
+    assert!(error.is_err_and(|e| format!("{e:#}").contains("10.0.0.0/33")));
+}

@@ -125,6 +125,10 @@ impl TestApp {
         self.client.post(self.url(path)).bearer_auth(ADMIN).json(&body).send().await.expect("request")
     }
 
+    pub async fn admin_patch(&self, path: &str, body: Value) -> Response {
+        self.client.patch(self.url(path)).bearer_auth(ADMIN).json(&body).send().await.expect("request")
+    }
+
     pub async fn admin_get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).bearer_auth(ADMIN).send().await.expect("request")
     }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use pool_core::ids::{KeyId, TokenId};
-use pool_core::pool::KeyDelta;
+use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{KeyRecord, KeyStore, NewKey, SettingsStore, StoreError, TokenRecord, TokenStore};
 use pool_core::secret::Secret;
 use pool_core::token::TokenDelta;
@@ -57,6 +57,17 @@ macro_rules! impl_store_ports {
                 }
                 self.replace_secret_batch(&rows::secret_rows(secrets)).await
             }
+
+            async fn update_key(&self, id: KeyId, label: Option<&str>, limits: &KeyLimits) -> Result<bool, StoreError> {
+                let done = sqlx::query(rows::UPDATE_KEY)
+                    .bind(id.to_string())
+                    .bind(label)
+                    .bind(rows::limit_column(limits.rpm))
+                    .bind(rows::limit_column(limits.max_concurrent))
+                    .execute(&self.pool)
+                    .await;
+                Ok(done.map_err(db_error)?.rows_affected() > 0)
+            }
         }
 
         #[async_trait]
@@ -78,10 +89,32 @@ macro_rules! impl_store_ports {
                     .bind(token.expires_at)
                     .bind(row.requests)
                     .bind(token.last_used)
+                    .bind(row.rpm)
+                    .bind(row.rpd)
+                    .bind(row.tpd)
+                    .bind(row.max_concurrent)
+                    .bind(&row.models)
                     .execute(&self.pool)
                     .await
                     .map_err(db_error)?;
                 Ok(())
+            }
+
+            async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+                let row = rows::TokenRow::of(token)?;
+                let done = sqlx::query(rows::UPDATE_TOKEN)
+                    .bind(row.id)
+                    .bind(&token.name)
+                    .bind(row.providers)
+                    .bind(token.expires_at)
+                    .bind(row.rpm)
+                    .bind(row.rpd)
+                    .bind(row.tpd)
+                    .bind(row.max_concurrent)
+                    .bind(row.models)
+                    .execute(&self.pool)
+                    .await;
+                Ok(done.map_err(db_error)?.rows_affected() > 0)
             }
 
             async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError> {

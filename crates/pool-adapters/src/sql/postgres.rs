@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "key_models", include_str!("../../migrations/postgres/0002_key_models.sql")),
     (3, "stats", include_str!("../../migrations/postgres/0003_stats.sql")),
+    (4, "limits", include_str!("../../migrations/postgres/0004_limits.sql")),
 ];
 
 /// Keys per insert (or secret-replacing) statement: big enough to amortise the round trip, small
@@ -29,9 +30,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 const INSERT_CHUNK: usize = 10_000;
 
 const INSERT_KEYS: &str = "INSERT INTO upstream_keys \
-     (id, provider, secret, secret_hash, label, created_at, expires_at) \
+     (id, provider, secret, secret_hash, label, created_at, expires_at, rpm, max_concurrent) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                          $6::bigint[], $7::bigint[]) \
+                          $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) \
      ON CONFLICT DO NOTHING RETURNING id";
 
 const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id = ANY($1::text[])";
@@ -195,6 +196,8 @@ fn insert_query<'a>(chunk: &'a [KeyRow<'_>]) -> QueryScalar<'a, Postgres, String
         .bind(column(chunk, |k| k.label))
         .bind(column(chunk, |k| k.created_at))
         .bind(column(chunk, |k| k.expires_at))
+        .bind(column(chunk, |k| k.rpm))
+        .bind(column(chunk, |k| k.max_concurrent))
 }
 
 fn flush_keys_query<'a>(

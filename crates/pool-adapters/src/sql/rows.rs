@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use pool_core::UnixMs;
 use pool_core::ids::KeyId;
 use pool_core::key::{Health, Hold, KeyStatus};
-use pool_core::pool::{CounterValues, ModelSet};
+use pool_core::limit::Limits;
+use pool_core::pool::{CounterValues, KeyLimits, ModelSet};
 use pool_core::ports::{KeyRecord, NewKey, StoreError, TokenRecord};
 use pool_core::secret::{Secret, SecretHash, hash_hex, parse_hash_hex};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -20,16 +21,23 @@ use super::deltas::bindable;
 /// Every key, oldest first (ids are UUIDv7).
 pub(crate) const SELECT_KEYS: &str = "SELECT id, provider, secret, secret_hash, label, created_at, expires_at, \
      status, status_reason, status_since, status_until, consecutive_failures, status_manual, models, models_at, \
-     total_requests, success_count, failure_count, last_used_at, last_success_at, last_failure_at \
-     FROM upstream_keys ORDER BY id";
+     total_requests, success_count, failure_count, last_used_at, last_success_at, last_failure_at, \
+     rpm, max_concurrent FROM upstream_keys ORDER BY id";
 
 /// Every client token, oldest first.
 pub(crate) const SELECT_TOKENS: &str = "SELECT id, name, prefix, token_hash, providers, \
-     created_at, expires_at, request_count, last_used_at FROM client_tokens ORDER BY id";
+     created_at, expires_at, request_count, last_used_at, rpm, rpd, tpd, max_concurrent, models \
+     FROM client_tokens ORDER BY id";
 
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO client_tokens (id, name, prefix, token_hash, \
-     providers, created_at, expires_at, request_count, last_used_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     providers, created_at, expires_at, request_count, last_used_at, rpm, rpd, tpd, max_concurrent, models) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// The fields an operator edits; the hash and the counters are never written here.
+pub(crate) const UPDATE_TOKEN: &str = "UPDATE client_tokens SET name = $2, providers = $3, expires_at = $4, \
+     rpm = $5, rpd = $6, tpd = $7, max_concurrent = $8, models = $9 WHERE id = $1";
+
+pub(crate) const UPDATE_KEY: &str = "UPDATE upstream_keys SET label = $2, rpm = $3, max_concurrent = $4 WHERE id = $1";
 
 pub(crate) const DELETE_TOKEN: &str = "DELETE FROM client_tokens WHERE id = $1";
 
@@ -86,6 +94,7 @@ pub(crate) fn key_record(row: &impl Columns) -> Result<KeyRecord, StoreError> {
         label: row.opt_text("label")?,
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
+        limits: KeyLimits { rpm: limit(row, "rpm")?, max_concurrent: limit(row, "max_concurrent")? },
     };
     Ok(KeyRecord { key, health: health(row)?, counters: counters(row)?, models: models(row)? })
 }
@@ -133,6 +142,13 @@ fn models(row: &impl Columns) -> Result<Option<ModelSet>, StoreError> {
 pub(crate) fn token_record(row: &impl Columns) -> Result<TokenRecord, StoreError> {
     let hash = row.text("token_hash")?;
     let providers = row.opt_text("providers")?;
+    let models = row.opt_text("models")?;
+    let limits = Limits {
+        rpm: limit(row, "rpm")?,
+        rpd: limit(row, "rpd")?,
+        tpd: limit(row, "tpd")?,
+        max_concurrent: limit(row, "max_concurrent")?,
+    };
     Ok(TokenRecord {
         id: parse_id(&row.text("id")?)?,
         name: row.text("name")?,
@@ -143,7 +159,24 @@ pub(crate) fn token_record(row: &impl Columns) -> Result<TokenRecord, StoreError
         expires_at: row.opt_int("expires_at")?,
         requests: count(row.int("request_count")?)?,
         last_used: row.opt_int("last_used_at")?,
+        limits,
+        models: models.as_deref().map(parse_names).transpose()?,
     })
+}
+
+/// A limit column: NULL for none, else a count that fits its type.
+fn limit<T: TryFrom<i64>>(row: &impl Columns, name: &str) -> Result<Option<T>, StoreError> {
+    let value = row.opt_int(name)?;
+    value.map(|v| T::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} out of range: {v}")))).transpose()
+}
+
+/// A limit as a bind value.
+pub(crate) fn limit_column<T: Into<u64>>(limit: Option<T>) -> Option<i64> {
+    limit.map(|v| bindable(v.into()))
+}
+
+fn parse_names(json: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("token models: {e}")))
 }
 
 fn parse_hash(hex: &str) -> Result<SecretHash, StoreError> {
@@ -174,6 +207,8 @@ pub(crate) struct KeyRow<'a> {
     pub label: Option<&'a str>,
     pub created_at: UnixMs,
     pub expires_at: Option<UnixMs>,
+    pub rpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
 }
 
 impl<'a> KeyRow<'a> {
@@ -186,6 +221,8 @@ impl<'a> KeyRow<'a> {
             label: key.label.as_deref(),
             created_at: key.created_at,
             expires_at: key.expires_at,
+            rpm: limit_column(key.limits.rpm),
+            max_concurrent: limit_column(key.limits.max_concurrent),
         }
     }
 }
@@ -205,16 +242,29 @@ pub(crate) struct TokenRow {
     /// JSON array of provider names; `None` allows every provider.
     pub providers: Option<String>,
     pub requests: i64,
+    pub rpm: Option<i64>,
+    pub rpd: Option<i64>,
+    pub tpd: Option<i64>,
+    pub max_concurrent: Option<i64>,
+    /// JSON array of model names; `None` allows every model.
+    pub models: Option<String>,
 }
 
 impl TokenRow {
     pub(crate) fn of(token: &TokenRecord) -> Result<Self, StoreError> {
-        let providers = token.providers.as_ref().map(serde_json::to_string).transpose();
+        let json = |list: Option<&Vec<String>>| {
+            list.map(serde_json::to_string).transpose().map_err(|e| StoreError::Backend(Box::new(e)))
+        };
         Ok(Self {
             id: token.id.to_string(),
             hash: hash_hex(&token.hash),
-            providers: providers.map_err(|e| StoreError::Backend(Box::new(e)))?,
+            providers: json(token.providers.as_ref())?,
             requests: bindable(token.requests),
+            rpm: limit_column(token.limits.rpm),
+            rpd: limit_column(token.limits.rpd),
+            tpd: limit_column(token.limits.tpd),
+            max_concurrent: limit_column(token.limits.max_concurrent),
+            models: json(token.models.as_ref())?,
         })
     }
 }

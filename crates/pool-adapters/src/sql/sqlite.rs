@@ -25,15 +25,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, "key_models", include_str!("../../migrations/sqlite/0002_key_models.sql")),
     (3, "stats", include_str!("../../migrations/sqlite/0003_stats.sql")),
+    (4, "limits", include_str!("../../migrations/sqlite/0004_limits.sql")),
 ];
 
 /// Bound parameters per key row of [`INSERT_KEYS`].
-const KEY_COLUMNS: usize = 7;
+const KEY_COLUMNS: usize = 9;
 /// Keys per insert statement: SQLite binds at most 32,766 parameters.
 const INSERT_CHUNK: usize = 32_766 / KEY_COLUMNS;
 
-const INSERT_KEYS: &str =
-    "INSERT INTO upstream_keys (id, provider, secret, secret_hash, label, created_at, expires_at) ";
+const INSERT_KEYS: &str = "INSERT INTO upstream_keys (id, provider, secret, secret_hash, label, created_at, expires_at, rpm, max_concurrent) ";
 
 const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id IN (SELECT value FROM json_each($1))";
 
@@ -183,6 +183,7 @@ async fn insert_chunk(tx: &mut SqliteConnection, chunk: &[KeyRow<'_>]) -> Result
         row.push_bind(key.id.as_str()).push_bind(key.provider).push_bind(key.secret);
         row.push_bind(key.secret_hash.as_str()).push_bind(key.label);
         row.push_bind(key.created_at).push_bind(key.expires_at);
+        row.push_bind(key.rpm).push_bind(key.max_concurrent);
     });
     builder.push(" ON CONFLICT DO NOTHING RETURNING id");
     builder.build_query_scalar().fetch_all(&mut *tx).await.map_err(db_error)

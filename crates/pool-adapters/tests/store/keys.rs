@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use pool_core::key::Health;
-use pool_core::pool::CounterValues;
+use pool_core::key::{Health, KeyStatus};
+use pool_core::pool::{CounterValues, KeyDelta, KeyLimits};
 use pool_core::ports::{KeyRecord, NewKey, Store};
 use pool_core::secret::Secret;
 
@@ -17,6 +17,7 @@ contract!(
     deleting_keys_removes_exactly_those_and_counts_them,
     twenty_thousand_keys_insert_in_one_call,
     hostile_strings_round_trip_unchanged,
+    key_limits_are_stored_at_insert_and_by_an_update_that_touches_nothing_else,
 );
 
 async fn load(store: &Arc<dyn Store>) -> Vec<KeyRecord> {
@@ -145,4 +146,33 @@ async fn hostile_strings_round_trip_unchanged(store: &Arc<dyn Store>) {
     assert!(long_label.len() >= 10 * 1024);
     assert_eq!(loaded.last().and_then(|r| r.key.label.clone()), Some(long_label));
     assert_eq!(loaded[0].key.secret, Secret::new(HOSTILE[0]));
+}
+
+async fn key_limits_are_stored_at_insert_and_by_an_update_that_touches_nothing_else(store: &Arc<dyn Store>) {
+    // Arrange
+    let limits = KeyLimits { rpm: Some(30), max_concurrent: Some(2) };
+    let limited = NewKey { limits, ..key("ollama", "sk-limited") };
+    let plain = key("ollama", "sk-plain");
+    store.insert_keys(&[limited.clone(), plain.clone()]).await.expect("insert");
+    let mut health = Health::default();
+    health.disable("operator".into(), T0, None);
+    let counters = CounterValues { requests: 4, ..CounterValues::default() };
+    let delta = KeyDelta { id: plain.id, counters, health: Some(health.clone()), models: None };
+    store.flush_keys(&[delta]).await.expect("flush");
+    // Act
+    let loaded_limits: Vec<KeyLimits> = load(store).await.iter().map(|r| r.key.limits).collect();
+    let updated = store.update_key(plain.id, Some(HOSTILE[3]), &KeyLimits { rpm: Some(1), max_concurrent: None });
+    let updated = updated.await.expect("update");
+    let cleared = store.update_key(limited.id, None, &KeyLimits::default()).await.expect("clear");
+    let ghost = store.update_key(key("ollama", "sk-ghost").id, None, &limits).await.expect("unknown id");
+    // Assert
+    assert_eq!(loaded_limits, vec![limits, KeyLimits::default()]);
+    assert!(updated && cleared && !ghost);
+    let loaded = load(store).await;
+    assert_eq!((loaded[0].key.limits, loaded[0].key.label.clone()), (KeyLimits::default(), None));
+    let edited = &loaded[1];
+    assert_eq!(edited.key.limits, KeyLimits { rpm: Some(1), max_concurrent: None });
+    assert_eq!(edited.key.label.as_deref(), Some(HOSTILE[3]));
+    assert_eq!((edited.health.status(T0), edited.counters.requests), (KeyStatus::Disabled, 4));
+    assert_eq!(edited.key.secret, plain.secret);
 }

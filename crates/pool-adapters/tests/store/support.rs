@@ -6,6 +6,8 @@ use std::sync::Arc;
 use pool_adapters::sql::{self, PgStore};
 use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
+use pool_core::limit::Limits;
+use pool_core::pool::KeyLimits;
 use pool_core::ports::{NewKey, Store, TokenRecord};
 use pool_core::secret::{Secret, hash_secret};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -122,6 +124,7 @@ pub fn key(provider: &str, secret: &str) -> NewKey {
         label: None,
         created_at: T0,
         expires_at: None,
+        limits: KeyLimits::default(),
     }
 }
 
@@ -141,5 +144,7 @@ pub fn token(name: &str, secret: &str) -> TokenRecord {
         expires_at: None,
         requests: 0,
         last_used: None,
+        limits: Limits::default(),
+        models: None,
     }
 }

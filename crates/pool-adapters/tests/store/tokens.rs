@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use pool_core::limit::Limits;
 use pool_core::ports::{Store, StoreError, TokenRecord};
 use pool_core::secret::hash_secret;
 use pool_core::token::TokenDelta;
@@ -15,6 +16,9 @@ contract!(
     a_token_whose_id_is_stored_is_a_conflict,
     deleting_a_token_says_whether_it_existed,
     token_flushes_add_requests_and_keep_the_latest_use,
+    token_limits_and_models_load_back_exactly,
+    updating_a_token_changes_its_settings_and_keeps_its_hash_and_counters,
+    updating_a_token_that_is_not_stored_says_so,
 );
 
 async fn load(store: &Arc<dyn Store>) -> Vec<TokenRecord> {
@@ -96,4 +100,69 @@ async fn token_flushes_add_requests_and_keep_the_latest_use(store: &Arc<dyn Stor
     let loaded = load(store).await;
     assert_eq!(loaded[0], TokenRecord { requests: 16, last_used: Some(T0 + 30), ..used });
     assert_eq!(loaded[1], idle);
+}
+
+fn limited(name: &str, secret: &str) -> TokenRecord {
+    TokenRecord {
+        limits: Limits {
+            rpm: Some(60),
+            rpd: Some(1_000_000_000),
+            tpd: Some(1_000_000_000_000),
+            max_concurrent: Some(4),
+        },
+        models: Some(vec!["llama3.2:3b".into(), "openai/*".into(), HOSTILE[3].into(), HOSTILE[5].into()]),
+        ..token(name, secret)
+    }
+}
+
+async fn token_limits_and_models_load_back_exactly(store: &Arc<dyn Store>) {
+    // Arrange
+    let full = limited("full", "sk-full");
+    let rpm_only = TokenRecord { limits: Limits { rpm: Some(1), ..Limits::default() }, ..token("rpm", "sk-rpm") };
+    let no_models = TokenRecord { models: Some(Vec::new()), ..token("none", "sk-none") };
+    // Act
+    for record in [&full, &rpm_only, &no_models] {
+        store.insert_token(record).await.expect("insert");
+    }
+    // Assert
+    assert_eq!(load(store).await, vec![full, rpm_only, no_models]);
+}
+
+async fn updating_a_token_changes_its_settings_and_keeps_its_hash_and_counters(store: &Arc<dyn Store>) {
+    // Arrange
+    let stored = TokenRecord { requests: 7, last_used: Some(T0 + 5), ..limited("before", "sk-edit") };
+    store.insert_token(&stored).await.expect("insert");
+    store.flush_tokens(&[TokenDelta { id: stored.id, requests: 3, last_used: Some(T0 + 9) }]).await.expect("flush");
+    let edited = TokenRecord {
+        name: HOSTILE[2].into(),
+        providers: Some(vec!["openrouter".into()]),
+        expires_at: Some(T0 + 86_400_000),
+        limits: Limits { rpd: Some(5), ..Limits::default() },
+        models: None,
+        hash: hash_secret("sk-must-not-be-written"),
+        requests: 0,
+        last_used: None,
+        ..stored.clone()
+    };
+    // Act
+    let updated = store.update_token(&edited).await.expect("update");
+    // Assert
+    assert!(updated);
+    let loaded = load(store).await;
+    assert_eq!(
+        loaded,
+        vec![TokenRecord { hash: stored.hash, requests: 10, last_used: Some(T0 + 9), ..edited.clone() }]
+    );
+    let cleared = TokenRecord { limits: Limits::default(), expires_at: None, providers: None, ..edited };
+    assert!(store.update_token(&cleared).await.expect("update again"));
+    assert_eq!(load(store).await[0].limits, Limits::default());
+    assert_eq!((load(store).await[0].expires_at, load(store).await[0].providers.clone()), (None, None));
+}
+
+async fn updating_a_token_that_is_not_stored_says_so(store: &Arc<dyn Store>) {
+    // Act
+    let updated = store.update_token(&limited("ghost", "sk-ghost")).await.expect("update");
+    // Assert
+    assert!(!updated);
+    assert!(load(store).await.is_empty());
 }

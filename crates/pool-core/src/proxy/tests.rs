@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::key::KeyStatus;
+use crate::limit::LocalLimiter;
+use crate::pool::KeyLimits;
 use crate::secret::Secret;
 
 const T0: UnixMs = 1_700_000_000_000;
@@ -79,6 +81,7 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
         clock: Arc::new(FixedClock(AtomicI64::new(T0))),
         max_response_bytes: 1 << 20,
         stats: Arc::new(Recorder::new(10_000)),
+        limiter: Arc::new(LocalLimiter::default()),
     };
     (gateway, keys)
 }
@@ -336,4 +339,41 @@ async fn a_model_nobody_serves_is_not_kept_as_a_model_name() {
     let rows = gw.stats.take();
     assert_eq!(rows.len(), 1);
     assert_eq!((&*rows[0].dims.model, rows[0].dims.status, rows[0].dims.outcome), ("", 404, Outcome::Rejected));
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_keys_slot_until_it_ends() {
+    // Arrange
+    let script = Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: 2\n\n")]);
+    let (gw, keys) = gateway(&["a"], &[("a", script)]);
+    keys[0].set_limits(KeyLimits { rpm: None, max_concurrent: Some(1) });
+    // Act
+    let open = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    let busy = gw.forward(request()).await.err();
+    let Body::Stream(mut stream) = open.body else { panic!("a stream") };
+    while stream.next().await.is_some() {}
+    let after = gw.forward(request()).await;
+    // Assert
+    assert!(
+        matches!(&busy, Some(ProxyError::NoKey { limited: true, retry_after_s: Some(1), .. })),
+        "{:?}",
+        busy.map(|e| e.to_string())
+    );
+    assert!(busy.is_some_and(|e| e.to_string().contains("at its rate or concurrency limit")));
+    assert!(after.is_ok());
+    assert_eq!(keys[0].health().consecutive_failures, 0, "a busy key is not a failing key");
+}
+
+#[tokio::test]
+async fn a_key_at_its_rate_limit_sends_the_request_to_another_key() {
+    // Arrange
+    let (gw, keys) = gateway(&["a", "b"], &[]);
+    keys[0].set_limits(KeyLimits { rpm: Some(1), max_concurrent: None });
+    // Act
+    let mut served = Vec::new();
+    for _ in 0..5 {
+        served.push(gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}")).served_by);
+    }
+    // Assert
+    assert_eq!(served.iter().filter(|id| **id == keys[0].id).count(), 1, "{served:?}");
 }

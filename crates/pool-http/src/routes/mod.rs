@@ -3,9 +3,12 @@
 //! OpenAI paths are served verbatim (`/v1/...`) for the default provider and under a provider
 //! prefix (`/{provider}/v1/...`) for any configured one; Ollama's native paths likewise
 //! (`/api/...`, `/{provider}/api/...`). Admin paths keep the shapes of the system we replace.
+//! When the operator set any, the client routes pass [`limits::gate`] (blocked user agents,
+//! requests per client address) before anything else; without, they pay nothing for it.
 
 mod admin;
 mod health;
+mod limits;
 mod metrics;
 mod models;
 
@@ -16,6 +19,7 @@ mod proxy;
 
 use axum::Router;
 use axum::http::{Method, header};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, patch, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -28,10 +32,10 @@ use crate::request_id;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
+    let router = Router::new()
         .route("/health", get(health::show))
         .route("/admin/api-keys", post(admin::keys::create).get(admin::keys::list).delete(admin::keys::delete_many))
-        .route("/admin/api-keys/{id}", delete(admin::keys::delete_one))
+        .route("/admin/api-keys/{id}", delete(admin::keys::delete_one).patch(admin::keys::update))
         .route("/admin/api-keys/import", post(admin::import::keys))
         .route("/admin/api-keys/import-from-txt", post(admin::import::text))
         .route("/admin/import", post(admin::import::accounts))
@@ -52,11 +56,12 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/providers", get(admin::providers::list))
         .route("/admin/providers/{name}", patch(admin::providers::update))
         .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
-        .route("/admin/tokens/{id}", delete(admin::tokens::revoke))
+        .route("/admin/tokens/{id}", delete(admin::tokens::revoke).patch(admin::tokens::update))
         .route("/admin/cache/stats", get(admin::cache::stats))
         .route("/admin/cache/clear", post(admin::cache::clear));
+    let mut client = Router::new();
     for prefix in ["", "/{provider}"] {
-        router = router
+        client = client
             .route(&format!("{prefix}/v1/chat/completions"), post(proxy::openai))
             .route(&format!("{prefix}/v1/completions"), post(proxy::openai))
             .route(&format!("{prefix}/v1/embeddings"), post(proxy::openai))
@@ -67,7 +72,11 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/api/embeddings"), post(proxy::native))
             .route(&format!("{prefix}/api/tags"), get(models::native_tags));
     }
+    if !state.settings.clients.is_empty() {
+        client = client.route_layer(from_fn_with_state(state.clone(), limits::gate));
+    }
     router
+        .merge(client)
         .fallback(|| async { ApiError::not_found("Unknown route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "Method not allowed")
@@ -93,6 +102,11 @@ fn cors() -> CorsLayer {
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, request_id::X_REQUEST_ID])
-        .expose_headers([header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS])
+        .expose_headers(
+            [header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS]
+                .into_iter()
+                .chain(limits::rate_header_names())
+                .collect::<Vec<_>>(),
+        )
         .max_age(std::time::Duration::from_secs(600))
 }

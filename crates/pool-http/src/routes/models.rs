@@ -1,13 +1,15 @@
 //! Model lists: `/v1/models` (OpenAI shape, cached per provider, never shared between providers)
-//! and `/api/tags` (Ollama's native list, passed through).
+//! and `/api/tags` (Ollama's native list, passed through). A token with a model allow-list sees
+//! only the models it may use.
 
 use axum::extract::{Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use pool_core::models::to_openai_list;
-use pool_core::proxy::{Body, ForwardRequest};
+use pool_core::models::{retain_models, to_openai_list};
+use pool_core::proxy::{Body, Delivery, ForwardRequest};
+use pool_core::token::ClientToken;
 
 use super::proxy::{authorized_provider, respond};
 use crate::error::ApiError;
@@ -18,8 +20,8 @@ pub async fn list(
     provider: Option<Path<String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (provider, _) = authorized_provider(&state, provider.as_ref(), request.headers())?;
-    let body = models_json(&state, &provider).await?;
+    let (provider, token) = authorized_provider(&state, provider.as_ref(), request.headers())?;
+    let body = allowed_only(&token, models_json(&state, &provider).await?);
     Ok(([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
@@ -28,7 +30,7 @@ pub async fn native_tags(
     provider: Option<Path<String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (provider, _) = authorized_provider(&state, provider.as_ref(), request.headers())?;
+    let (provider, token) = authorized_provider(&state, provider.as_ref(), request.headers())?;
     let url = provider.spec.native_url("tags").ok_or_else(|| ApiError::not_found("This provider has no native API"))?;
     let request = ForwardRequest {
         provider: provider.spec.name.clone(),
@@ -39,7 +41,23 @@ pub async fn native_tags(
         body: Bytes::new(),
         measure: None,
     };
-    Ok(respond(state.gateway.forward(request).await?))
+    let delivery = state.gateway.forward(request).await?;
+    let delivery = match delivery.body {
+        Body::Full(body) if delivery.status.is_success() => {
+            Delivery { body: Body::Full(allowed_only(&token, body)), ..delivery }
+        }
+        _ => delivery,
+    };
+    Ok(respond(delivery))
+}
+
+/// The list narrowed to the token's allow-list, if it has one.
+fn allowed_only(token: &ClientToken, list: Bytes) -> Bytes {
+    let settings = token.settings();
+    if settings.models.is_none() {
+        return list;
+    }
+    retain_models(&list, |model| settings.allows_model(model)).map_or(list, Bytes::from)
 }
 
 /// The provider's list in the OpenAI shape: from the cache while fresh, else fetched (one fetch

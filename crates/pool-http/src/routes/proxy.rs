@@ -2,8 +2,9 @@
 //! and Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`).
 //!
 //! The handler reads only `model` and `stream` from the body, to validate the request; the body
-//! goes upstream byte for byte. The response cache (`crate::cache`) answers before the gateway
-//! when it can, and is offered the gateway's answer after.
+//! goes upstream byte for byte. The token's allow-list and limits are checked once the model is
+//! known, before anything goes upstream ([`super::limits`]). The response cache (`crate::cache`)
+//! answers before the gateway when it can, and is offered the gateway's answer after.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pool_core::ids::TokenId;
+use pool_core::limit::Admission;
 use pool_core::provider::{ProviderName, ProviderSpec};
 use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
 use pool_core::stats::{Dims, Kind, Outcome, Timing};
@@ -23,6 +25,7 @@ use pool_core::token::ClientToken;
 use pool_core::usage::ensure_stream_usage;
 use serde::Deserialize;
 
+use super::limits;
 use crate::attempts::{self, X_POOL_ATTEMPTS};
 use crate::cache::X_CACHE;
 use crate::cache::hook::{self as cache, Lookup};
@@ -71,6 +74,9 @@ struct Admitted {
     parts: axum::http::request::Parts,
     body: Bytes,
     model: String,
+    /// The token's limits' admission: its concurrency slot is held, and its usage charged, until
+    /// the answer is complete.
+    admission: Admission,
 }
 
 async fn proxy(
@@ -147,7 +153,8 @@ async fn admit(
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     let model = validate(&body)?;
-    Ok(Admitted { provider, token, url, parts, body, model })
+    let admission = limits::admit(state, &token, &token.settings(), &model)?;
+    Ok(Admitted { provider, token, url, parts, body, model, admission })
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
@@ -172,10 +179,12 @@ pub(crate) fn authorized_provider(
 }
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
-    let Admitted { provider, token, url, parts, body, model } = admitted;
+    let Admitted { provider, token, url, parts, body, model, admission } = admitted;
+    let rate_headers = limits::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
-        Lookup::Hit(response) => {
+        Lookup::Hit(mut response) => {
             count(state, &provider.spec.name, &model, Some(token.id), (StatusCode::OK, Outcome::Cached), started_us);
+            response.headers_mut().extend(rate_headers);
             return Ok(response);
         }
         other => other,
@@ -185,7 +194,12 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
         Some(with_usage) => (with_usage, true),
         None => (body, false),
     };
-    let measure = Measure { token: Some(token.id), started_us, strip_usage, on_usage: None };
+    let measure = Measure {
+        token: Some(token.id),
+        started_us,
+        strip_usage,
+        on_usage: Some(limits::settle(admission, Arc::clone(&state.gateway.clock))),
+    };
     let result = state
         .gateway
         .forward(ForwardRequest {
@@ -198,7 +212,9 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
             measure: Some(measure),
         })
         .await;
-    Ok(answer(state, cached, result))
+    let mut response = answer(state, cached, result);
+    response.headers_mut().extend(rate_headers);
+    Ok(response)
 }
 
 /// The client's answer, the gateway's error included, with `x-cache` (stored first, when the

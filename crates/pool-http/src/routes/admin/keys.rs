@@ -1,19 +1,24 @@
-//! `/admin/api-keys`: add, list (masked, paged, filtered) and delete upstream keys.
+//! `/admin/api-keys`: add, list (masked, paged, filtered), edit (label and limits) and delete
+//! upstream keys.
+//!
+//! A key's limits (`rpm`, `maxConcurrent`) make the pool pass it over while it is at them, without
+//! blaming it; an edit applies to the next pick.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use pool_core::ids::KeyId;
 use pool_core::import::validate_secret;
-use pool_core::pool::PoolKey;
+use pool_core::limit::{MAX_CONCURRENT, MAX_RPM};
+use pool_core::pool::{KeyLimits, PoolKey};
 use pool_core::ports::NewKey;
-use pool_core::registry::ttl_to_expiry;
+use pool_core::registry::{KeyEdit, ttl_to_expiry};
 use pool_core::secret::mask;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Page, label, listed_keys, provider_or_default, query, select_keys, status_filter, ttl};
+use super::{Page, label, limit, listed_keys, present, provider_or_default, query, select_keys, status_filter, ttl};
 use crate::error::ApiError;
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
@@ -27,6 +32,9 @@ pub struct CreateKey {
     username: Option<String>,
     ttl: Option<u64>,
     provider: Option<String>,
+    rpm: Option<u32>,
+    #[serde(rename = "maxConcurrent")]
+    max_concurrent: Option<u32>,
 }
 
 pub async fn create(
@@ -39,8 +47,12 @@ pub async fn create(
     let now = state.gateway.clock.now_ms();
     let label = label("username", body.username)?;
     let expires_at = ttl_to_expiry(now, ttl("ttl", body.ttl)?);
-    let key =
-        NewKey::new(KeyId::from_uuid(Uuid::now_v7()), provider.spec.name.as_ref(), secret, label, now, expires_at);
+    let limits = KeyLimits {
+        rpm: limit("rpm", body.rpm, MAX_RPM)?,
+        max_concurrent: limit("maxConcurrent", body.max_concurrent, MAX_CONCURRENT)?,
+    };
+    let id = KeyId::from_uuid(Uuid::now_v7());
+    let key = NewKey { limits, ..NewKey::new(id, provider.spec.name.as_ref(), secret, label, now, expires_at) };
     let (id, masked) = (key.id, mask(secret));
     let added = state.registry.add_keys(&provider.spec.name, vec![key]).await?;
     Ok(Json(if added.is_empty() {
@@ -48,6 +60,39 @@ pub async fn create(
     } else {
         json!({"success": true, "message": "Added", "id": id, "apiKey": masked, "provider": provider.spec.name})
     }))
+}
+
+/// An edit: absent fields stay, `null` clears.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    #[serde(alias = "username", default, deserialize_with = "present")]
+    label: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    rpm: Option<Option<u32>>,
+    #[serde(rename = "maxConcurrent", default, deserialize_with = "present")]
+    max_concurrent: Option<Option<u32>>,
+}
+
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UpdateKey>,
+) -> Result<Json<Value>, ApiError> {
+    let id: KeyId = id.parse().map_err(|_| ApiError::not_found("No key with that id"))?;
+    let new_label = body.label.map(|l| label("label", l)).transpose()?;
+    let rpm = body.rpm.map(|v| limit("rpm", v, MAX_RPM)).transpose()?;
+    let max_concurrent = body.max_concurrent.map(|v| limit("maxConcurrent", v, MAX_CONCURRENT)).transpose()?;
+    let edit = |current: KeyEdit| {
+        let limits = KeyLimits {
+            rpm: rpm.unwrap_or(current.limits.rpm),
+            max_concurrent: max_concurrent.unwrap_or(current.limits.max_concurrent),
+        };
+        Ok::<_, ApiError>(KeyEdit { label: new_label.unwrap_or(current.label), limits })
+    };
+    let key = state.registry.update_key(id, edit).await?.ok_or_else(|| ApiError::not_found("No key with that id"))?;
+    Ok(Json(key_json(&key, state.gateway.clock.now_ms())))
 }
 
 /// An upstream key as given, by the one rule of [`validate_secret`].
@@ -93,7 +138,7 @@ fn key_json(key: &PoolKey, now: i64) -> Value {
         "id": key.id,
         "provider": key.provider,
         "api_key": mask(key.secret.expose_secret()),
-        "username": key.label,
+        "username": key.label().as_deref(),
         "status": key.status(now).as_str(),
         "reason": hold.map(|h| h.reason.clone()),
         "since": iso(hold.map(|h| h.since)),
@@ -107,6 +152,8 @@ fn key_json(key: &PoolKey, now: i64) -> Value {
         "last_used": iso(load(&c.last_used)),
         "last_success": iso(load(&c.last_success)),
         "last_failure": iso(load(&c.last_failure)),
+        "rpm": key.limits().rpm,
+        "maxConcurrent": key.limits().max_concurrent,
     })
 }
 

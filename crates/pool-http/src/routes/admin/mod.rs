@@ -22,6 +22,7 @@ use pool_core::secret::hash_secret;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 use crate::state::{AppState, ProviderRuntime};
@@ -59,6 +60,27 @@ pub(crate) fn ttl(param: &'static str, seconds: Option<u64>) -> Result<Option<u6
         }
         other => Ok(other.filter(|&s| s > 0)),
     }
+}
+
+/// A limit an operator sets: 1 to `max`, or `None` for no limit (0 is refused: it would read as
+/// "none" to some and "nothing" to others).
+pub(crate) fn limit<T>(param: &'static str, value: Option<T>, max: T) -> Result<Option<T>, ApiError>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    match value {
+        Some(v) if v < T::from(1) || v > max => Err(ApiError::invalid_param(
+            param,
+            format!("'{param}' must be between 1 and {max} (null or absent: no limit)"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// For edits: a field that is absent (`None`: unchanged), `null` (`Some(None)`: cleared) or set.
+/// Use with `#[serde(default, deserialize_with = "present")]`.
+pub(crate) fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The keys an operator names: by whole secret (matched by hash) or by id, within `provider` if
@@ -119,7 +141,7 @@ pub(crate) fn listed_keys(
 /// Never a substring of a secret: the list must not become an oracle for key material.
 pub(crate) fn matches_search(key: &PoolKey, search: &str) -> bool {
     let needle = search.to_lowercase();
-    key.label.as_ref().is_some_and(|l| l.to_lowercase().contains(&needle))
+    key.label().is_some_and(|l| l.to_lowercase().contains(&needle))
         || key.id.to_string().starts_with(&needle)
         || key.secret_hash == hash_secret(search)
 }

@@ -61,7 +61,7 @@ pub(crate) fn key_stats(key: &PoolKey, now: UnixMs) -> Value {
         "id": key.id,
         "provider": key.provider,
         "apiKey": mask(key.secret.expose_secret()),
-        "username": key.label,
+        "username": key.label().as_deref(),
         "status": key.status(now).as_str(),
         "reason": hold.map(|h| h.reason.clone()),
         "manual": hold.is_some_and(|h| h.manual),

@@ -1,0 +1,114 @@
+//! The limits of the client API, as HTTP: who may call at all (blocked user agents, requests per
+//! client address: both before any token is looked at), and each token's models, rates and
+//! quotas around one proxied request.
+//!
+//! A refusal is a 429 in the OpenAI shape with `Retry-After` and the `x-ratelimit-*` headers; an
+//! admitted request of a token with limits gets the same headers on its answer. The admission is
+//! held until the answer ends: for a stream, until its last byte or the client's disconnect.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use pool_core::limit::{Admission, RateInfo, Refusal, Subject, Window};
+use pool_core::ports::Clock;
+use pool_core::token::{ClientToken, TokenSettings};
+use pool_core::usage::Usage;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire::reset_text;
+
+/// The headers a refusal or an admitted answer carries: limit, remaining, reset.
+const REQUEST_HEADERS: [&str; 3] =
+    ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"];
+const TOKEN_HEADERS: [&str; 3] =
+    ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"];
+
+/// Every `x-ratelimit-*` header, for browsers to read too (CORS).
+pub(crate) fn rate_header_names() -> impl Iterator<Item = HeaderName> {
+    REQUEST_HEADERS.into_iter().chain(TOKEN_HEADERS).map(HeaderName::from_static)
+}
+
+/// Middleware of the client routes, before authentication: a blocked user agent gets 403; a
+/// client address over `limits.ip_rpm` gets 429. The address comes from the connection's
+/// `ConnectInfo` (the binary always serves with it); a server without it limits no address.
+pub(crate) async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let rules = &state.settings.clients;
+    let agent = request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok());
+    if rules.blocks_agent(agent) {
+        return Err(ApiError {
+            code: Some("user_agent_blocked"),
+            ..ApiError::new(StatusCode::FORBIDDEN, "permission_error", "This client is not allowed to use the API")
+        });
+    }
+    if let (Some(limits), Some(ConnectInfo(peer))) =
+        (rules.ip_limits(), request.extensions().get::<ConnectInfo<SocketAddr>>())
+    {
+        let forwarded = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        let ip = rules.client_ip(peer.ip(), forwarded);
+        let now = state.gateway.clock.now_ms();
+        state.gateway.limiter.admit(Subject::Ip(ip), &limits, now).map_err(|r| refused(&r, "client address"))?;
+    }
+    Ok(next.run(request).await)
+}
+
+/// A token's checks for one request for `model`: the allow-list (403), then its rates, quotas
+/// and concurrency (429). The admission must live as long as the answer.
+pub(crate) fn admit(
+    state: &AppState,
+    token: &ClientToken,
+    settings: &TokenSettings,
+    model: &str,
+) -> Result<Admission, ApiError> {
+    settings.check_model(model)?;
+    let now = state.gateway.clock.now_ms();
+    state.gateway.limiter.admit(Subject::Token(token.id), &settings.limits, now).map_err(|r| refused(&r, "token"))
+}
+
+/// What to do with an admission once its answer is complete (whole, streamed to the end, cut
+/// short or failed): charge the usage to the token's daily quota, and release its slot.
+pub(crate) fn settle(admission: Admission, clock: Arc<dyn Clock>) -> Box<dyn FnOnce(Option<Usage>) + Send + Sync> {
+    Box::new(move |usage| {
+        if let Some(usage) = usage.filter(|_| admission.meters_tokens()) {
+            admission.charge_tokens(usage.total, clock.now_ms());
+        }
+        drop(admission);
+    })
+}
+
+/// A 429 naming the limit, with `Retry-After` and the `x-ratelimit-*` headers.
+fn refused(refusal: &Refusal, subject: &str) -> ApiError {
+    let retry_after_s = refusal.retry_after_secs();
+    let message =
+        format!("This {subject} has reached its limit of {}; retry after {retry_after_s} s", refusal.exceeded);
+    ApiError {
+        code: Some("rate_limit_exceeded"),
+        retry_after_s: Some(retry_after_s),
+        headers: Some(Box::new(rate_headers(&refusal.info))),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+    }
+}
+
+pub(crate) fn rate_headers(info: &RateInfo) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(window) = &info.requests {
+        put_window(&mut headers, REQUEST_HEADERS, window);
+    }
+    if let Some(window) = &info.tokens {
+        put_window(&mut headers, TOKEN_HEADERS, window);
+    }
+    headers
+}
+
+fn put_window(headers: &mut HeaderMap, [limit, remaining, reset]: [&'static str; 3], window: &Window) {
+    headers.insert(HeaderName::from_static(limit), HeaderValue::from(window.limit));
+    headers.insert(HeaderName::from_static(remaining), HeaderValue::from(window.remaining));
+    if let Ok(value) = HeaderValue::try_from(reset_text(window.reset_ms)) {
+        headers.insert(HeaderName::from_static(reset), value);
+    }
+}
