@@ -144,6 +144,23 @@ async fn tpd_refuses_once_the_usage_the_upstream_reported_reaches_the_quota() {
 }
 
 #[tokio::test]
+async fn tpd_counts_streamed_answers_from_the_usage_the_gateway_asked_for() {
+    // Arrange: each stream reports 11 prompt + 5 completion tokens, to the gateway only.
+    let app = spawn_app().await;
+    app.add_key("k").await;
+    app.upstream.set_stream_chunks(5, Duration::ZERO);
+    let (_, token) = limited_token(&app, json!({"tpd": 20})).await;
+    // Act
+    let first = chat_as(&app, &token, true).await.text().await.unwrap();
+    let second = chat_as(&app, &token, true).await.text().await.unwrap();
+    let third = chat_as(&app, &token, true).await;
+    // Assert
+    assert!(!first.contains("\"usage\"") && !second.contains("\"usage\""), "{first}");
+    assert_eq!(third.status(), 429, "16 + 16 tokens used of 20");
+    assert_eq!(number(&third, "x-ratelimit-remaining-tokens"), 0);
+}
+
+#[tokio::test]
 async fn max_concurrent_holds_the_slot_for_a_stream_until_it_ends_or_the_client_leaves() {
     // Arrange
     let app = spawn_app_with(Options::new().set("POOL__PROXY__IDLE_TIMEOUT_SECS", "30")).await;

@@ -296,3 +296,20 @@ async fn a_database_outage_fails_no_request_and_the_counts_catch_up() {
     assert_eq!(stats["recording"]["droppedRequests"], 0);
     assert_eq!(stats["recording"]["backlogRows"], 0);
 }
+
+#[tokio::test]
+async fn cache_hits_are_requests_without_attempts() {
+    // Arrange
+    let app = spawn_app_with(Options::new().set("POOL__CACHE__ENABLED", "true")).await;
+    app.add_key("k").await;
+    // Act
+    for expected in ["MISS", "HIT", "HIT"] {
+        let response = app.post_chat(&chat("llama3.2:3b", false)).await;
+        assert_eq!(response.headers()["x-cache"], expected);
+    }
+    // Assert
+    let stats = stats_at(&app, 3).await;
+    assert_eq!((stats["totalRequests"].as_u64(), stats["successCount"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(stats["totalAttempts"], 1, "only the miss went upstream");
+    assert_eq!(stats["topModels"][0]["requests"], 3);
+}

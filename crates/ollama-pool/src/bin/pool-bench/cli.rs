@@ -52,7 +52,7 @@ pub struct RunArgs {
     /// Keys of the bulk-import scenario.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub import_keys: u64,
-    /// PostgreSQL server for the import scenario (a fresh database is created and dropped),
+    /// PostgreSQL server for the import and statistics scenarios (a fresh database is created and dropped),
     /// e.g. postgres://postgres@127.0.0.1:5432/postgres. Without it only SQLite is measured.
     #[arg(long, env = "POOL_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
@@ -68,6 +68,8 @@ pub enum Scenario {
     Latency,
     Streams,
     Import,
+    /// Statistics reads with 10 million requests recorded.
+    Stats,
 }
 
 impl Scenario {

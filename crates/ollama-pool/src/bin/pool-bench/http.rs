@@ -155,6 +155,12 @@ pub async fn provision(client: &Client, addr: SocketAddr, admin: &str, keys: &[S
         .with_context(|| format!("no token in the answer to POST /admin/tokens: {answer}"))
 }
 
+/// `GET path` with the admin token; the answer must be 200 JSON.
+pub async fn admin_get(client: &Client, addr: SocketAddr, admin: &str, path: &str) -> anyhow::Result<Value> {
+    admin_call(client, addr, admin, Method::GET, path, None).await
+}
+
+/// `POST path` with a JSON body and the admin token; the answer must be 200 JSON.
 pub async fn admin_post(
     client: &Client,
     addr: SocketAddr,
@@ -162,11 +168,24 @@ pub async fn admin_post(
     path: &str,
     body: Value,
 ) -> anyhow::Result<Value> {
-    let mut request = Request::new(Full::new(Bytes::from(body.to_string())));
-    *request.method_mut() = Method::POST;
+    admin_call(client, addr, admin, Method::POST, path, Some(body)).await
+}
+
+async fn admin_call(
+    client: &Client,
+    addr: SocketAddr,
+    admin: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut request = Request::new(Full::new(body.as_ref().map_or_else(Bytes::new, |b| Bytes::from(b.to_string()))));
+    *request.method_mut() = method.clone();
     *request.uri_mut() = format!("http://{addr}{path}").parse()?;
     let headers = request.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if body.is_some() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     headers.insert(AUTHORIZATION, HeaderValue::try_from(format!("Bearer {admin}"))?);
     let exchange = async {
         let response = client.request(request).await?;
@@ -175,7 +194,7 @@ pub async fn admin_post(
     };
     let answer = tokio::time::timeout(SETUP_TIMEOUT, exchange).await;
     let (status, bytes) =
-        answer.with_context(|| format!("POST {path} timed out"))?.with_context(|| format!("POST {path}"))?;
-    anyhow::ensure!(status == StatusCode::OK, "POST {path} answered {status}: {}", String::from_utf8_lossy(&bytes));
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing the answer to POST {path}"))
+        answer.with_context(|| format!("{method} {path} timed out"))?.with_context(|| format!("{method} {path}"))?;
+    anyhow::ensure!(status == StatusCode::OK, "{method} {path} answered {status}: {}", String::from_utf8_lossy(&bytes));
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing the answer to {method} {path}"))
 }

@@ -56,19 +56,27 @@ pub async fn run_postgres(
     server: &str,
     n: usize,
 ) -> anyhow::Result<ImportResult> {
-    let name = format!("pool_bench_{}_{}", std::process::id(), Instant::now().elapsed().as_nanos());
-    let mut admin_conn =
-        sqlx::PgConnection::connect(server).await.with_context(|| "connecting to --postgres".to_owned())?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin_conn).await?;
-    let (base, _) = server.rsplit_once('/').context("--postgres must end in /DATABASE")?;
-    let url = format!("{base}/{name}");
-    let result = async {
+    on_fresh_postgres(server, "import", |url| async move {
         let spec = GatewaySpec { database_url: Some(url), ..spec.clone() };
         let (mut gateway, addr) = procs::start_gateway(dir, &spec)?;
         http::wait_healthy(client, addr, &mut gateway).await?;
         run(client, addr, spec.admin_token, "postgres", n).await
-    }
-    .await;
+    })
+    .await
+}
+
+/// Runs `work` with the URL of a database created for it on the PostgreSQL server at `server`,
+/// and drops the database afterwards, whatever `work` returned.
+pub async fn on_fresh_postgres<T, Fut>(server: &str, what: &str, work: impl FnOnce(String) -> Fut) -> anyhow::Result<T>
+where
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let name = format!("pool_bench_{what}_{}", std::process::id());
+    let mut admin_conn =
+        sqlx::PgConnection::connect(server).await.with_context(|| "connecting to --postgres".to_owned())?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin_conn).await?;
+    let (base, _) = server.rsplit_once('/').context("--postgres must end in /DATABASE")?;
+    let result = work(format!("{base}/{name}")).await;
     let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
         .execute(&mut admin_conn)
         .await;

@@ -6,7 +6,8 @@
 //! cargo build --release -p ollama-pool --bins
 //! ulimit -n 65536   # if `ulimit -n` is below 4096
 //! target/release/pool-bench [--duration 5] [--rates 1000,3000] [--concurrency 64]
-//!                           [--streams 1000] [--scenario all|rps|latency|streams] [--json]
+//!                           [--streams 1000] [--scenario all|rps|latency|streams|import|stats]
+//!                           [--postgres URL] [--json]
 //! ```
 //!
 //! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
@@ -26,6 +27,7 @@ mod machine;
 mod open;
 mod procs;
 mod report;
+mod rollups;
 mod stats;
 mod streams;
 mod upstream;
@@ -95,7 +97,15 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
             ("pool-bench", std::process::id()),
         ]),
     };
-    let mut report = Report { machine, args, rps: None, latency: Vec::new(), streams: None, imports: Vec::new() };
+    let mut report = Report {
+        machine,
+        args,
+        rps: None,
+        latency: Vec::new(),
+        streams: None,
+        imports: Vec::new(),
+        rollups: Vec::new(),
+    };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
     if report.args.scenario.includes(Scenario::Import) {
         let n = usize::try_from(report.args.import_keys)?;
@@ -104,6 +114,15 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         if let Some(server) = report.args.postgres.clone() {
             progress(&format!("importing {n} keys into a gateway on a fresh PostgreSQL database"));
             report.imports.push(import::run_postgres(&client, dir.path(), &spec, &server, n).await?);
+        }
+    }
+    if report.args.scenario.includes(Scenario::Stats) {
+        progress(&format!("recording {} requests in SQLite, then timing the statistics endpoints", rollups::REQUESTS));
+        let url = format!("sqlite://{}/stats.db", dir.path().display());
+        report.rollups.push(rollups::run(&client, dir.path(), &spec, "sqlite", url).await?);
+        if let Some(server) = report.args.postgres.clone() {
+            progress("the same on a fresh PostgreSQL database");
+            report.rollups.push(rollups::run_postgres(&client, dir.path(), &spec, &server).await?);
         }
     }
     report.print();

@@ -33,6 +33,7 @@ pub struct Report {
     pub latency: Vec<LatencyPair>,
     pub streams: Option<StreamsResult>,
     pub imports: Vec<crate::import::ImportResult>,
+    pub rollups: Vec<crate::rollups::RollupResult>,
 }
 
 /// A target beside a figure; `pass` is `None` when the figure was not measured.
@@ -69,6 +70,7 @@ impl Report {
         self.print_latency();
         self.print_streams();
         self.print_imports();
+        crate::rollups::print(&self.rollups);
         self.print_checks();
         for warning in self.warnings() {
             println!("\n!!! WARNING: {warning}");
@@ -225,6 +227,15 @@ impl Report {
                 move |v| v <= limit,
             )
         }))
+        .chain(self.rollups.iter().map(|r| {
+            let complete = r.requests == crate::rollups::REQUESTS;
+            Check::new(
+                format!("/admin/stats and public-stats p99 <= 50 ms, 10M requests, {}", r.backend),
+                complete.then(|| crate::rollups::worst_p99_ms(r)),
+                "ms",
+                |v| v <= 50.0,
+            )
+        }))
         .collect()
     }
 
@@ -244,6 +255,10 @@ impl Report {
             "streams": self.streams.as_ref().map(streams_json),
             "imports": self.imports.iter().map(|i| json!({"backend": i.backend, "keys": i.keys, "added": i.added,
                 "pooled": i.pooled, "secs": i.secs})).collect::<Vec<_>>(),
+            "statistics": self.rollups.iter().map(|r| json!({"backend": r.backend, "requests": r.requests,
+                "seed_secs": r.seed_secs,
+                "admin_stats_ms": {"p50": crate::stats::ms(r.admin_stats.p50), "p99": crate::stats::ms(r.admin_stats.p99)},
+                "public_stats_ms": {"p50": crate::stats::ms(r.public_stats.p50), "p99": crate::stats::ms(r.public_stats.p99)}})).collect::<Vec<_>>(),
             "targets": self.checks().iter().map(|c| json!({"name": c.name, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
         })
     }

@@ -1,0 +1,186 @@
+//! Statistics reads at scale: a database holding the rollups of 10,000,000 requests (90 days of
+//! hourly rows, 48 hours of per-minute rows, every request with its attempt), then
+//! `GET /admin/stats` and `GET /admin/public-stats` of a gateway on it, timed over many calls.
+//!
+//! The rows are written through the store's own `add_stats` (the flush path), one simulated day
+//! per transaction. Traffic is spread over 20 models, 50 keys and 100 tokens, 200 distinct
+//! (model, key, token) combinations an hour, 3 % of requests rate-limited once before they are
+//! served.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use pool_core::ids::{KeyId, TokenId};
+use pool_core::provider::ProviderName;
+use pool_core::stats::{DAY_MS, Dims, HOUR_MS, Kind, MINUTE_MS, Outcome, Rollups, StatsRow, Tally, hour_of};
+use uuid::Uuid;
+
+use crate::http::{self, Client};
+use crate::procs::{self, GatewaySpec};
+use crate::stats::Percentiles;
+
+pub const REQUESTS: u64 = 10_000_000;
+const DAYS: i64 = 90;
+const MODELS: u64 = 20;
+const COMBOS_PER_HOUR: u64 = 200;
+const CALLS: usize = 50;
+
+pub struct RollupResult {
+    pub backend: &'static str,
+    pub requests: u64,
+    pub seed_secs: f64,
+    pub admin_stats: Percentiles,
+    pub public_stats: Percentiles,
+}
+
+/// Seeds a fresh database at `url`, starts a gateway on it, and times both endpoints.
+pub async fn run(
+    client: &Client,
+    dir: &Path,
+    spec: &GatewaySpec<'_>,
+    backend: &'static str,
+    url: String,
+) -> anyhow::Result<RollupResult> {
+    let started = Instant::now();
+    seed(&url).await?;
+    let seed_secs = started.elapsed().as_secs_f64();
+    let spec = GatewaySpec { database_url: Some(url), ..spec.clone() };
+    let (mut gateway, addr) = procs::start_gateway(dir, &spec)?;
+    http::wait_healthy(client, addr, &mut gateway).await?;
+    let total = http::admin_get(client, addr, spec.admin_token, "/admin/stats").await?;
+    let counted = total["totalRequests"].as_u64().context("no totalRequests in /admin/stats")?;
+    anyhow::ensure!(counted == REQUESTS, "the gateway reports {counted} requests, not {REQUESTS}");
+    let admin_stats = time(CALLS, || http::admin_get(client, addr, spec.admin_token, "/admin/stats")).await?;
+    let public_stats = time(CALLS, || http::get_json(client, addr, "/admin/public-stats")).await?;
+    gateway.ensure_running()?;
+    Ok(RollupResult { backend, requests: counted, seed_secs, admin_stats, public_stats })
+}
+
+/// The same on a fresh database of the PostgreSQL server at `server`, dropped afterwards.
+pub async fn run_postgres(
+    client: &Client,
+    dir: &Path,
+    spec: &GatewaySpec<'_>,
+    server: &str,
+) -> anyhow::Result<RollupResult> {
+    crate::import::on_fresh_postgres(server, "stats", |url| run(client, dir, spec, "postgres", url)).await
+}
+
+async fn time<F, Fut>(calls: usize, mut call: F) -> anyhow::Result<Percentiles>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<serde_json::Value>>,
+{
+    let mut samples: Vec<Duration> = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        call().await?;
+        samples.push(started.elapsed());
+    }
+    Percentiles::of(samples).context("no samples")
+}
+
+async fn seed(url: &str) -> anyhow::Result<()> {
+    let store = pool_adapters::sql::connect(url).await.context("opening the benchmark database")?;
+    let provider = ProviderName::parse("ollama")?;
+    let now = pool_adapters::clock::now_ms();
+    let first_hour = hour_of(now) - (DAYS * 24 - 1) * HOUR_MS;
+    let hours = u64::try_from(DAYS * 24)?;
+    let models: Vec<std::sync::Arc<str>> = (0..MODELS).map(|m| format!("model-{m:02}").into()).collect();
+    let mut totals = Rollups::default();
+    for day in 0..DAYS {
+        let mut rollups = Rollups::default();
+        for h in 0..24 {
+            let index = u64::try_from(day * 24 + h)?;
+            let hour = first_hour + (day * 24 + h) * HOUR_MS;
+            let in_hour = REQUESTS / hours + u64::from(index < REQUESTS % hours);
+            for combo in 0..COMBOS_PER_HOUR {
+                let events = in_hour / COMBOS_PER_HOUR + u64::from(combo < in_hour % COMBOS_PER_HOUR);
+                let dims = Dims {
+                    kind: Kind::Request,
+                    provider: provider.clone(),
+                    model: models[usize::try_from(combo % MODELS)?].clone(),
+                    key: Some(KeyId::from_uuid(Uuid::from_u128(u128::from(combo % 50) + 1))),
+                    token: Some(TokenId::from_uuid(Uuid::from_u128(u128::from(combo % 100) + 1))),
+                    status: 200,
+                    outcome: Outcome::Success,
+                };
+                let tally = Tally {
+                    events,
+                    prompt_tokens: events * 40,
+                    completion_tokens: events * 200,
+                    total_tokens: events * 240,
+                    latency_ms: events * 900,
+                    ttfb_ms: events * 300,
+                    overhead_us: events * 150,
+                    ..Tally::default()
+                };
+                let limited = events * 3 / 100;
+                let attempt = |outcome, status, events| StatsRow {
+                    bucket: hour,
+                    dims: Dims { kind: Kind::Attempt, status, outcome, ..dims.clone() },
+                    tally: Tally { events, ..Tally::default() },
+                };
+                let rows = [
+                    StatsRow { bucket: hour, dims: dims.clone(), tally },
+                    attempt(Outcome::Success, 200, events),
+                    attempt(Outcome::RateLimited, 429, limited),
+                ];
+                if now - hour < 2 * DAY_MS {
+                    // The last 48 hours also by minute: the hour's traffic in its first minutes.
+                    let minute = hour + MINUTE_MS * i64::try_from(combo % 60)?;
+                    rollups.minutes.push(StatsRow { bucket: minute, ..rows[0].clone() });
+                }
+                rollups.hours.push(rows[0].clone());
+                for row in rows {
+                    let mut summary = row.clone();
+                    summary.dims.key = None;
+                    summary.dims.token = None;
+                    rollups.hour_summary.push(summary.clone());
+                    totals.totals.push(StatsRow { bucket: 0, ..summary });
+                }
+            }
+        }
+        let merged = Rollups { hour_summary: merge(rollups.hour_summary), ..rollups };
+        store.add_stats(&merged).await.context("writing a day of rollups")?;
+    }
+    let totals = Rollups { totals: merge(totals.totals), ..Rollups::default() };
+    // `add_stats` skips a flush without per-minute rows; the totals ride with one harmless row.
+    let marker = totals.totals.first().cloned().context("no totals")?;
+    let totals = Rollups { minutes: vec![StatsRow { tally: Tally::default(), ..marker }], ..totals };
+    store.add_stats(&totals).await.context("writing the totals")?;
+    Ok(())
+}
+
+/// Rows with the same bucket and dimensions summed (a statement may not touch a row twice).
+fn merge(rows: Vec<StatsRow>) -> Vec<StatsRow> {
+    let mut merged: std::collections::HashMap<(i64, Dims), Tally> = std::collections::HashMap::new();
+    for row in rows {
+        merged.entry((row.bucket, row.dims)).or_default().add(&row.tally);
+    }
+    merged.into_iter().map(|((bucket, dims), tally)| StatsRow { bucket, dims, tally }).collect()
+}
+
+pub fn print(results: &[RollupResult]) {
+    if results.is_empty() {
+        return;
+    }
+    println!("\nStatistics reads with {REQUESTS} requests recorded ({CALLS} calls each)");
+    for r in results {
+        println!(
+            "  {:<9} seeded in {:.1} s; /admin/stats p50 {:.1} ms p99 {:.1} ms; /admin/public-stats p50 {:.1} ms p99 {:.1} ms",
+            r.backend,
+            r.seed_secs,
+            crate::stats::ms(r.admin_stats.p50),
+            crate::stats::ms(r.admin_stats.p99),
+            crate::stats::ms(r.public_stats.p50),
+            crate::stats::ms(r.public_stats.p99),
+        );
+    }
+}
+
+/// For the targets table: the slower endpoint's p99.
+pub fn worst_p99_ms(r: &RollupResult) -> f64 {
+    crate::stats::ms(r.admin_stats.p99.max(r.public_stats.p99))
+}
