@@ -35,10 +35,37 @@ impl Usage {
         })
     }
 
-    /// Usage of a whole (non-stream) body, if it is JSON that carries any.
+    /// Usage of a whole (non-stream) body, if it is JSON that carries any. Read through typed
+    /// fields, so the rest of the answer (the completion itself) is skipped without allocating.
     pub fn of_body(body: &[u8]) -> Option<Self> {
-        Self::of(&serde_json::from_slice(body).ok()?)
+        let answer: Answer = serde_json::from_slice(body).ok()?;
+        if let Some(u) = answer.usage {
+            let prompt = u.prompt_tokens.or(u.input_tokens).unwrap_or(0);
+            let completion = u.completion_tokens.or(u.output_tokens).unwrap_or(0);
+            return Some(Self { prompt, completion, total: u.total_tokens.unwrap_or(prompt + completion) });
+        }
+        (answer.prompt_eval_count.is_some() || answer.eval_count.is_some()).then(|| {
+            let (prompt, completion) = (answer.prompt_eval_count.unwrap_or(0), answer.eval_count.unwrap_or(0));
+            Self { prompt, completion, total: prompt + completion }
+        })
     }
+}
+
+/// The parts of an answer that carry usage; everything else is skipped.
+#[derive(serde::Deserialize)]
+struct Answer {
+    usage: Option<AnswerUsage>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerUsage {
+    prompt_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    total_tokens: Option<u64>,
 }
 
 /// For an OpenAI streaming request that does not already ask for usage, the body with
@@ -158,6 +185,12 @@ mod tests {
         assert_eq!(Usage::of_body(ollama), Some(Usage { prompt: 5, completion: 3, total: 8 }));
         assert_eq!(Usage::of_body(br#"{"choices":[]}"#), None);
         assert_eq!(Usage::of_body(b"not json"), None);
+        let anthropic_style = br#"{"content":[{"text":"x"}],"usage":{"input_tokens":4,"output_tokens":6}}"#;
+        assert_eq!(Usage::of_body(anthropic_style), Some(Usage { prompt: 4, completion: 6, total: 10 }));
+        assert_eq!(
+            Usage::of_body(br#"{"usage":null,"eval_count":2}"#),
+            Some(Usage { prompt: 0, completion: 2, total: 2 })
+        );
     }
 
     #[test]
