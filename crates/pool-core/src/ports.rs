@@ -160,7 +160,8 @@ pub trait StatsStore: Send + Sync {
     async fn prune_stats(&self, minutes_before: UnixMs, hours_before: UnixMs) -> Result<u64, StoreError>;
     /// The all-time totals (`bucket` 0), of one provider or all.
     async fn stats_totals(&self, provider: Option<&str>) -> Result<Vec<SummaryRow>, StoreError>;
-    /// The hourly summary rows from `since` on, of one provider or all.
+    /// The client requests of the hourly summary from `since` on, of one provider or all, summed
+    /// per (hour, model, outcome): `provider` is empty and `status` 0 in the rows returned.
     async fn stats_hours(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError>;
     /// One subject's series, one point per non-empty bucket, oldest first.
     async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError>;

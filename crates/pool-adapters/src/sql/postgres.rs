@@ -101,6 +101,9 @@ impl PgStore {
         // its rows for the next one, and admin reads answer 503 instead of hanging.
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            // Two open from the start: an admin read beside a background flush does not wait
+            // for a connection to be set up.
+            .min_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await

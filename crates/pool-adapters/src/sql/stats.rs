@@ -28,25 +28,20 @@ pub(crate) fn insert_head(table: &str) -> String {
     )
 }
 
+/// The counter columns of every rollup, in [`Bound::counters`] order.
+const COUNTERS: [&str; 8] =
+    ["events", "prompt_tokens", "completion_tokens", "total_tokens", "partial", "latency_ms", "ttfb_ms", "overhead_us"];
+
+/// Every counter column through `each`, comma-separated.
+fn counters(each: impl Fn(&str) -> String) -> String {
+    COUNTERS.map(each).join(", ")
+}
+
 /// The increment on conflict.
 pub(crate) fn upsert_tail(table: &str) -> String {
-    let add = |c: &str| format!("{c} = {table}.{c} + excluded.{c}");
-    let sets: Vec<String> = [
-        "events",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "partial",
-        "latency_ms",
-        "ttfb_ms",
-        "overhead_us",
-    ]
-    .iter()
-    .map(|c| add(c))
-    .collect();
     format!(
         " ON CONFLICT (bucket, kind, provider, model, key_id, token_id, status, outcome) DO UPDATE SET {}",
-        sets.join(", ")
+        counters(|c| format!("{c} = {table}.{c} + excluded.{c}"))
     )
 }
 
@@ -101,9 +96,14 @@ pub(crate) fn select_totals() -> String {
     format!("SELECT {SUMMARY_COLUMNS} FROM {TOTALS} WHERE ($1 = '' OR provider = $1)")
 }
 
-/// `$1`: provider ('' for all); `$2`: the first hour.
+/// `$1`: provider ('' for all); `$2`: the first hour. Only requests, summed per (hour, model,
+/// outcome): what the dashboards read of recent hours, in as few rows as the traffic allows.
 pub(crate) fn select_hours() -> String {
-    format!("SELECT {SUMMARY_COLUMNS} FROM {HOUR_SUMMARY} WHERE bucket >= $2 AND ($1 = '' OR provider = $1)")
+    format!(
+        "SELECT bucket, kind, '' AS provider, model, CAST(0 AS BIGINT) AS status, outcome, {} FROM {HOUR_SUMMARY} \
+         WHERE kind = 'request' AND bucket >= $2 AND ($1 = '' OR provider = $1) GROUP BY bucket, kind, model, outcome",
+        counters(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+    )
 }
 
 pub(crate) const PRUNE_MINUTES: &str = "DELETE FROM stats_minute WHERE bucket < $1";

@@ -48,7 +48,7 @@ pub const STREAM_CHUNKS: usize = 20;
 /// Delay before each streamed event: a stream lasts about `(STREAM_CHUNKS + 2) * STREAM_DELAY`.
 pub const STREAM_DELAY: Duration = Duration::from_millis(50);
 /// Unmeasured time before each run: connections opened, caches and allocators warm.
-const WARMUP: Duration = Duration::from_secs(1);
+pub const WARMUP: Duration = Duration::from_secs(1);
 /// Upstream keys added to the gateway; direct requests rotate over the same keys.
 const KEYS: usize = 8;
 /// Most rates one run accepts, which bounds its length.
