@@ -72,6 +72,10 @@ impl App {
             stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
             limiter: Arc::new(LocalLimiter::default()),
         };
+        let restored = pool_core::limit::restore_today(store.as_ref(), gateway.limiter.as_ref(), now_ms())
+            .await
+            .context("reading today's token usage for the daily quotas")?;
+        tracing::debug!(tokens = restored, "restored today's token usage");
         let default = specs
             .iter()
             .map(|s| s.name.clone())

@@ -25,7 +25,8 @@ use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, UsageQuery,
+    KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, TokenUsage,
+    UsageQuery,
 };
 use pool_core::secret::Secret;
 use pool_core::stats::{Rollups, SummaryRow, UsagePoint};
@@ -311,6 +312,10 @@ impl StatsStore for EncryptingStore {
 
     async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError> {
         self.inner.usage_series(query).await
+    }
+
+    async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<TokenUsage>, StoreError> {
+        self.inner.token_usage_since(since).await
     }
 }
 

@@ -91,6 +91,10 @@ pub trait Limiter: Send + Sync {
 
     /// The earliest instant `admit` could succeed (`now` if it would succeed now); takes nothing.
     fn ready_at(&self, subject: Subject, limits: &Limits, now: UnixMs) -> UnixMs;
+
+    /// Adds what a subject already used on the UTC day of `now` (requests admitted, tokens
+    /// charged), as the statistics recorded it before a restart, so daily quotas survive one.
+    fn restore_day(&self, subject: Subject, requests: u64, tokens: u64, now: UnixMs);
 }
 
 /// What an [`Admission`] keeps of its subject's state, so that it can give its slot back and
@@ -230,3 +234,17 @@ pub fn ceil_secs(ms: i64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Restores every token's use of the current UTC day from the statistics, so a restart does not
+/// hand out a second daily quota. Returns the number of tokens restored.
+pub async fn restore_today(
+    stats: &dyn crate::ports::StatsStore,
+    limiter: &dyn Limiter,
+    now: UnixMs,
+) -> Result<usize, crate::ports::StoreError> {
+    let used = stats.token_usage_since(crate::stats::day_of(now)).await?;
+    for u in &used {
+        limiter.restore_day(Subject::Token(u.token), u.requests, u.tokens, now);
+    }
+    Ok(used.len())
+}

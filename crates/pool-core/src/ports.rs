@@ -165,6 +165,17 @@ pub trait StatsStore: Send + Sync {
     async fn stats_hours(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError>;
     /// One subject's series, one point per non-empty bucket, oldest first.
     async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError>;
+    /// Per client token, the requests it was admitted for (everything but `rejected`) and the
+    /// tokens they used, from the hour `since` on.
+    async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<TokenUsage>, StoreError>;
+}
+
+/// What one client token used over a period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub token: TokenId,
+    pub requests: u64,
+    pub tokens: u64,
 }
 
 /// The store of record: SQLite or PostgreSQL.

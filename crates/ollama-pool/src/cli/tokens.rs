@@ -33,6 +33,21 @@ pub struct CreateArgs {
     /// Allow only this provider; repeat for several (default: every provider).
     #[arg(long = "provider", value_name = "PROVIDER")]
     providers: Vec<String>,
+    /// Requests per minute (a burst of N, then one every 60/N s).
+    #[arg(long, value_name = "N")]
+    rpm: Option<u32>,
+    /// Requests per UTC day.
+    #[arg(long, value_name = "N")]
+    rpd: Option<u64>,
+    /// Tokens (prompt + completion) per UTC day.
+    #[arg(long, value_name = "N")]
+    tpd: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N")]
+    max_concurrent: Option<u32>,
+    /// Allow only this model (`prefix*` for a family); repeat for several (default: every model).
+    #[arg(long = "model", value_name = "MODEL")]
+    models: Vec<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -74,6 +89,20 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<()> {
     }
     if !args.providers.is_empty() {
         body.insert("providers".into(), json!(args.providers));
+    }
+    let limits = [
+        ("rpm", args.rpm.map(u64::from)),
+        ("rpd", args.rpd),
+        ("tpd", args.tpd),
+        ("maxConcurrent", args.max_concurrent.map(u64::from)),
+    ];
+    for (field, value) in limits {
+        if let Some(value) = value {
+            body.insert(field.into(), json!(value));
+        }
+    }
+    if !args.models.is_empty() {
+        body.insert("models".into(), json!(args.models));
     }
     let created = client.post("/admin/tokens", &Value::Object(body)).await?;
     eprintln!(

@@ -270,6 +270,28 @@ async fn a_token_created_by_the_cli_works_until_the_cli_revokes_it() {
 }
 
 #[tokio::test]
+async fn a_token_created_by_the_cli_carries_its_limits() {
+    // Arrange
+    let app = spawn_app().await;
+    add_key_of(&app, "sk-upstream-key-0001", "alice").await;
+    let args = ["tokens", "create", "--name", "limited", "--rpd", "1", "--tpd", "500", "--max-concurrent", "2"];
+    // Act
+    let created = run(&app, &[&args[..], &["--model", "llama3*", "--rpm", "60"]].concat()).await;
+    let token = created.ok().trim().to_owned();
+    let first = app.post_as(&token, "/v1/chat/completions", &chat("llama3.2:3b", false)).await.status();
+    let other_model = app.post_as(&token, "/v1/chat/completions", &chat("qwen2.5:7b", false)).await.status();
+    let second = app.post_as(&token, "/v1/chat/completions", &chat("llama3.2:3b", false)).await.status();
+    // Assert
+    assert_eq!((first.as_u16(), other_model.as_u16(), second.as_u16()), (200, 403, 429));
+    let listed: Value = app.admin_get("/admin/tokens").await.json().await.unwrap();
+    let limited = listed["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "limited").unwrap().clone();
+    assert_eq!(
+        [&limited["rpm"], &limited["rpd"], &limited["tpd"], &limited["maxConcurrent"], &limited["models"]],
+        [&json!(60), &json!(1), &json!(500), &json!(2), &json!(["llama3*"])]
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_admin_token_is_refused_with_a_clear_message() {
     // Arrange
     let app = spawn_app().await;

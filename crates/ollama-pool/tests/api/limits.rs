@@ -144,6 +144,25 @@ async fn tpd_refuses_once_the_usage_the_upstream_reported_reaches_the_quota() {
 }
 
 #[tokio::test]
+async fn daily_quotas_hold_across_a_restart() {
+    // Arrange: a token with 2 requests a day uses both.
+    let mut app = spawn_app().await;
+    app.add_key("k").await;
+    let (_, token) = limited_token(&app, json!({"rpd": 2})).await;
+    for _ in 0..2 {
+        assert_eq!(chat_as(&app, &token, false).await.status(), 200);
+    }
+    // Act: the gateway restarts on the same database.
+    app.stop().await;
+    let _dir = app.take_dir();
+    let again = spawn_app_with(Options { db_url: Some(app.db_url.clone()), ..Options::new() }).await;
+    let third = chat_as(&again, &token, false).await;
+    // Assert
+    assert_eq!(third.status(), 429, "the day's two requests were remembered");
+    assert!(error_of(third).await["message"].as_str().unwrap().contains("per day"));
+}
+
+#[tokio::test]
 async fn tpd_counts_streamed_answers_from_the_usage_the_gateway_asked_for() {
     // Arrange: each stream reports 11 prompt + 5 completion tokens, to the gateway only.
     let app = spawn_app().await;

@@ -3,7 +3,7 @@
 //! an atomic increment and several gateways can write one database.
 
 use pool_core::UnixMs;
-use pool_core::ports::{StoreError, UsageQuery, UsageSubject};
+use pool_core::ports::{StoreError, TokenUsage, UsageQuery, UsageSubject};
 use pool_core::stats::{Kind, Outcome, StatsRow, SummaryRow, Tally, UsagePoint};
 
 use super::deltas::bindable;
@@ -104,6 +104,20 @@ pub(crate) fn select_hours() -> String {
          WHERE kind = 'request' AND bucket >= $2 AND ($1 = '' OR provider = $1) GROUP BY bucket, kind, model, outcome",
         counters(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
     )
+}
+
+/// `$1`: the first hour.
+pub(crate) const SELECT_TOKEN_USAGE: &str = "SELECT token_id, CAST(SUM(events) AS BIGINT) AS events, \
+     CAST(SUM(total_tokens) AS BIGINT) AS total_tokens FROM stats_hour \
+     WHERE bucket >= $1 AND kind = 'request' AND token_id <> '' AND outcome <> 'rejected' GROUP BY token_id";
+
+pub(crate) fn token_usage(row: &impl Columns) -> Result<TokenUsage, StoreError> {
+    let id = row.text("token_id")?;
+    Ok(TokenUsage {
+        token: id.parse().map_err(|_| StoreError::Corrupt(format!("stats token_id {id:?}")))?,
+        requests: count(row, "events")?,
+        tokens: count(row, "total_tokens")?,
+    })
 }
 
 pub(crate) const PRUNE_MINUTES: &str = "DELETE FROM stats_minute WHERE bucket < $1";
@@ -271,6 +285,12 @@ macro_rules! impl_stats_store {
                     .await
                     .map_err(db_error)?;
                 found.iter().map($crate::sql::stats::usage_point).collect()
+            }
+
+            async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<pool_core::ports::TokenUsage>, StoreError> {
+                let query = sqlx::query($crate::sql::stats::SELECT_TOKEN_USAGE).bind(since);
+                let found = query.fetch_all(&self.pool).await.map_err(db_error)?;
+                found.iter().map($crate::sql::stats::token_usage).collect()
             }
         }
     };

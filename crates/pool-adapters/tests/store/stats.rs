@@ -17,6 +17,7 @@ contract!(
     usage_series_are_per_subject_and_bucket,
     pruning_keeps_totals_and_recent_rows,
     hostile_model_names_are_stored_as_data,
+    todays_token_usage_counts_admitted_requests_only,
 );
 
 fn provider(name: &str) -> ProviderName {
@@ -143,4 +144,27 @@ async fn hostile_model_names_are_stored_as_data(store: &Arc<dyn Store>) {
     expected.sort_unstable();
     assert_eq!(models, expected);
     assert!(store.load_tokens().await.is_ok(), "the tokens table is still there");
+}
+
+async fn todays_token_usage_counts_admitted_requests_only(store: &Arc<dyn Store>) {
+    // Arrange: token 1 served twice today and once yesterday; token 2 refused once.
+    let recorder = Recorder::new(1000);
+    serve(&recorder, T0, "ollama", "m", 1, 1, 10);
+    serve(&recorder, T0 + HOUR_MS, "ollama", "m", 1, 1, 5);
+    serve(&recorder, T0 - DAY_MS, "ollama", "m", 1, 1, 100);
+    let refused = Dims {
+        kind: Kind::Request,
+        provider: provider("ollama"),
+        model: "".into(),
+        key: None,
+        token: Some(token(2)),
+        status: 429,
+        outcome: Outcome::Rejected,
+    };
+    recorder.request(T0, refused, Timing::default(), None, false);
+    flush(&recorder, store).await;
+    // Act
+    let used = store.token_usage_since(hour_of(T0)).await.expect("usage");
+    // Assert
+    assert_eq!(used, vec![pool_core::ports::TokenUsage { token: token(1), requests: 2, tokens: 15 }]);
 }

@@ -65,6 +65,12 @@ impl Limiter for LocalLimiter {
         Ok(Admission::new(state, holds_slot, limits.tpd().is_some(), info))
     }
 
+    fn restore_day(&self, subject: Subject, requests: u64, tokens: u64, now: UnixMs) {
+        let state = self.state(subject, now);
+        state.requests_today.add(requests, now);
+        state.tokens_today.add(tokens, now);
+    }
+
     fn ready_at(&self, subject: Subject, limits: &Limits, now: UnixMs) -> UnixMs {
         if limits.is_unlimited() {
             return now;

@@ -201,3 +201,20 @@ fn subjects_at_rest_are_forgotten_so_memory_stays_bounded() {
     refused(limiter.admit(ip(0), &Limits { max_concurrent: Some(1), ..Limits::default() }, T0 + 2_000));
     drop(held);
 }
+
+#[test]
+fn a_days_use_restored_after_a_restart_counts_against_the_quotas() {
+    // Arrange: before the restart the token made 2 requests that used 30 tokens.
+    let limiter = LocalLimiter::default();
+    limiter.restore_day(subject(), 2, 30, T0);
+    // Act
+    let rpd = limiter.admit(subject(), &Limits { rpd: Some(3), ..Limits::default() }, T0);
+    let again = limiter.admit(subject(), &Limits { rpd: Some(3), ..Limits::default() }, T0);
+    let tpd = limiter.admit(subject(), &Limits { tpd: Some(30), ..Limits::default() }, T0);
+    // Assert
+    drop(admitted(rpd));
+    assert!(matches!(refused(again).exceeded, Exceeded::RequestsPerDay(3)));
+    assert!(matches!(refused(tpd).exceeded, Exceeded::TokensPerDay(30)));
+    let tomorrow = T0 + 86_400_000;
+    drop(admitted(limiter.admit(subject(), &Limits { rpd: Some(1), ..Limits::default() }, tomorrow)));
+}
