@@ -29,9 +29,7 @@ pub use metrics::{CounterLabels, Histogram, Measure, Metrics, Snapshot};
 mod metrics;
 mod summary;
 
-pub use summary::{
-    Granularity, HourPoint, ModelCount, StatsSummary, SummaryRow, Totals, UsagePoint, hour_series, top_models,
-};
+pub use summary::{Granularity, HourPoint, ModelCount, StatsSummary, SummaryRow, Totals, UsagePoint};
 
 pub const MINUTE_MS: UnixMs = 60_000;
 pub const HOUR_MS: UnixMs = 3_600_000;
@@ -198,10 +196,6 @@ impl Tally {
         self.latency_ms += other.latency_ms;
         self.ttfb_ms += other.ttfb_ms;
         self.overhead_us += other.overhead_us;
-    }
-
-    pub fn one() -> Self {
-        Self { events: 1, ..Self::default() }
     }
 
     pub fn with_usage(mut self, usage: Option<Usage>) -> Self {
@@ -444,7 +438,7 @@ impl Rollups {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.minutes.is_empty()
+        self.minutes.is_empty() && self.hours.is_empty() && self.hour_summary.is_empty() && self.totals.is_empty()
     }
 }
 

@@ -19,44 +19,23 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Usage in an answer object: OpenAI's `usage`, or Ollama's evaluation counts.
-    pub fn of(value: &Value) -> Option<Self> {
-        if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
-            let field = |name: &str| usage.get(name).and_then(Value::as_u64);
-            let prompt = field("prompt_tokens").or_else(|| field("input_tokens")).unwrap_or(0);
-            let completion = field("completion_tokens").or_else(|| field("output_tokens")).unwrap_or(0);
-            return Some(Self { prompt, completion, total: field("total_tokens").unwrap_or(prompt + completion) });
-        }
-        let prompt = value.get("prompt_eval_count").and_then(Value::as_u64);
-        let completion = value.get("eval_count").and_then(Value::as_u64);
-        (prompt.is_some() || completion.is_some()).then(|| {
-            let (prompt, completion) = (prompt.unwrap_or(0), completion.unwrap_or(0));
-            Self { prompt, completion, total: prompt + completion }
-        })
-    }
-
-    /// Usage of a whole (non-stream) body, if it is JSON that carries any. Read through typed
-    /// fields, so the rest of the answer (the completion itself) is skipped without allocating.
+    /// Usage of a whole (non-stream) body, if it is JSON that carries any.
     pub fn of_body(body: &[u8]) -> Option<Self> {
-        let answer: Answer = serde_json::from_slice(body).ok()?;
-        if let Some(u) = answer.usage {
-            let prompt = u.prompt_tokens.or(u.input_tokens).unwrap_or(0);
-            let completion = u.completion_tokens.or(u.output_tokens).unwrap_or(0);
-            return Some(Self { prompt, completion, total: u.total_tokens.unwrap_or(prompt + completion) });
-        }
-        (answer.prompt_eval_count.is_some() || answer.eval_count.is_some()).then(|| {
-            let (prompt, completion) = (answer.prompt_eval_count.unwrap_or(0), answer.eval_count.unwrap_or(0));
-            Self { prompt, completion, total: prompt + completion }
-        })
+        Answer::parse(body)?.usage()
     }
 }
 
-/// The parts of an answer that carry usage; everything else is skipped.
+/// The parts of an answer (a whole body, or one stream event) that carry usage, read through
+/// typed fields: everything else, the completion text included, is skipped without allocating.
 #[derive(serde::Deserialize)]
 struct Answer {
+    /// OpenAI's `usage` (with Anthropic-style `input_tokens`/`output_tokens` accepted).
     usage: Option<AnswerUsage>,
+    /// Ollama's evaluation counts.
     prompt_eval_count: Option<u64>,
     eval_count: Option<u64>,
+    /// Only its length matters: a stream event with usage and no choices carries nothing else.
+    choices: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -66,6 +45,24 @@ struct AnswerUsage {
     completion_tokens: Option<u64>,
     output_tokens: Option<u64>,
     total_tokens: Option<u64>,
+}
+
+impl Answer {
+    fn parse(json: &[u8]) -> Option<Self> {
+        serde_json::from_slice(json).ok()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        if let Some(u) = &self.usage {
+            let prompt = u.prompt_tokens.or(u.input_tokens).unwrap_or(0);
+            let completion = u.completion_tokens.or(u.output_tokens).unwrap_or(0);
+            return Some(Usage { prompt, completion, total: u.total_tokens.unwrap_or(prompt + completion) });
+        }
+        (self.prompt_eval_count.is_some() || self.eval_count.is_some()).then(|| {
+            let (prompt, completion) = (self.prompt_eval_count.unwrap_or(0), self.eval_count.unwrap_or(0));
+            Usage { prompt, completion, total: prompt + completion }
+        })
+    }
 }
 
 /// For an OpenAI streaming request that does not already ask for usage, the body with
@@ -161,11 +158,10 @@ impl UsageTap {
             }
             Framing::Ndjson => Some(event.trim_ascii()),
         };
-        let Some(value) = json.and_then(|j| serde_json::from_slice::<Value>(j).ok()) else { return false };
-        let Some(usage) = Usage::of(&value) else { return false };
+        let Some(answer) = json.and_then(Answer::parse) else { return false };
+        let Some(usage) = answer.usage() else { return false };
         self.usage = Some(usage);
-        let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-        self.strip_usage_event && usage_only
+        self.strip_usage_event && answer.choices.is_some_and(|choices| choices.is_empty())
     }
 }
 

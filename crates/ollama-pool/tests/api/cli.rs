@@ -9,7 +9,7 @@ use pool_testkit::Fault;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{ADMIN, Options, TestApp, chat, spawn_app, spawn_app_with};
+use crate::helpers::{ADMIN, Options, TestApp, chat, free_addr, spawn_app, spawn_app_with};
 
 /// Every text format, a comment, a blank line, duplicates and a line with too many fields; with
 /// `--chunk-lines 4`, the invalid line 9 opens the third chunk.
@@ -87,8 +87,7 @@ async fn run(app: &TestApp, args: &[&str]) -> Ran {
 
 /// A URL where nothing listens: a port bound, then released.
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
+    format!("http://{}", free_addr())
 }
 
 fn write_file(dir: &Path, content: &str) -> String {

@@ -257,3 +257,55 @@ pub fn test_backend() -> &'static str {
         _ => "sqlite",
     }
 }
+
+/// An address where nothing listens yet: a port of 127.0.0.1 bound, then released.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// The real `ollama-pool` binary, serving on a free port of 127.0.0.1 from a fresh directory.
+pub struct ServingBinary {
+    pub base: String,
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ServingBinary {
+    /// Runs `ollama-pool ARGS` (ending in `serve`) with the test admin token and `env`, and waits
+    /// until `/health` answers.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_addr();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-pool"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("POOL_ADMIN_TOKEN", ADMIN)
+            .env("POOL_LISTEN", addr.to_string())
+            .env_remove("POOL_CONFIG")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://{addr}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{base}/health")).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "the binary did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { base, child, _dir: dir }
+    }
+
+    /// Stops it with SIGTERM; returns whether it exited cleanly, its stderr and its stdout.
+    pub async fn stop(mut self) -> (bool, String, String) {
+        use tokio::io::AsyncReadExt;
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+        let clean = self.child.wait().await.unwrap().success();
+        let (mut stderr, mut stdout) = (String::new(), String::new());
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        (clean, stderr, stdout)
+    }
+}

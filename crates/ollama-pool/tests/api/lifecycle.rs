@@ -1,14 +1,14 @@
 //! Life cycle: counters reach the store and survive a restart, shutdown drains in-flight
 //! requests, PostgreSQL works the same, and secrets never reach the logs.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 
-use crate::helpers::{ADMIN, Options, chat, fresh_postgres_database, postgres_url, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN, Options, ServingBinary, chat, fresh_postgres_database, postgres_url, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn counters_are_flushed_and_survive_a_restart() {
@@ -89,29 +89,10 @@ async fn the_gateway_works_the_same_on_postgresql() {
 async fn secrets_never_reach_the_logs() {
     // Arrange: the real binary, logging everything
     let upstream = pool_testkit::FakeUpstream::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-pool"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("RUST_LOG", "trace")
-        .env("POOL_ADMIN_TOKEN", ADMIN)
-        .env("POOL_LISTEN", addr.to_string())
-        .env("POOL__PROVIDERS__OLLAMA__URL", upstream.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the binary did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = upstream.url();
+    let binary =
+        ServingBinary::start(&["serve"], &[("RUST_LOG", "trace"), ("POOL__PROVIDERS__OLLAMA__URL", &url)]).await;
+    let (base, client) = (binary.base.clone(), reqwest::Client::new());
     let upstream_key = "sk-upstream-secret-value-0123456789";
     client
         .post(format!("{base}/admin/api-keys"))
@@ -150,20 +131,12 @@ async fn secrets_never_reach_the_logs() {
         .send()
         .await
         .unwrap();
-    let pid = nix_pid(&child);
-    std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
-    let status = child.wait().await.unwrap();
+    let (clean, stderr, stdout) = binary.stop().await;
     // Assert
-    assert!(status.success(), "SIGTERM is a clean stop");
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    assert!(clean, "SIGTERM is a clean stop");
+    let logs = stderr + &stdout;
     assert!(logs.contains("stopped"), "{logs}");
     for secret in [upstream_key, token.as_str(), ADMIN, "sk-wrong-token-abcdef"] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
-}
-
-fn nix_pid(child: &tokio::process::Child) -> u32 {
-    child.id().unwrap()
 }

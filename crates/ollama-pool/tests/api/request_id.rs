@@ -1,14 +1,11 @@
 //! `x-request-id` on every response, and in the request's log lines.
 
 use std::collections::HashSet;
-use std::process::Stdio;
-use std::time::Duration;
 
 use reqwest::Response;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
-use crate::helpers::{ADMIN, chat, spawn_app};
+use crate::helpers::{ADMIN, ServingBinary, chat, spawn_app};
 
 fn request_id(response: &Response) -> String {
     response.headers().get("x-request-id").expect("x-request-id on every response").to_str().unwrap().to_owned()
@@ -71,29 +68,8 @@ async fn a_sane_client_id_is_echoed_and_a_hostile_one_replaced() {
 #[tokio::test]
 async fn each_json_log_line_of_a_request_carries_its_request_id() {
     // Arrange: the real binary, logging JSON
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-pool"))
-        .args(["--log-format", "json", "serve"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "debug")
-        .env("POOL_ADMIN_TOKEN", ADMIN)
-        .env("POOL_LISTEN", addr.to_string())
-        .env_remove("POOL_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the binary did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let binary = ServingBinary::start(&["--log-format", "json", "serve"], &[("RUST_LOG", "debug")]).await;
+    let (base, client) = (binary.base.clone(), reqwest::Client::new());
     // Act
     let echoed = client
         .get(format!("{base}/admin/providers?secret-query=1"))
@@ -104,11 +80,8 @@ async fn each_json_log_line_of_a_request_carries_its_request_id() {
         .unwrap();
     let generated = client.get(format!("{base}/no/such/route")).send().await.unwrap();
     let generated_id = request_id(&generated);
-    std::process::Command::new("kill").arg("-TERM").arg(child.id().unwrap().to_string()).status().unwrap();
-    assert!(child.wait().await.unwrap().success());
-    let (mut logs, mut banner) = (String::new(), String::new());
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut banner).await.unwrap();
+    let (clean, logs, _banner) = binary.stop().await;
+    assert!(clean);
     // Assert
     assert_eq!(echoed.status(), 200);
     let lines: Vec<Value> = logs.lines().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();

@@ -8,7 +8,9 @@ use futures_util::StreamExt;
 use pool_testkit::Fault;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN, Options, TestApp, chat, fresh_postgres_database, postgres_url, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN, Options, TestApp, chat, free_addr, fresh_postgres_database, postgres_url, spawn_app, spawn_app_with,
+};
 
 /// Tokens the fake reports for one non-stream chat completion.
 const CHAT_USAGE: (u64, u64) = (11, 7);
@@ -218,15 +220,12 @@ async fn metrics_answer_only_the_admin_and_count_requests() {
 #[tokio::test]
 async fn metrics_can_be_served_on_their_own_address() {
     // Arrange
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let app = spawn_app_with(Options::new().set("POOL__METRICS__LISTEN", &format!("127.0.0.1:{port}"))).await;
+    let addr = free_addr();
+    let app = spawn_app_with(Options::new().set("POOL__METRICS__LISTEN", &addr.to_string())).await;
     // Act
     let deadline = Instant::now() + Duration::from_secs(5);
     let response = loop {
-        match app.client.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+        match app.client.get(format!("http://{addr}/metrics")).send().await {
             Ok(r) => break r,
             Err(e) if Instant::now() > deadline => panic!("metrics address never answered: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -235,7 +234,7 @@ async fn metrics_can_be_served_on_their_own_address() {
     // Assert
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("# TYPE pool_requests_total counter"));
-    let other = app.client.get(format!("http://127.0.0.1:{port}/admin/stats")).send().await.unwrap();
+    let other = app.client.get(format!("http://{addr}/admin/stats")).send().await.unwrap();
     assert_eq!(other.status(), 404, "only /metrics is served there");
 }
 

@@ -130,7 +130,7 @@ impl StatsSummary {
 }
 
 /// Request rows summed per hour from `first_hour`, `hours` of them, zero-filled.
-pub fn hour_series<'a>(rows: impl Iterator<Item = &'a SummaryRow>, first_hour: UnixMs, hours: usize) -> Vec<HourPoint> {
+fn hour_series<'a>(rows: impl Iterator<Item = &'a SummaryRow>, first_hour: UnixMs, hours: usize) -> Vec<HourPoint> {
     let mut series: Vec<HourPoint> = (0..hours)
         .map(|i| HourPoint { hour: first_hour + HOUR_MS * i64::try_from(i).unwrap_or(0), ..HourPoint::default() })
         .collect();
@@ -148,7 +148,7 @@ pub fn hour_series<'a>(rows: impl Iterator<Item = &'a SummaryRow>, first_hour: U
 }
 
 /// The most requested models among request rows (requests that named none are left out).
-pub fn top_models<'a>(rows: impl Iterator<Item = &'a SummaryRow>, n: usize) -> Vec<ModelCount> {
+fn top_models<'a>(rows: impl Iterator<Item = &'a SummaryRow>, n: usize) -> Vec<ModelCount> {
     let mut by_model: HashMap<&str, ModelCount> = HashMap::new();
     for row in rows.filter(|r| r.kind == Kind::Request && !r.model.is_empty()) {
         let entry = by_model

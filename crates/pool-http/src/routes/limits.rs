@@ -71,14 +71,22 @@ pub(crate) fn admit(
 }
 
 /// What to do with an admission once its answer is complete (whole, streamed to the end, cut
-/// short or failed): charge the usage to the token's daily quota, and release its slot.
-pub(crate) fn settle(admission: Admission, clock: Arc<dyn Clock>) -> Box<dyn FnOnce(Option<Usage>) + Send + Sync> {
-    Box::new(move |usage| {
+/// short or failed): charge the usage to the token's daily quota, and release its slot. `None`
+/// when the admission holds and meters nothing (a token without those limits): nothing to do.
+pub(crate) fn settle(
+    admission: Admission,
+    clock: &Arc<dyn Clock>,
+) -> Option<Box<dyn FnOnce(Option<Usage>) + Send + Sync>> {
+    if !admission.holds_slot() && !admission.meters_tokens() {
+        return None;
+    }
+    let clock = Arc::clone(clock);
+    Some(Box::new(move |usage| {
         if let Some(usage) = usage.filter(|_| admission.meters_tokens()) {
             admission.charge_tokens(usage.total, clock.now_ms());
         }
         drop(admission);
-    })
+    }))
 }
 
 /// A 429 naming the limit, with `Retry-After` and the `x-ratelimit-*` headers.

@@ -143,10 +143,11 @@ async fn admit(
     upstream_url: impl FnOnce(&ProviderSpec) -> Option<String>,
     seen: &mut Seen,
 ) -> Result<Admitted, ApiError> {
-    let name = provider.as_ref().map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
-    seen.provider = state.providers.get(name).map(|p| p.spec.name.clone());
-    let (provider, token) = authorized_provider(state, provider.as_ref(), request.headers())?;
+    let provider = provider_named(state, provider.as_ref())?;
+    seen.provider = Some(provider.spec.name.clone());
+    let token = authorize(state, provider, request.headers())?;
     seen.token = Some(token.id);
+    let provider = Arc::clone(provider);
     let url = upstream_url(&provider.spec).ok_or_else(|| {
         ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
     })?;
@@ -164,9 +165,22 @@ pub(crate) fn authorized_provider(
     provider: Option<&Path<String>>,
     headers: &HeaderMap,
 ) -> Result<(Arc<ProviderRuntime>, Arc<ClientToken>), ApiError> {
+    let provider = provider_named(state, provider)?;
+    let token = authorize(state, provider, headers)?;
+    Ok((Arc::clone(provider), token))
+}
+
+/// The provider of a path's prefix, or the default one.
+fn provider_named<'a>(
+    state: &'a AppState,
+    provider: Option<&Path<String>>,
+) -> Result<&'a Arc<ProviderRuntime>, ApiError> {
     let name = provider.map_or(state.providers.default.as_ref(), |Path(p)| p.as_str());
-    let provider =
-        state.providers.get(name).ok_or_else(|| ApiError::not_found(format!("Unknown provider '{name}'")))?;
+    state.providers.get(name).ok_or_else(|| ApiError::not_found(format!("Unknown provider '{name}'")))
+}
+
+/// Authenticates the token for `provider` (counting the request), then checks the provider is on.
+fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) -> Result<Arc<ClientToken>, ApiError> {
     let token =
         state.registry.tokens.authenticate(bearer(headers), &provider.spec.name, state.gateway.clock.now_ms())?;
     if !provider.is_enabled() {
@@ -175,7 +189,7 @@ pub(crate) fn authorized_provider(
             provider.spec.name
         )));
     }
-    Ok((Arc::clone(provider), token))
+    Ok(token)
 }
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
@@ -198,7 +212,7 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
         token: Some(token.id),
         started_us,
         strip_usage,
-        on_usage: Some(limits::settle(admission, Arc::clone(&state.gateway.clock))),
+        on_usage: limits::settle(admission, &state.gateway.clock),
     };
     let result = state
         .gateway

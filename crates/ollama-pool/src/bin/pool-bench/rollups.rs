@@ -2,10 +2,10 @@
 //! hourly rows, 48 hours of per-minute rows, every request with its attempt), then
 //! `GET /admin/stats` and `GET /admin/public-stats` of a gateway on it, timed over many calls.
 //!
-//! The rows are written through the store's own `add_stats` (the flush path), one simulated day
-//! per transaction. Traffic is spread over 20 models, 50 keys and 100 tokens in 100 distinct
-//! (model, key, token) combinations an hour, 3 % of requests rate-limited once before they are
-//! served.
+//! The rows are merged by `Rollups::of` and written through the store's own `add_stats`, as a
+//! flush does, one simulated day per transaction. Traffic is spread over 20 models, 50 keys and
+//! 100 tokens in 100 distinct (model, key, token) combinations an hour, 3 % of requests
+//! rate-limited once before they are served.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -94,15 +94,16 @@ async fn seed(url: &str) -> anyhow::Result<()> {
     let first_hour = hour_of(now) - (DAYS * 24 - 1) * HOUR_MS;
     let hours = u64::try_from(DAYS * 24)?;
     let models: Vec<std::sync::Arc<str>> = (0..MODELS).map(|m| format!("model-{m:02}").into()).collect();
-    let mut totals = Rollups::default();
     for day in 0..DAYS {
-        let mut rollups = Rollups::default();
+        let mut rows = Vec::new();
         for h in 0..24 {
             let index = u64::try_from(day * 24 + h)?;
             let hour = first_hour + (day * 24 + h) * HOUR_MS;
             let in_hour = REQUESTS / hours + u64::from(index < REQUESTS % hours);
             for combo in 0..COMBOS_PER_HOUR {
                 let events = in_hour / COMBOS_PER_HOUR + u64::from(combo < in_hour % COMBOS_PER_HOUR);
+                // The hour's traffic lands in its first minutes, a combination per minute.
+                let bucket = hour + MINUTE_MS * i64::try_from(combo % 60)?;
                 let dims = Dims {
                     kind: Kind::Request,
                     provider: provider.clone(),
@@ -122,55 +123,22 @@ async fn seed(url: &str) -> anyhow::Result<()> {
                     overhead_us: events * 150,
                     ..Tally::default()
                 };
-                let limited = events * 3 / 100;
                 let attempt = |outcome, status, events| StatsRow {
-                    bucket: hour,
+                    bucket,
                     dims: Dims { kind: Kind::Attempt, status, outcome, ..dims.clone() },
                     tally: Tally { events, ..Tally::default() },
                 };
-                let rows = [
-                    StatsRow { bucket: hour, dims: dims.clone(), tally },
-                    attempt(Outcome::Success, 200, events),
-                    attempt(Outcome::RateLimited, 429, limited),
-                ];
-                if now - hour < 2 * DAY_MS {
-                    // The last 48 hours also by minute: the hour's traffic in its first minutes.
-                    let minute = hour + MINUTE_MS * i64::try_from(combo % 60)?;
-                    rollups.minutes.push(StatsRow { bucket: minute, ..rows[0].clone() });
-                }
-                rollups.hours.push(rows[0].clone());
-                for row in rows {
-                    let mut summary = row.clone();
-                    summary.dims.key = None;
-                    summary.dims.token = None;
-                    rollups.hour_summary.push(summary.clone());
-                    totals.totals.push(StatsRow { bucket: 0, ..summary });
-                }
+                rows.push(attempt(Outcome::Success, 200, events));
+                rows.push(attempt(Outcome::RateLimited, 429, events * 3 / 100));
+                rows.push(StatsRow { bucket, dims, tally });
             }
         }
-        let merged = Rollups {
-            minutes: merge(rollups.minutes),
-            hours: merge(rollups.hours),
-            hour_summary: merge(rollups.hour_summary),
-            totals: Vec::new(),
-        };
-        store.add_stats(&merged).await.context("writing a day of rollups")?;
+        // What a flush writes, but per-minute rows only for the last 48 hours (as retention keeps).
+        let mut rollups = Rollups::of(&rows);
+        rollups.minutes.retain(|row| now - row.bucket < 2 * DAY_MS);
+        store.add_stats(&rollups).await.context("writing a day of rollups")?;
     }
-    let totals = Rollups { totals: merge(totals.totals), ..Rollups::default() };
-    // `add_stats` skips a flush without per-minute rows; the totals ride with one harmless row.
-    let marker = totals.totals.first().cloned().context("no totals")?;
-    let totals = Rollups { minutes: vec![StatsRow { tally: Tally::default(), ..marker }], ..totals };
-    store.add_stats(&totals).await.context("writing the totals")?;
     Ok(())
-}
-
-/// Rows with the same bucket and dimensions summed (a statement may not touch a row twice).
-fn merge(rows: Vec<StatsRow>) -> Vec<StatsRow> {
-    let mut merged: std::collections::HashMap<(i64, Dims), Tally> = std::collections::HashMap::new();
-    for row in rows {
-        merged.entry((row.bucket, row.dims)).or_default().add(&row.tally);
-    }
-    merged.into_iter().map(|((bucket, dims), tally)| StatsRow { bucket, dims, tally }).collect()
 }
 
 pub fn print(results: &[RollupResult]) {

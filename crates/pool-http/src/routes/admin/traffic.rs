@@ -5,6 +5,8 @@
 //! The admin views flush first, so they include the request that finished a moment ago; the
 //! public view does not (anyone may call it, and it must not be a way to make the gateway write).
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -64,21 +66,16 @@ pub async fn admin_stats(
     }
     let s = summary(&state, provider.as_deref()).await?;
     let now = state.gateway.clock.now_ms();
-    let providers: Vec<_> = state
-        .providers
-        .all()
-        .into_iter()
-        .filter(|p| provider.as_deref().is_none_or(|name| p.spec.name.as_ref() == name))
-        .map(|p| &p.spec.name)
-        .collect();
-    let mut keys_by_status = serde_json::Map::new();
+    let mut keys_by_status: BTreeMap<&str, usize> = BTreeMap::new();
     let mut keys_total = 0;
-    for name in providers {
-        let (total, counts) = key_counts(&state, name, now);
+    for p in state.providers.all() {
+        if provider.as_deref().is_some_and(|name| p.spec.name.as_ref() != name) {
+            continue;
+        }
+        let (total, counts) = key_counts(&state, &p.spec.name, now);
         keys_total += total;
         for (status, n) in counts {
-            let entry = keys_by_status.entry(status).or_insert(json!(0));
-            *entry = json!(entry.as_u64().unwrap_or(0) + n as u64);
+            *keys_by_status.entry(status).or_default() += n;
         }
     }
     let tokens = state.registry.tokens.all();
