@@ -138,6 +138,21 @@ async fn seed(url: &str) -> anyhow::Result<()> {
         rollups.minutes.retain(|row| now - row.bucket < 2 * DAY_MS);
         store.add_stats(&rollups).await.context("writing a day of rollups")?;
     }
+    analyze(url).await
+}
+
+/// Gathers planner statistics, as a database holding 90 days of history has long had them
+/// (PostgreSQL's autovacuum analyzes a table after 10 % of it changed). Freshly bulk-loaded and
+/// never analyzed, PostgreSQL scans the hourly summary whole: 40 ms instead of 2.
+async fn analyze(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query("ANALYZE").execute(&mut conn).await?;
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query("ANALYZE").execute(&mut conn).await?;
+    }
     Ok(())
 }
 
