@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::UnixMs;
@@ -251,7 +251,7 @@ pub struct FlushState {
     pub last_ok: UnixMs,
     /// Flushes that failed in a row.
     pub failures: u64,
-    /// Rows waiting for the next flush.
+    /// Rows not yet written: waiting for the next flush, or in one under way.
     pub backlog_rows: usize,
 }
 
@@ -269,6 +269,8 @@ pub struct Recorder {
     dropped_attempts: AtomicU64,
     last_flush_ok: AtomicI64,
     flush_failures: AtomicU64,
+    /// Rows taken by flushes under way.
+    flushing: AtomicUsize,
     pub metrics: Metrics,
 }
 
@@ -283,6 +285,7 @@ impl Recorder {
             dropped_attempts: AtomicU64::new(0),
             last_flush_ok: AtomicI64::new(0),
             flush_failures: AtomicU64::new(0),
+            flushing: AtomicUsize::new(0),
             metrics: Metrics::default(),
         }
     }
@@ -349,15 +352,21 @@ impl Recorder {
             self.flushed(now);
             return Ok(0);
         }
-        let rollups = Rollups::of(&rows);
-        match store.add_stats(&rollups).await {
+        // Rows on their way to the store still wait: the backlog counts them until they land.
+        let taken = rows.len();
+        self.flushing.fetch_add(taken, Relaxed);
+        let written = store.add_stats(&Rollups::of(&rows)).await;
+        if written.is_err() {
+            self.restore(rows);
+        }
+        self.flushing.fetch_sub(taken, Relaxed);
+        match written {
             Ok(()) => {
                 self.flushed(now);
-                Ok(rows.len())
+                Ok(taken)
             }
             Err(e) => {
                 self.flush_failures.fetch_add(1, Relaxed);
-                self.restore(rows);
                 Err(e)
             }
         }
@@ -376,7 +385,7 @@ impl Recorder {
         FlushState {
             last_ok: self.last_flush_ok.load(Relaxed),
             failures: self.flush_failures.load(Relaxed),
-            backlog_rows: self.shards.iter().map(|s| lock(s).len()).sum(),
+            backlog_rows: self.shards.iter().map(|s| lock(s).len()).sum::<usize>() + self.flushing.load(Relaxed),
         }
     }
 }

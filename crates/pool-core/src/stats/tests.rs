@@ -167,3 +167,48 @@ fn metrics_accumulate_across_flushes() {
     assert_eq!(overhead.count, 2);
     assert_eq!(overhead.counts[3], 2, "300 µs falls in the 0.5 ms bucket");
 }
+
+/// A store that reads the recorder's backlog while a flush is writing to it, then fails.
+struct Watching {
+    recorder: std::sync::Arc<Recorder>,
+    seen: Mutex<Option<usize>>,
+}
+
+#[async_trait::async_trait]
+impl StatsStore for Watching {
+    async fn add_stats(&self, _: &Rollups) -> Result<(), StoreError> {
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.recorder.flush_state().backlog_rows);
+        Err(StoreError::Backend(Box::new(std::io::Error::other("database away"))))
+    }
+    async fn prune_stats(&self, _: UnixMs, _: UnixMs) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn stats_totals(&self, _: Option<&str>) -> Result<Vec<SummaryRow>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn stats_hours(&self, _: Option<&str>, _: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn usage_series(&self, _: &crate::ports::UsageQuery) -> Result<Vec<UsagePoint>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn token_usage_since(&self, _: UnixMs) -> Result<Vec<crate::ports::TokenUsage>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn rows_on_their_way_to_the_store_still_count_as_backlog() {
+    // Arrange
+    let recorder = std::sync::Arc::new(Recorder::new(100));
+    recorder.attempt(T0, dims(Kind::Attempt, "m", 1, Outcome::Success), 0);
+    recorder.attempt(T0, dims(Kind::Attempt, "m", 2, Outcome::Success), 0);
+    let store = Watching { recorder: std::sync::Arc::clone(&recorder), seen: Mutex::new(None) };
+    // Act
+    let flushed = recorder.flush(&store, T0).await;
+    // Assert
+    assert!(flushed.is_err());
+    assert_eq!(*store.seen.lock().unwrap_or_else(PoisonError::into_inner), Some(2), "counted while being written");
+    let after = recorder.flush_state();
+    assert_eq!((after.backlog_rows, after.failures), (2, 1), "given back after the failure");
+}
