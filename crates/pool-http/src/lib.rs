@@ -6,6 +6,8 @@
 
 pub mod attempts;
 pub mod cache;
+mod cors;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod jobs;

@@ -17,18 +17,14 @@ pub use admin::providers::enabled_setting;
 pub use models::refresh_models;
 mod proxy;
 
+pub(crate) use limits::rate_header_names;
+
 use axum::Router;
-use axum::http::{Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, patch, post};
-use tower_http::cors::{Any, CorsLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
 
-use crate::attempts::X_POOL_ATTEMPTS;
-use crate::cache::X_CACHE;
+use crate::edge::edge;
 use crate::error::ApiError;
-use crate::request_id;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -81,10 +77,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "Method not allowed")
         })
-        .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
-        .layer(cors())
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-        .layer(axum::middleware::from_fn(request_id::stamp))
+        .layer(axum::middleware::from_fn(edge))
         .with_state(state)
 }
 
@@ -94,19 +87,4 @@ pub fn metrics_router(state: AppState) -> Router {
         .route("/metrics", get(metrics::open_export))
         .fallback(|| async { ApiError::not_found("Unknown route") })
         .with_state(state)
-}
-
-/// Browsers may call the API from any origin: credentials are bearer tokens, never cookies.
-fn cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, request_id::X_REQUEST_ID])
-        .expose_headers(
-            [header::RETRY_AFTER, request_id::X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS]
-                .into_iter()
-                .chain(limits::rate_header_names())
-                .collect::<Vec<_>>(),
-        )
-        .max_age(std::time::Duration::from_secs(600))
 }

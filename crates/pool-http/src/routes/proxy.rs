@@ -74,6 +74,8 @@ struct Admitted {
     parts: axum::http::request::Parts,
     body: Bytes,
     model: String,
+    /// The body asked for a stream (`"stream": true`).
+    stream: bool,
     /// The token's limits' admission: its concurrency slot is held, and its usage charged, until
     /// the answer is complete.
     admission: Admission,
@@ -153,9 +155,9 @@ async fn admit(
     })?;
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
-    let model = validate(&body)?;
+    let Peeked { model, stream } = validate(&body)?;
     let admission = limits::admit(state, &token, &token.settings(), &model)?;
-    Ok(Admitted { provider, token, url, parts, body, model, admission })
+    Ok(Admitted { provider, token, url, parts, body, model, stream, admission })
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
@@ -193,7 +195,7 @@ fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) 
 }
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
-    let Admitted { provider, token, url, parts, body, model, admission } = admitted;
+    let Admitted { provider, token, url, parts, body, model, stream, admission } = admitted;
     let rate_headers = limits::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
@@ -204,7 +206,7 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
         other => other,
     };
     let headers = upstream_headers(&provider, &parts.headers);
-    let (body, strip_usage) = match ask_usage.then(|| ensure_stream_usage(&body)).flatten() {
+    let (body, strip_usage) = match (ask_usage && stream).then(|| ensure_stream_usage(&body)).flatten() {
         Some(with_usage) => (with_usage, true),
         None => (body, false),
     };
@@ -252,12 +254,18 @@ fn answer(state: &AppState, cached: Lookup, result: Result<Delivery, ProxyError>
 struct Peek<'a> {
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
-    #[serde(rename = "stream")]
-    _stream: Option<bool>,
+    stream: Option<bool>,
+}
+
+/// What routing reads from a valid body.
+#[derive(Debug, PartialEq, Eq)]
+struct Peeked {
+    model: String,
+    stream: bool,
 }
 
 /// Checks what routing relies on: a JSON object with a sane `model` and a boolean `stream`.
-fn validate(body: &[u8]) -> Result<String, ApiError> {
+fn validate(body: &[u8]) -> Result<Peeked, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request("The request body must be a JSON object"));
     }
@@ -273,7 +281,7 @@ fn validate(body: &[u8]) -> Result<String, ApiError> {
             format!("'model' must be 1-{MAX_MODEL_LEN} characters without control characters"),
         ));
     }
-    Ok(model.into_owned())
+    Ok(Peeked { model: model.into_owned(), stream: peek.stream == Some(true) })
 }
 
 /// Whether JSON nesting (objects and arrays, outside strings) goes deeper than `limit`.
@@ -342,7 +350,10 @@ mod tests {
 
     #[test]
     fn only_objects_with_a_sane_model_pass() {
-        assert!(validate(br#" {"model":"llama3","stream":true,"messages":[]}"#).is_ok());
+        let peeked = validate(br#" {"model":"llama3","stream":true,"messages":[]}"#).unwrap();
+        assert_eq!(peeked, Peeked { model: "llama3".into(), stream: true });
+        assert!(!validate(br#"{"model":"x","stream":false}"#).unwrap().stream);
+        assert!(!validate(br#"{"model":"x"}"#).unwrap().stream);
         assert!(validate(br#"{"model":"x","extra":{"deep":[1,2,{"a":null}]}}"#).is_ok());
         for bad in [
             &br#"["llama3", true]"#[..],
