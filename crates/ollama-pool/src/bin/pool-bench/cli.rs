@@ -1,5 +1,6 @@
 //! The command line: `pool-bench [run] [OPTIONS]` for a benchmark, and the hidden
-//! `pool-bench upstream` that the benchmark starts as its fake upstream process.
+//! `pool-bench upstream` and `pool-bench bare-proxy` that the benchmark starts as its fake
+//! upstream and bare proxy processes.
 //!
 //! Every option has an upper bound so that a run always ends by itself in bounded time.
 
@@ -29,6 +30,9 @@ pub enum Command {
     /// Run the fake upstream until killed (started by `run`).
     #[command(hide = true)]
     Upstream(UpstreamArgs),
+    /// Run the bare proxy to an upstream until killed (started by `run`).
+    #[command(hide = true)]
+    BareProxy(BareProxyArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -93,6 +97,22 @@ pub struct UpstreamArgs {
     /// Delay before each streamed event, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub stream_delay_ms: u64,
+    /// Exit when standard input closes, i.e. when the parent benchmark dies.
+    #[arg(long)]
+    pub watch_stdin: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BareProxyArgs {
+    /// Address to listen on; only 127.0.0.1 is accepted.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Address of the upstream that every request goes to.
+    #[arg(long)]
+    pub upstream: SocketAddr,
+    /// File that receives the bound address once listening.
+    #[arg(long)]
+    pub addr_file: PathBuf,
     /// Exit when standard input closes, i.e. when the parent benchmark dies.
     #[arg(long)]
     pub watch_stdin: bool,

@@ -1,6 +1,7 @@
-//! `pool-bench`: measures the gateway as operators run it, in three processes on 127.0.0.1:
+//! `pool-bench`: measures the gateway as operators run it, in four processes on 127.0.0.1:
 //! the fake upstream (`pool-bench upstream`, hidden), the real `ollama-pool serve` binary from
-//! the same target directory, and this process as the load generator.
+//! the same target directory, a bare proxy to the same upstream (`pool-bench bare-proxy`,
+//! hidden), and this process as the load generator.
 //!
 //! ```text
 //! cargo build --release -p ollama-pool --bins
@@ -12,12 +13,16 @@
 //!
 //! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
 //! gateway memory under many concurrent streams (`streams`), each direct to the fake upstream
-//! and through the gateway, so that every gateway figure has a baseline beside it.
+//! and through the gateway, so that every gateway figure has a baseline beside it. Max RPS and
+//! latency also go through the bare proxy (`bare`), which only forwards: any proxy costs one
+//! more HTTP server and client per request, on the same cores here, and the bare proxy's
+//! figures show that floor beside the gateway's.
 //!
 //! Why separate processes rather than the in-process `spawn_app()` of the tests: a shared
 //! runtime would let the load generator and the upstream steal the gateway's worker threads,
 //! and the gateway's resident set could not be told apart from theirs.
 
+mod bare;
 mod cli;
 mod closed;
 mod cpu;
@@ -37,11 +42,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 
 use crate::cli::{Cli, Command, RunArgs, Scenario};
+use crate::closed::RpsResult;
 use crate::cpu::CpuProbe;
 use crate::http::{Client, Target};
 use crate::machine::Machine;
+use crate::open::LatencyResult;
 use crate::procs::{Child, GatewaySpec, WorkDir};
-use crate::report::{LatencyPair, Report};
+use crate::report::{LatencyAtRate, Report, RpsRuns};
 
 /// Content chunks of every streamed answer of the fake upstream.
 pub const STREAM_CHUNKS: usize = 20;
@@ -59,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Upstream(args) => upstream::run(args).await,
+        Command::BareProxy(args) => bare::run(args).await,
         // Dropping the benchmark on Ctrl-C drops its child guards, which kill the children.
         Command::Run(args) => tokio::select! {
             done = bench(args) => done,
@@ -77,8 +85,9 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     }
     // Declared first, dropped last: the children stop before their directory goes.
     let dir = WorkDir::create()?;
-    progress("starting the fake upstream and the gateway");
+    progress("starting the fake upstream, the bare proxy and the gateway");
     let (upstream, upstream_addr) = procs::start_upstream(dir.path(), STREAM_CHUNKS, STREAM_DELAY)?;
+    let (bare, bare_addr) = procs::start_bare_proxy(dir.path(), upstream_addr)?;
     let admin = admin_token();
     let gateway_binary = machine.gateway.clone();
     let spec =
@@ -90,9 +99,12 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     let token = http::provision(&client, gateway_addr, &admin, &keys).await?;
     let targets = Targets {
         direct: Target::new("direct", upstream_addr, &keys)?,
+        // The bare proxy forwards the credentials untouched: the upstream checks them as direct.
+        bare: Target::new("bare proxy", bare_addr, &keys)?,
         gateway: Target::new("gateway", gateway_addr, &[token])?,
         cpu: CpuProbe::new(vec![
             ("gateway", gateway.pid()),
+            ("bare proxy", bare.pid()),
             ("upstream", upstream.pid()),
             ("pool-bench", std::process::id()),
         ]),
@@ -132,6 +144,7 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
 /// Where requests go, and whose CPU time is read.
 struct Targets {
     direct: Target,
+    bare: Target,
     gateway: Target,
     cpu: CpuProbe,
 }
@@ -145,21 +158,32 @@ async fn run_scenarios(
     let args = report.args.clone();
     let duration = Duration::from_secs(args.duration);
     if args.scenario.includes(Scenario::Rps) {
-        let mut results = Vec::new();
-        for target in [&targets.direct, &targets.gateway] {
+        // Struct fields are evaluated in order: direct, bare proxy, gateway.
+        let mut run = async |target: &Target| -> anyhow::Result<RpsResult> {
             progress(&format!("max RPS, {}", target.label));
-            results.push(closed::max_rps(target, args.concurrency, WARMUP, duration, &targets.cpu).await?);
+            let result = closed::max_rps(target, args.concurrency, WARMUP, duration, &targets.cpu).await?;
             gateway.ensure_running()?;
-        }
-        report.rps = results.pop().zip(results.pop()).map(|(g, d)| (d, g));
+            Ok(result)
+        };
+        report.rps = Some(RpsRuns {
+            direct: run(&targets.direct).await?,
+            bare: run(&targets.bare).await?,
+            gateway: run(&targets.gateway).await?,
+        });
     }
     if args.scenario.includes(Scenario::Latency) {
         for &rate in &args.rates {
-            progress(&format!("latency at {rate} req/s, direct and gateway"));
-            let direct = open::fixed_rate(client, &targets.direct, rate, WARMUP, duration).await?;
-            let via = open::fixed_rate(client, &targets.gateway, rate, WARMUP, duration).await?;
+            progress(&format!("latency at {rate} req/s, direct, bare proxy and gateway"));
+            let run = async |target: &Target| -> anyhow::Result<LatencyResult> {
+                open::fixed_rate(client, target, rate, WARMUP, duration).await
+            };
+            let runs = LatencyAtRate {
+                direct: run(&targets.direct).await?,
+                bare: run(&targets.bare).await?,
+                gateway: run(&targets.gateway).await?,
+            };
             gateway.ensure_running()?;
-            report.latency.push(LatencyPair { direct, gateway: via });
+            report.latency.push(runs);
         }
     }
     if args.scenario.includes(Scenario::Streams) {

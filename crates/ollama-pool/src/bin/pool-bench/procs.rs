@@ -1,5 +1,5 @@
-//! The two child processes (fake upstream, gateway), the scratch directory they share, and
-//! the checks made before starting them.
+//! The three child processes (fake upstream, bare proxy, gateway), the scratch directory they
+//! share, and the checks made before starting them.
 //!
 //! Children are `std::process` children behind a guard that kills and reaps them on drop, so
 //! an error or Ctrl-C in the benchmark never leaves a gateway running. (tokio's `process`
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-/// Fewest open files the three processes need, whatever the options.
+/// Fewest open files the four processes need, whatever the options.
 const MIN_OPEN_FILES: u64 = 4096;
 
 /// A scratch directory for the database, the address file and the logs; removed on drop.
@@ -92,18 +92,34 @@ fn command(program: &Path, dir: &Path, log: &Path) -> anyhow::Result<Command> {
 
 /// Starts `pool-bench upstream` and waits for its address.
 pub fn start_upstream(dir: &Path, chunks: usize, delay: Duration) -> anyhow::Result<(Child, SocketAddr)> {
+    let (chunks, delay) = (chunks.to_string(), delay.as_millis().to_string());
+    start_helper(dir, "upstream", "fake upstream", &["--stream-chunks", &chunks, "--stream-delay-ms", &delay])
+}
+
+/// Starts `pool-bench bare-proxy` in front of the upstream at `upstream` and waits for its address.
+pub fn start_bare_proxy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Child, SocketAddr)> {
+    start_helper(dir, "bare-proxy", "bare proxy", &["--upstream", &upstream.to_string()])
+}
+
+/// Starts `pool-bench <subcommand> <args>` on a port of 127.0.0.1 that it picks, as a child
+/// that exits with this process, and waits for the address it writes to `<subcommand>.addr`.
+fn start_helper(
+    dir: &Path,
+    subcommand: &str,
+    name: &'static str,
+    args: &[&str],
+) -> anyhow::Result<(Child, SocketAddr)> {
     let exe = std::env::current_exe().context("locating the pool-bench executable")?;
-    let addr_file = dir.join("upstream.addr");
-    let log = dir.join("upstream.log");
+    let addr_file = dir.join(format!("{subcommand}.addr"));
+    let log = dir.join(format!("{subcommand}.log"));
     let mut cmd = command(&exe, dir, &log)?;
-    cmd.arg("upstream")
+    cmd.arg(subcommand)
         .args(["--listen", "127.0.0.1:0", "--watch-stdin", "--addr-file"])
         .arg(&addr_file)
-        .args(["--stream-chunks", &chunks.to_string()])
-        .args(["--stream-delay-ms", &delay.as_millis().to_string()])
+        .args(args)
         .stdin(Stdio::piped());
-    let inner = cmd.spawn().context("starting the fake upstream")?;
-    let mut child = Child { name: "fake upstream", inner, log };
+    let inner = cmd.spawn().with_context(|| format!("starting the {name}"))?;
+    let mut child = Child { name, inner, log };
     let addr = wait_for_addr(&mut child, &addr_file)?;
     Ok((child, addr))
 }
@@ -112,12 +128,12 @@ fn wait_for_addr(child: &mut Child, file: &Path) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(text) = std::fs::read_to_string(file) {
-            return text.trim().parse().with_context(|| format!("parsing the upstream address {text:?}"));
+            return text.trim().parse().with_context(|| format!("parsing the {} address {text:?}", child.name));
         }
         child.ensure_running()?;
         std::thread::sleep(Duration::from_millis(10));
     }
-    bail!("the fake upstream did not report its address within 10 s")
+    bail!("the {} did not report its address within 10 s", child.name)
 }
 
 /// What the gateway is started with.

@@ -12,25 +12,43 @@ use crate::streams::StreamsResult;
 
 /// The rate at which the added-latency targets apply.
 const TARGET_RATE: u32 = 1000;
+/// The max-RPS runs, in the order they ran.
+pub struct RpsRuns {
+    pub direct: RpsResult,
+    pub bare: RpsResult,
+    pub gateway: RpsResult,
+}
+
 /// One latency comparison at a fixed rate.
-pub struct LatencyPair {
+pub struct LatencyAtRate {
     pub direct: LatencyResult,
+    pub bare: LatencyResult,
     pub gateway: LatencyResult,
 }
 
-impl LatencyPair {
+impl LatencyAtRate {
     /// Gateway minus direct, in ms, for p50 and p99.
     fn added(&self) -> Option<(f64, f64)> {
-        let (d, g) = (self.direct.percentiles?, self.gateway.percentiles?);
-        Some((diff_ms(g.p50, d.p50), diff_ms(g.p99, d.p99)))
+        added(&self.direct, &self.gateway)
     }
+
+    /// Bare proxy minus direct: what forwarding alone adds, the floor for the gateway's.
+    fn bare_added(&self) -> Option<(f64, f64)> {
+        added(&self.direct, &self.bare)
+    }
+}
+
+/// `via` minus `direct`, in ms, for p50 and p99.
+fn added(direct: &LatencyResult, via: &LatencyResult) -> Option<(f64, f64)> {
+    let (d, v) = (direct.percentiles?, via.percentiles?);
+    Some((diff_ms(v.p50, d.p50), diff_ms(v.p99, d.p99)))
 }
 
 pub struct Report {
     pub machine: Machine,
     pub args: RunArgs,
-    pub rps: Option<(RpsResult, RpsResult)>,
-    pub latency: Vec<LatencyPair>,
+    pub rps: Option<RpsRuns>,
+    pub latency: Vec<LatencyAtRate>,
     pub streams: Option<StreamsResult>,
     pub imports: Vec<crate::import::ImportResult>,
     pub rollups: Vec<crate::rollups::RollupResult>,
@@ -86,7 +104,7 @@ impl Report {
         let others = self
             .rps
             .iter()
-            .flat_map(|(d, g)| [d, g])
+            .flat_map(|r| [&r.direct, &r.bare, &r.gateway])
             .flat_map(|r| r.cpu.iter().filter(|c| c.name == "others").map(|c| c.cores(r.window)));
         if let Some(busiest) = others.reduce(f64::max).filter(|&c| c > BUSY_LIMIT) {
             warnings.push(format!(
@@ -117,17 +135,19 @@ impl Report {
     }
 
     fn print_rps(&self) {
-        let Some((direct, gateway)) = &self.rps else { return };
+        let Some(RpsRuns { direct, bare, gateway }) = &self.rps else { return };
         println!("\nMax throughput: closed loop, {} connections, non-stream", self.args.concurrency);
-        println!("  {:<8} {:>11} {:>9} {:>7}", "", "req/s", "200s", "errors");
-        for (label, r) in [("direct", direct), ("gateway", gateway)] {
-            println!("  {label:<8} {:>11.1} {:>9} {:>7}", r.rps(), r.tally.ok, r.tally.errors);
+        println!("  {:<10} {:>11} {:>9} {:>7}", "", "req/s", "200s", "errors");
+        for (label, r) in [("direct", direct), ("bare proxy", bare), ("gateway", gateway)] {
+            println!("  {label:<10} {:>11.1} {:>9} {:>7}", r.rps(), r.tally.ok, r.tally.errors);
             print_cpu(r);
             if let Some(e) = &r.tally.first_error {
-                println!("           first error: {e}");
+                println!("             first error: {e}");
             }
         }
-        println!("  gateway/direct: {:.1} %", ratio_pct(direct, gateway));
+        println!("  gateway/direct:     {:>5.1} %", ratio_pct(direct, gateway));
+        println!("  bare proxy/direct:  {:>5.1} %  (a proxy that only forwards)", ratio_pct(direct, bare));
+        println!("  gateway/bare proxy: {:>5.1} %", ratio_pct(bare, gateway));
     }
 
     fn print_latency(&self) {
@@ -136,15 +156,19 @@ impl Report {
         }
         println!("\nLatency at fixed rates: open loop, from scheduled start to end of body (ms)");
         println!(
-            "  {:>6} {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
+            "  {:>6} {:<10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
             "rate", "", "achieved", "p50", "p90", "p99", "max", "errors", "lag p99"
         );
-        for pair in &self.latency {
-            for (label, r) in [("direct", &pair.direct), ("gateway", &pair.gateway)] {
+        for runs in &self.latency {
+            print_latency_row("direct", &runs.direct);
+            // Each `added` row is the row above minus direct.
+            for (label, r, added) in
+                [("bare proxy", &runs.bare, runs.bare_added()), ("gateway", &runs.gateway, runs.added())]
+            {
                 print_latency_row(label, r);
-            }
-            if let Some((p50, p99)) = pair.added() {
-                println!("  {:>6} {:<8} {:>9} {p50:>8.3} {:>8} {p99:>8.3}", pair.direct.rate, "added", "", "");
+                if let Some((p50, p99)) = added {
+                    println!("  {:>6} {:<10} {:>9} {p50:>8.3} {:>8} {p99:>8.3}", r.rate, "added", "", "");
+                }
             }
         }
     }
@@ -197,8 +221,8 @@ impl Report {
     }
 
     fn checks(&self) -> Vec<Check> {
-        let added = self.latency.iter().find(|p| p.direct.rate == TARGET_RATE).and_then(LatencyPair::added);
-        let ratio = self.rps.as_ref().map(|(d, g)| ratio_pct(d, g));
+        let added = self.latency.iter().find(|p| p.direct.rate == TARGET_RATE).and_then(LatencyAtRate::added);
+        let ratio = self.rps.as_ref().map(|r| ratio_pct(&r.direct, &r.gateway));
         let streams = self.streams.as_ref();
         let n = self.args.streams;
         vec![
@@ -247,11 +271,15 @@ impl Report {
             "settings": {"duration_secs": self.args.duration, "warmup_secs": 1, "rates": self.args.rates,
                          "concurrency": self.args.concurrency, "streams": self.args.streams,
                          "body_bytes": crate::http::CHAT.len()},
-            "max_rps": self.rps.as_ref().map(|(d, g)| json!({
-                "direct": rps_json(d), "gateway": rps_json(g), "ratio_pct": ratio_pct(d, g)})),
+            "max_rps": self.rps.as_ref().map(|RpsRuns { direct: d, bare: b, gateway: g }| json!({
+                "direct": rps_json(d), "bare_proxy": rps_json(b), "gateway": rps_json(g), "ratio_pct": ratio_pct(d, g),
+                "bare_proxy_ratio_pct": ratio_pct(d, b), "gateway_bare_proxy_ratio_pct": ratio_pct(b, g)})),
             "latency": self.latency.iter().map(|p| json!({
-                "rate": p.direct.rate, "direct": latency_json(&p.direct), "gateway": latency_json(&p.gateway),
-                "added_p50_ms": p.added().map(|a| a.0), "added_p99_ms": p.added().map(|a| a.1)})).collect::<Vec<_>>(),
+                "rate": p.direct.rate, "direct": latency_json(&p.direct), "bare_proxy": latency_json(&p.bare),
+                "gateway": latency_json(&p.gateway),
+                "added_p50_ms": p.added().map(|a| a.0), "added_p99_ms": p.added().map(|a| a.1),
+                "bare_proxy_added_p50_ms": p.bare_added().map(|a| a.0),
+                "bare_proxy_added_p99_ms": p.bare_added().map(|a| a.1)})).collect::<Vec<_>>(),
             "streams": self.streams.as_ref().map(streams_json),
             "imports": self.imports.iter().map(|i| json!({"backend": i.backend, "keys": i.keys, "added": i.added,
                 "pooled": i.pooled, "secs": i.secs})).collect::<Vec<_>>(),
@@ -278,7 +306,7 @@ fn print_latency_row(label: &str, r: &LatencyResult) {
     let lag = r.lag.map_or(0.0, |l| ms(l.p99));
     match r.percentiles {
         Some(p) => println!(
-            "  {rate:>6} {label:<8} {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {lag:>9.3}",
+            "  {rate:>6} {label:<10} {:>9.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {lag:>9.3}",
             r.achieved,
             ms(p.p50),
             ms(p.p90),
@@ -286,10 +314,10 @@ fn print_latency_row(label: &str, r: &LatencyResult) {
             ms(p.max),
             r.errors
         ),
-        None => println!("  {rate:>6} {label:<8} {:>9.1} {:>35} {:>7}", r.achieved, "no answers", r.errors),
+        None => println!("  {rate:>6} {label:<10} {:>9.1} {:>35} {:>7}", r.achieved, "no answers", r.errors),
     }
     if let Some(e) = &r.first_error {
-        println!("         first error: {e}");
+        println!("           first error: {e}");
     }
 }
 
@@ -303,11 +331,12 @@ fn print_cpu(r: &RpsResult) {
             format!("{} {:.2} ({per:.1} us/req)", c.name, c.cores(r.window))
         })
         .collect();
-    println!("           CPU cores: {}", parts.join(", "));
+    println!("             CPU cores: {}", parts.join(", "));
 }
 
-fn ratio_pct(direct: &RpsResult, gateway: &RpsResult) -> f64 {
-    if direct.rps() > 0.0 { 100.0 * gateway.rps() / direct.rps() } else { 0.0 }
+/// The throughput of `other` as a percentage of `base`'s.
+fn ratio_pct(base: &RpsResult, other: &RpsResult) -> f64 {
+    if base.rps() > 0.0 { 100.0 * other.rps() / base.rps() } else { 0.0 }
 }
 
 fn mib(kib: u64) -> f64 {

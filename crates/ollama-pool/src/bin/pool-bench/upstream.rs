@@ -5,6 +5,7 @@
 //! parent never reads half an address) and serves until SIGTERM, Ctrl-C or, with
 //! `--watch-stdin`, until its parent's end of the stdin pipe closes. That last one matters:
 //! a parent killed with SIGKILL cannot kill its children, but its pipes close all the same.
+//! The bare proxy (`bare.rs`) starts and stops the same way, through the same functions.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,13 +31,15 @@ pub async fn run(args: UpstreamArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_addr(path: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+/// Writes `addr` to `path` whole, for the parent's `procs::wait_for_addr`.
+pub(crate) fn write_addr(path: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, addr.to_string()).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-async fn wait_for_end(watch_stdin: bool) {
+/// Resolves at SIGTERM, Ctrl-C or, with `watch_stdin`, the end of standard input.
+pub(crate) async fn wait_for_end(watch_stdin: bool) {
     let stdin_closed = async {
         if watch_stdin {
             let _ = stdin_eof().await;
