@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
 use pool_adapters::upstream::{HttpUpstream, Timeouts};
@@ -144,6 +145,13 @@ impl App {
         }
         // Connect info: the client's address, for per-address limits.
         let app = pool_http::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // Nagle's algorithm would hold each small stream event until the client acknowledged
+        // the previous one: answers leave as soon as they are written.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not turn off Nagle's algorithm on a client connection");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let grace = self.grace;
         tokio::select! {
