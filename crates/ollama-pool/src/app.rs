@@ -14,7 +14,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
-use pool_adapters::upstream::{HttpUpstream, Timeouts};
+use pool_adapters::upstream::{HttpUpstream, Timeouts, proxies_from_env};
 use pool_core::limit::LocalLimiter;
 use pool_core::pool::Pools;
 use pool_core::ports::Store;
@@ -204,7 +204,11 @@ fn upstream(config: &Config) -> anyhow::Result<HttpUpstream> {
         first_byte: duration(config.proxy.first_byte_timeout_secs),
         idle: duration(config.proxy.idle_timeout_secs),
     };
-    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")))
+    let proxies = proxies_from_env();
+    if proxies.is_some() {
+        tracing::info!("upstream calls go through the HTTP proxy set in the environment (NO_PROXY respected)");
+    }
+    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")), proxies)
         .context("building the upstream HTTP client")
 }
 
@@ -213,7 +217,7 @@ fn probe_upstream(config: &Config) -> anyhow::Result<HttpUpstream> {
     let bound = duration(config.health.probe_timeout_secs);
     let timeouts =
         Timeouts { connect: bound.min(duration(config.proxy.connect_timeout_secs)), first_byte: bound, idle: bound };
-    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")))
+    HttpUpstream::new(timeouts, concat!("ollama-pool/", env!("CARGO_PKG_VERSION")), proxies_from_env())
         .context("building the probe HTTP client")
 }
 

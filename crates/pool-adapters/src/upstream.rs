@@ -8,7 +8,8 @@
 //! hyper's pooled client directly, not reqwest: this is the gateway's hot path, and reqwest's
 //! conveniences (URL objects re-parsed per request, a cloned client and connector per request)
 //! measured several percent of the gateway's CPU. TLS is rustls with the platform's verifier, as
-//! reqwest configured it.
+//! reqwest configured it, and upstreams are reached through the HTTP proxy that `HTTPS_PROXY`,
+//! `HTTP_PROXY` or `ALL_PROXY` name (except the hosts of `NO_PROXY`), as reqwest did.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,9 @@ use hyper::header::{AUTHORIZATION, HeaderValue, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+pub use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioExecutor;
 use pool_core::ports::{TransportError, Upstream, UpstreamRequest, UpstreamResponse};
 
@@ -44,12 +47,29 @@ pub struct BuildError(#[from] rustls::Error);
 
 #[derive(Clone, Debug)]
 pub struct HttpUpstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Pooled<HttpsConnector<HttpConnector>>,
+    /// Upstreams reached through an HTTP proxy (`HTTPS_PROXY` and friends); `None` without one.
+    proxies: Option<Arc<Proxies>>,
     timeouts: Timeouts,
     user_agent: HeaderValue,
     /// Parsed upstream URIs. The set is small and fixed (providers × endpoints); a cached URI is
     /// a reference count, a parsed one a copy and a scan.
     uris: Arc<ArcSwap<HashMap<String, Uri>>>,
+}
+
+type Pooled<C> = Client<C, Full<Bytes>>;
+type Tunneled = Pooled<HttpsConnector<Tunnel<HttpConnector>>>;
+
+/// Which upstreams go through which proxy, and a pooled client per proxy. Every upstream
+/// connection through a proxy is a `CONNECT` tunnel (TLS to the upstream inside it, so the
+/// proxy sees neither the key nor the traffic).
+#[derive(Debug)]
+struct Proxies {
+    matcher: Matcher,
+    http: HttpConnector,
+    tls: rustls::ClientConfig,
+    /// One client per proxy address, made on first use.
+    clients: ArcSwap<HashMap<Uri, Tunneled>>,
 }
 
 /// Upper bound on remembered URIs, in case a provider ever yields many distinct ones.
@@ -60,7 +80,9 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 const POOL_MAX_IDLE_PER_HOST: usize = 1024;
 
 impl HttpUpstream {
-    pub fn new(timeouts: Timeouts, user_agent: &str) -> Result<Self, BuildError> {
+    /// `proxies`: which upstreams to reach through an HTTP proxy (`Matcher::from_env()` reads
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` like curl); `None` for none.
+    pub fn new(timeouts: Timeouts, user_agent: &str, proxies: Option<Matcher>) -> Result<Self, BuildError> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_nodelay(true);
@@ -70,17 +92,58 @@ impl HttpUpstream {
             .with_safe_default_protocol_versions()?
             .try_with_platform_verifier()?
             .with_no_client_auth();
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(connector);
+        let client = pooled(tls.clone(), http.clone());
+        let proxies = proxies.map(|matcher| Arc::new(Proxies { matcher, http, tls, clients: ArcSwap::default() }));
         let user_agent = HeaderValue::try_from(user_agent).unwrap_or_else(|_| HeaderValue::from_static("ollama-pool"));
-        Ok(Self { client, timeouts, user_agent, uris: Arc::default() })
+        Ok(Self { client, proxies, timeouts, user_agent, uris: Arc::default() })
+    }
+}
+
+/// The outbound proxies of the environment, when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` (or
+/// their lower-case forms) is set: curl's rules, `NO_PROXY` included. HTTP proxies only (every
+/// upstream connection is a `CONNECT` tunnel); credentials in the proxy URL are sent as
+/// `Proxy-Authorization: Basic`.
+pub fn proxies_from_env() -> Option<Matcher> {
+    const NAMES: [&str; 6] = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+    let set = NAMES.iter().any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    set.then(Matcher::from_env)
+}
+
+/// A pooled client over `connector`, TLS (with HTTP/2 where the upstream offers it) for https.
+fn pooled<C>(tls: rustls::ClientConfig, connector: C) -> Pooled<HttpsConnector<C>>
+where
+    HttpsConnector<C>: Connect + Clone + Send + Sync + 'static,
+{
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .build(connector)
+}
+
+impl Proxies {
+    /// The client of the proxy `uri` goes through, if any.
+    fn client_for(&self, uri: &Uri) -> Option<Tunneled> {
+        let intercept = self.matcher.intercept(uri)?;
+        let proxy = intercept.uri();
+        if let Some(client) = self.clients.load().get(proxy) {
+            return Some(client.clone());
+        }
+        let mut tunnel = Tunnel::new(proxy.clone(), self.http.clone());
+        if let Some(auth) = intercept.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        let client = pooled(self.tls.clone(), tunnel);
+        self.clients.rcu(|clients| {
+            let mut next = HashMap::clone(clients);
+            next.entry(proxy.clone()).or_insert_with(|| client.clone());
+            next
+        });
+        Some(client)
     }
 }
 
@@ -98,7 +161,12 @@ impl Upstream for HttpUpstream {
         let headers = outgoing.headers_mut();
         headers.insert(AUTHORIZATION, bearer);
         headers.insert(USER_AGENT, self.user_agent.clone());
-        let response = tokio::time::timeout(self.timeouts.first_byte, self.client.request(outgoing))
+        let via_proxy = self.proxies.as_ref().and_then(|p| p.client_for(outgoing.uri()));
+        let pending = match via_proxy {
+            Some(client) => client.request(outgoing),
+            None => self.client.request(outgoing),
+        };
+        let response = tokio::time::timeout(self.timeouts.first_byte, pending)
             .await
             .map_err(|_| TransportError::FirstByteTimeout)?
             .map_err(|e| if e.is_connect() { TransportError::Connect } else { TransportError::Dropped })?;
@@ -193,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn https_urls_go_through_tls_and_a_failed_handshake_is_a_connect_error() {
-        let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test").unwrap();
+        let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test", None).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (plain, ()) =
@@ -206,9 +274,66 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_without_scheme_or_host_is_refused_before_any_connection() {
-        let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test").unwrap();
+        let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test", None).unwrap();
         for url in ["/v1/models", "not a url", ""] {
             assert_eq!(upstream.send(request(url.to_owned())).await.err(), Some(TransportError::Connect), "{url}");
         }
+    }
+
+    /// A one-connection HTTP `CONNECT` proxy: answers 200, then relays until the upstream side
+    /// ends. Returns the request head the client sent it.
+    async fn tunnel_once(listener: &TcpListener) -> String {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(client.read(&mut byte).await.unwrap(), 1, "the client closed before its CONNECT ended");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let target = head.split_whitespace().nth(1).unwrap().to_owned();
+        let upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+        client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_upstream, mut to_upstream) = upstream.into_split();
+        tokio::select! {
+            _ = tokio::io::copy(&mut from_upstream, &mut to_client) => {}
+            _ = tokio::io::copy(&mut from_client, &mut to_upstream) => {}
+        }
+        head
+    }
+
+    #[tokio::test]
+    async fn a_configured_proxy_carries_upstream_calls_in_a_connect_tunnel_with_its_credentials() {
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (proxy_addr, target_addr) = (proxy.local_addr().unwrap(), target.local_addr().unwrap());
+        let matcher = Matcher::builder().http(format!("http://user:secret@{proxy_addr}")).build();
+        let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test", Some(matcher)).unwrap();
+        let exchange = async {
+            tokio::join!(
+                upstream.send(request(format!("http://{target_addr}/v1/models"))),
+                tunnel_once(&proxy),
+                answer_plainly(&target)
+            )
+        };
+        let (answer, head, ()) =
+            tokio::time::timeout(Duration::from_secs(10), exchange).await.expect("the call went through the proxy");
+        assert_eq!(answer.unwrap().status, 200);
+        assert!(head.starts_with(&format!("CONNECT {target_addr} HTTP/1.1\r\n")), "{head}");
+        assert!(head.to_lowercase().contains("proxy-authorization: basic dxnlcjpzzwnyzxq="), "{head}");
+    }
+
+    #[tokio::test]
+    async fn no_proxy_hosts_are_reached_directly() {
+        // The proxy listens but never answers: a request sent to it would time out.
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (proxy_addr, target_addr) = (proxy.local_addr().unwrap(), target.local_addr().unwrap());
+        let matcher = Matcher::builder().all(format!("http://{proxy_addr}")).no("127.0.0.1").build();
+        let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test", Some(matcher)).unwrap();
+        let (answer, ()) =
+            tokio::join!(upstream.send(request(format!("http://{target_addr}/v1/models"))), answer_plainly(&target));
+        assert_eq!(answer.unwrap().status, 200);
     }
 }
