@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 pub use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pool_core::ports::{TransportError, Upstream, UpstreamRequest, UpstreamResponse};
 
 /// The three upstream timeouts.
@@ -120,6 +120,9 @@ where
         .enable_all_versions()
         .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
+        // The timer reaps idle connections in the background; without it they would only be
+        // dropped when next checked out.
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .build(connector)
