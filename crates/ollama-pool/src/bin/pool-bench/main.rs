@@ -46,7 +46,6 @@ use crate::closed::RpsResult;
 use crate::cpu::CpuProbe;
 use crate::http::{Client, Target};
 use crate::machine::Machine;
-use crate::open::LatencyResult;
 use crate::procs::{Child, GatewaySpec, WorkDir};
 use crate::report::{LatencyAtRate, Report, RpsRuns};
 
@@ -174,14 +173,10 @@ async fn run_scenarios(
     if args.scenario.includes(Scenario::Latency) {
         for &rate in &args.rates {
             progress(&format!("latency at {rate} req/s, direct, bare proxy and gateway"));
-            let run = async |target: &Target| -> anyhow::Result<LatencyResult> {
-                open::fixed_rate(client, target, rate, WARMUP, duration).await
-            };
-            let runs = LatencyAtRate {
-                direct: run(&targets.direct).await?,
-                bare: run(&targets.bare).await?,
-                gateway: run(&targets.gateway).await?,
-            };
+            let [direct, bare, gateway_run] =
+                open::interleaved(client, [&targets.direct, &targets.bare, &targets.gateway], rate, WARMUP, duration)
+                    .await?;
+            let runs = LatencyAtRate { direct, bare, gateway: gateway_run };
             gateway.ensure_running()?;
             report.latency.push(runs);
         }
