@@ -154,7 +154,9 @@ impl Report {
         if self.latency.is_empty() {
             return;
         }
-        println!("\nLatency at fixed rates: open loop, from scheduled start to end of body (ms); targets interleaved in 1 s slices");
+        println!(
+            "\nLatency at fixed rates: open loop, from scheduled start to end of body (ms); targets interleaved in 1 s slices"
+        );
         println!(
             "  {:>6} {:<10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
             "rate", "", "achieved", "p50", "p90", "p99", "max", "errors", "lag p99"
