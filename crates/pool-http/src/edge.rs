@@ -29,17 +29,17 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
             value.set_sensitive(true);
         }
     }
-    let span = span(&request, &id);
     let mut response = if request.method() == Method::OPTIONS {
         let mut response = StatusCode::OK.into_response();
         cors::preflight(response.headers_mut());
         response
     } else {
-        handle(request, next).instrument(span).await
+        let span = span(&request, &id);
+        let mut response = handle(request, next).instrument(span).await;
+        cors::decorate(response.headers_mut());
+        response
     };
-    let headers = response.headers_mut();
-    cors::decorate(headers);
-    headers.insert(X_REQUEST_ID, id);
+    response.headers_mut().insert(X_REQUEST_ID, id);
     response
 }
 

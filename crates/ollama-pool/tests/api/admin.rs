@@ -169,8 +169,23 @@ async fn browsers_get_cors_preflight_answers() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    let allowed = response.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
-    assert!(allowed.contains("authorization"), "{allowed}");
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+    assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert_eq!(headers["access-control-max-age"], "600");
+    assert_eq!(headers.get_all("vary").iter().count(), 1, "one Vary header: {headers:?}");
+    assert!(headers.contains_key("x-request-id"));
+
+    // An ordinary answer, an error included, lets a browser script read the gateway's headers.
+    let answer =
+        app.client.get(app.url("/admin/providers")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+    let exposed = answer.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    for name in ["retry-after", "x-request-id", "x-cache", "x-pool-attempts", "x-ratelimit-remaining-requests"] {
+        assert!(exposed.split(',').any(|n| n == name), "{name} in {exposed}");
+    }
     let _ = ADMIN;
 }
