@@ -245,3 +245,33 @@ async fn provider_prefixed_routes_use_that_providers_keys() {
     let unknown = app.post_as(&app.token, "/nope/v1/chat/completions", &chat("m", false)).await;
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn upstream_requests_carry_the_providers_headers_and_nothing_of_the_clients() {
+    // Arrange: OpenRouter is configured with `X-Title` by default
+    let app = spawn_app().await;
+    app.add_key_to(Some("openrouter"), "or-key").await;
+    // Act
+    let response = app
+        .client
+        .post(app.url("/openrouter/v1/chat/completions"))
+        .bearer_auth(&app.token)
+        .header("cookie", "session=private")
+        .header("referer", "https://private.example/page")
+        .header("user-agent", "Mozilla/5.0 (fingerprint)")
+        .header("accept", "application/json")
+        .json(&chat("m", false))
+        .send()
+        .await
+        .unwrap();
+    // Assert
+    assert_eq!(response.status(), 200);
+    let seen = app.upstream.last_request("or-key").unwrap();
+    let header = |name: &str| seen.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(header("authorization").as_deref(), Some("Bearer or-key"));
+    assert_eq!(header("x-title").as_deref(), Some("ollama-pool"), "the provider's configured header");
+    assert_eq!(header("accept").as_deref(), Some("application/json"));
+    assert!(header("user-agent").unwrap().starts_with("ollama-pool/"), "{:?}", header("user-agent"));
+    assert_eq!(header("cookie"), None);
+    assert_eq!(header("referer"), None);
+}

@@ -316,15 +316,13 @@ fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
 /// provider's configured extra headers. Nothing else of the client's (no cookies, no
 /// fingerprints) leaves the gateway.
 fn upstream_headers(provider: &ProviderRuntime, client: &HeaderMap) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(2 + provider.spec.headers.len());
+    let mut headers = HeaderMap::with_capacity(2 + provider.extra_headers.len());
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(accept) = client.get(ACCEPT) {
         headers.insert(ACCEPT, accept.clone());
     }
-    for (name, value) in &provider.spec.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
-            headers.insert(name, value);
-        }
+    for (name, value) in &provider.extra_headers {
+        headers.insert(name.clone(), value.clone());
     }
     headers
 }
