@@ -441,14 +441,17 @@ fn provider_spec(name: &str, p: ProviderConfig) -> anyhow::Result<ProviderSpec> 
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("providers.{name}.url must start with http:// or https://");
     }
+    let mut headers = axum::http::HeaderMap::new();
     for (header, value) in &p.headers {
-        let valid = axum::http::HeaderName::try_from(header.as_str()).is_ok()
-            && axum::http::HeaderValue::try_from(value.as_str()).is_ok();
-        if !valid || header.eq_ignore_ascii_case("authorization") {
+        let parsed = axum::http::HeaderName::try_from(header.as_str())
+            .ok()
+            .zip(axum::http::HeaderValue::try_from(value.as_str()).ok())
+            .filter(|(parsed, _)| parsed != axum::http::header::AUTHORIZATION);
+        let Some((header_name, header_value)) = parsed else {
             bail!("providers.{name}.headers.{header} is not an allowed header");
-        }
+        };
+        headers.insert(header_name, header_value);
     }
-    let headers = p.headers.into_iter().collect();
     Ok(ProviderSpec {
         probe_model: p.probe_model,
         name,

@@ -67,8 +67,9 @@ pub struct ProviderSpec {
     /// Base URL without a trailing slash.
     pub url: String,
     pub enabled: bool,
-    /// Extra headers sent upstream on every request (e.g. OpenRouter's `HTTP-Referer`, `X-Title`).
-    pub headers: Vec<(String, String)>,
+    /// Extra headers sent upstream on every request (e.g. OpenRouter's `HTTP-Referer`, `X-Title`),
+    /// parsed and checked once, when the configuration is read.
+    pub headers: http::HeaderMap,
     /// Model a health probe asks for one token of; `None`: the key's first listed model.
     pub probe_model: Option<String>,
 }
@@ -109,7 +110,7 @@ mod tests {
             kind,
             url: url.into(),
             enabled: true,
-            headers: vec![],
+            headers: http::HeaderMap::new(),
             probe_model: None,
         }
     }

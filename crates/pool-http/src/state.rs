@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
 use arc_swap::ArcSwapOption;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use pool_core::UnixMs;
 use pool_core::ports::StoreError;
@@ -155,8 +154,6 @@ impl Providers {
 
 pub struct ProviderRuntime {
     pub spec: ProviderSpec,
-    /// `spec.headers`, parsed once (the configuration was validated when it was read).
-    pub extra_headers: HeaderMap,
     enabled: AtomicBool,
     pub models: ModelCache,
 }
@@ -164,12 +161,7 @@ pub struct ProviderRuntime {
 impl ProviderRuntime {
     fn new(spec: ProviderSpec) -> Self {
         let enabled = AtomicBool::new(spec.enabled);
-        let extra_headers = spec
-            .headers
-            .iter()
-            .filter_map(|(name, value)| Some((HeaderName::try_from(name).ok()?, HeaderValue::try_from(value).ok()?)))
-            .collect();
-        Self { spec, extra_headers, enabled, models: ModelCache::default() }
+        Self { spec, enabled, models: ModelCache::default() }
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -137,3 +137,21 @@ fn a_trusted_proxy_that_is_not_an_address_block_is_an_error() {
     let error = Config::load_from(None, env(&[("POOL__LIMITS__TRUSTED_PROXIES", "10.0.0.0/33")]));
     assert!(error.is_err_and(|e| format!("{e:#}").contains("10.0.0.0/33")));
 }
+
+#[test]
+fn provider_headers_are_parsed_once_and_authorization_is_refused() {
+    let specs = |toml: &str| {
+        let f = file(toml);
+        Config::load_from(Some(f.path()), env(&[])).and_then(|config| config.provider_specs())
+    };
+    let good =
+        specs("[providers.vllm]\nkind=\"openai\"\nurl=\"http://x\"\nheaders = { HTTP-Referer = \"https://me\" }\n");
+    let vllm = good.unwrap().into_iter().find(|p| p.name.as_ref() == "vllm").unwrap();
+    assert_eq!(vllm.headers.get("http-referer").unwrap(), "https://me");
+    for bad in
+        ["Authorization = \"Bearer x\"", "AUTHORIZATION = \"x\"", "\"bad name\" = \"x\"", "X-Ok = \"line\\nbreak\""]
+    {
+        let toml = format!("[providers.vllm]\nkind=\"openai\"\nurl=\"http://x\"\nheaders = {{ {bad} }}\n");
+        assert!(specs(&toml).is_err(), "{bad}");
+    }
+}

@@ -59,7 +59,7 @@ fn spec() -> ProviderSpec {
         kind: ProviderKind::Ollama,
         url: "http://up".into(),
         enabled: true,
-        headers: vec![],
+        headers: http::HeaderMap::new(),
         probe_model: None,
     }
 }

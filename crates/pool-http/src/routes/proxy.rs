@@ -316,12 +316,12 @@ fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
 /// provider's configured extra headers. Nothing else of the client's (no cookies, no
 /// fingerprints) leaves the gateway.
 fn upstream_headers(provider: &ProviderRuntime, client: &HeaderMap) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(2 + provider.extra_headers.len());
+    let mut headers = HeaderMap::with_capacity(2 + provider.spec.headers.len());
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(accept) = client.get(ACCEPT) {
         headers.insert(ACCEPT, accept.clone());
     }
-    for (name, value) in &provider.extra_headers {
+    for (name, value) in &provider.spec.headers {
         headers.insert(name.clone(), value.clone());
     }
     headers
