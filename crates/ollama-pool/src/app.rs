@@ -5,7 +5,9 @@
 //! bound listener until the shutdown token fires, then drains in-flight requests for the grace
 //! period and flushes counters one last time. Tests bind port 0 and call the same two functions.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -17,9 +19,11 @@ use pool_adapters::clock::{SystemClock, now_ms};
 use pool_adapters::upstream::{HttpUpstream, Timeouts, proxies_from_env};
 use pool_core::limit::LocalLimiter;
 use pool_core::pool::Pools;
-use pool_core::ports::Store;
+use pool_core::ports::{Shutdown, Store};
 use pool_core::probe::Prober;
 use pool_core::proxy::Gateway;
+use pool_core::quota::QuotaRest;
+use pool_core::recheck::ModelRechecks;
 use pool_core::registry::Registry;
 use pool_core::stats::Recorder;
 use pool_core::token::TokenIndex;
@@ -39,6 +43,10 @@ pub struct App {
     flush_interval: Duration,
     /// Zero: no background health checks.
     health_interval: Duration,
+    /// How often half-open keys are probed and doubted model lists re-read.
+    recovery_interval: Duration,
+    /// Cancelled when the grace period ends: streams still running end with an error event.
+    streams_stop: CancellationToken,
     grace: Duration,
     /// A separate address for `/metrics`, if configured.
     metrics_listen: Option<String>,
@@ -64,14 +72,19 @@ impl App {
             "loaded the pool"
         );
         let (admin_hash, admin_token) = admin_token::resolve(store.as_ref(), config.admin_token.as_deref()).await?;
+        let streams_stop = CancellationToken::new();
         let gateway = Gateway {
             pools,
             policy: config.failure_policy(),
+            quota: QuotaRest::default(),
             upstream: Arc::new(upstream(config)?),
             clock: Arc::new(SystemClock),
             max_response_bytes: config.proxy.max_response_bytes,
+            deadline_ms: secs_ms(config.proxy.request_deadline_secs),
             stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
             limiter: Arc::new(LocalLimiter::default()),
+            rechecks: Arc::new(ModelRechecks::default()),
+            shutdown: Arc::new(StopStreams(streams_stop.clone())),
         };
         let restored = pool_core::limit::restore_today(store.as_ref(), gateway.limiter.as_ref(), now_ms())
             .await
@@ -88,6 +101,7 @@ impl App {
             upstream: Arc::new(probe_upstream(config)?),
             clock: Arc::new(SystemClock),
             policy: config.failure_policy(),
+            quota: QuotaRest::default(),
         };
         let services = Services {
             gateway,
@@ -119,6 +133,8 @@ impl App {
             admin_token,
             flush_interval: duration(config.stats.flush_interval_secs),
             health_interval: Duration::from_secs(config.health.interval_secs),
+            recovery_interval: duration(config.health.recovery_interval_secs),
+            streams_stop,
             grace: duration(config.server.shutdown_grace_secs),
             metrics_listen: Some(config.metrics.listen.clone()).filter(|l| !l.is_empty()),
         })
@@ -132,6 +148,7 @@ impl App {
         if !self.health_interval.is_zero() {
             tasks.spawn(health_loop(self.state.clone(), self.health_interval, background.clone()));
         }
+        tasks.spawn(recovery_loop(self.state.clone(), self.recovery_interval, background.clone()));
         if let Some(addr) = &self.metrics_listen {
             let metrics = TcpListener::bind(addr).await.with_context(|| format!("binding metrics.listen {addr}"))?;
             tracing::info!(address = %addr, "serving /metrics without a token");
@@ -160,6 +177,8 @@ impl App {
                 tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; closing the remaining connections");
             }
         }
+        self.streams_stop.cancel();
+        settle_in_flight(&self.state).await;
         background.cancel();
         tasks.close();
         tasks.wait().await;
@@ -245,6 +264,40 @@ async fn health_loop(state: AppState, interval: Duration, cancel: CancellationTo
             () = cancel.cancelled() => return,
         }
     }
+}
+
+/// Probes half-open keys and re-reads doubted model lists every `interval` until cancelled.
+async fn recovery_loop(state: AppState, interval: Duration, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => pool_http::routes::recover(&state).await,
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Streams told to stop end on their next poll; this waits (briefly) until each has counted
+/// itself, so the final flush holds them.
+async fn settle_in_flight(state: &AppState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while state.gateway.stats.metrics.snapshot().in_flight > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The gateway's [`Shutdown`]: fires when the grace period of a shutdown is over.
+struct StopStreams(CancellationToken);
+
+impl Shutdown for StopStreams {
+    fn stopped(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.0.clone().cancelled_owned())
+    }
+}
+
+fn secs_ms(secs: f64) -> i64 {
+    i64::try_from(duration(secs).as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Writes counters to the store every `interval` until cancelled; a failed flush keeps them in

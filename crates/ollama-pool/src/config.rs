@@ -90,18 +90,28 @@ pub struct ProxyConfig {
     pub models_ttl_secs: u64,
     /// Whether proxied answers carry `x-pool-attempts` (key ids tried and why each was left).
     pub attempts_header: bool,
+    /// No new attempt on another key starts once a request has waited this long.
+    pub request_deadline_secs: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyPolicyConfig {
     pub auth_failure_secs: u64,
-    pub rate_limit_default_secs: u64,
     pub rate_limit_max_secs: u64,
+    /// The window over which a key's errors are judged, the attempts it needs before the ratio
+    /// counts, the ratio that rests the key, and the failures alone (no success) that do.
+    pub errors_window_secs: u64,
+    pub errors_min_requests: u32,
+    pub errors_ratio: f64,
+    pub errors_alone: u32,
     pub transient_cooldown_secs: u64,
-    pub transient_cooldown_after: u32,
     pub disable_after: u32,
     pub disable_secs: u64,
+    /// Automatic holds at least this long end half-open (probed before serving again).
+    pub probe_after_secs: u64,
+    /// The longest a failed recovery probe extends a hold.
+    pub backoff_max_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -113,11 +123,13 @@ pub struct HealthConfig {
     pub concurrency: usize,
     /// Upper bound on one probe call (connect, headers, body).
     pub probe_timeout_secs: f64,
+    /// How often half-open keys are probed and doubted model lists re-read.
+    pub recovery_interval_secs: f64,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self { interval_secs: 300, concurrency: 8, probe_timeout_secs: 20.0 }
+        Self { interval_secs: 300, concurrency: 8, probe_timeout_secs: 20.0, recovery_interval_secs: 5.0 }
     }
 }
 
@@ -211,7 +223,7 @@ impl Default for DatabaseConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 3,
+            max_attempts: FailurePolicy::default().max_attempts,
             max_body_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
             connect_timeout_secs: 10.0,
@@ -219,6 +231,7 @@ impl Default for ProxyConfig {
             idle_timeout_secs: 120.0,
             models_ttl_secs: 300,
             attempts_header: false,
+            request_deadline_secs: 300.0,
         }
     }
 }
@@ -228,12 +241,16 @@ impl Default for KeyPolicyConfig {
         let p = FailurePolicy::default();
         Self {
             auth_failure_secs: secs(p.auth_failure_ms),
-            rate_limit_default_secs: secs(p.rate_limit_default_ms),
             rate_limit_max_secs: secs(p.rate_limit_max_ms),
+            errors_window_secs: secs(p.errors_window_ms),
+            errors_min_requests: p.errors_min_requests,
+            errors_ratio: p.errors_ratio,
+            errors_alone: p.errors_alone,
             transient_cooldown_secs: secs(p.transient_cooldown_ms),
-            transient_cooldown_after: p.transient_cooldown_after,
             disable_after: p.disable_after,
             disable_secs: secs(p.disable_ms),
+            probe_after_secs: secs(p.probe_after_ms),
+            backoff_max_secs: secs(p.backoff_max_ms),
         }
     }
 }
@@ -342,6 +359,9 @@ impl Config {
         if self.proxy.max_attempts == 0 {
             bail!("proxy.max_attempts must be at least 1");
         }
+        if !(self.keys.errors_ratio > 0.0 && self.keys.errors_ratio <= 1.0) {
+            bail!("keys.errors_ratio must be above 0 and at most 1");
+        }
         let stats = &self.stats;
         if stats.max_backlog_rows == 0 || stats.minute_retention_hours == 0 || stats.hour_retention_days == 0 {
             bail!(
@@ -352,6 +372,8 @@ impl Config {
             self.proxy.connect_timeout_secs,
             self.proxy.first_byte_timeout_secs,
             self.proxy.idle_timeout_secs,
+            self.proxy.request_deadline_secs,
+            self.health.recovery_interval_secs,
             self.stats.flush_interval_secs,
         ] {
             if !(value.is_finite() && value > 0.0) {
@@ -388,14 +410,18 @@ impl Config {
         let k = &self.keys;
         let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
         FailurePolicy {
-            max_attempts: self.proxy.max_attempts,
+            max_attempts: self.proxy.max_attempts.max(1),
             auth_failure_ms: ms(k.auth_failure_secs),
-            rate_limit_default_ms: ms(k.rate_limit_default_secs),
             rate_limit_max_ms: ms(k.rate_limit_max_secs),
+            errors_window_ms: ms(k.errors_window_secs.max(1)),
+            errors_min_requests: k.errors_min_requests.max(1),
+            errors_ratio: k.errors_ratio,
+            errors_alone: k.errors_alone.max(1),
             transient_cooldown_ms: ms(k.transient_cooldown_secs),
-            transient_cooldown_after: k.transient_cooldown_after.max(1),
             disable_after: k.disable_after.max(1),
             disable_ms: ms(k.disable_secs),
+            probe_after_ms: ms(k.probe_after_secs),
+            backoff_max_ms: ms(k.backoff_max_secs),
         }
     }
 }

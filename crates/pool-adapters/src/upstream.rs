@@ -153,9 +153,9 @@ impl Proxies {
 #[async_trait]
 impl Upstream for HttpUpstream {
     async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, TransportError> {
-        let uri = self.uri(&request.url).ok_or(TransportError::Connect)?;
+        let uri = self.uri(&request.url).ok_or(TransportError::Config)?;
         let mut bearer = HeaderValue::try_from(format!("Bearer {}", request.bearer.expose_secret()))
-            .map_err(|_| TransportError::Connect)?;
+            .map_err(|_| TransportError::Config)?;
         bearer.set_sensitive(true);
         let mut outgoing = Request::new(Full::new(request.body));
         *outgoing.method_mut() = request.method;
@@ -172,7 +172,7 @@ impl Upstream for HttpUpstream {
         let response = tokio::time::timeout(self.timeouts.first_byte, pending)
             .await
             .map_err(|_| TransportError::FirstByteTimeout)?
-            .map_err(|e| if e.is_connect() { TransportError::Connect } else { TransportError::Dropped })?;
+            .map_err(|e| sending_failed(&e))?;
         let (parts, body) = response.into_parts();
         Ok(UpstreamResponse {
             status: parts.status,
@@ -180,6 +180,26 @@ impl Upstream for HttpUpstream {
             body: Box::pin(idle_bounded(body, self.timeouts.idle)),
         })
     }
+}
+
+/// A failed send, by source: the gateway's own resources (out of file descriptors or memory,
+/// which no key can cause), a connection the host refused, or one that dropped.
+fn sending_failed(error: &hyper_util::client::legacy::Error) -> TransportError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && is_local_exhaustion(io)
+        {
+            return TransportError::Local;
+        }
+        source = e.source();
+    }
+    if error.is_connect() { TransportError::Connect } else { TransportError::Dropped }
+}
+
+/// EMFILE, ENFILE, ENOMEM, ENOBUFS: the gateway ran out, the upstream did nothing.
+fn is_local_exhaustion(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::OutOfMemory) || matches!(error.raw_os_error(), Some(12 | 23 | 24 | 105))
 }
 
 impl HttpUpstream {
@@ -279,7 +299,7 @@ mod tests {
     async fn a_url_without_scheme_or_host_is_refused_before_any_connection() {
         let upstream = HttpUpstream::new(timeouts(), "ollama-pool/test", None).unwrap();
         for url in ["/v1/models", "not a url", ""] {
-            assert_eq!(upstream.send(request(url.to_owned())).await.err(), Some(TransportError::Connect), "{url}");
+            assert_eq!(upstream.send(request(url.to_owned())).await.err(), Some(TransportError::Config), "{url}");
         }
     }
 

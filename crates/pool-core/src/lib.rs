@@ -26,6 +26,8 @@ pub mod ports;
 pub mod probe;
 pub mod provider;
 pub mod proxy;
+pub mod quota;
+pub mod recheck;
 pub mod registry;
 pub mod secret;
 pub mod sse;

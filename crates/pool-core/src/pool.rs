@@ -15,13 +15,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::UnixMs;
 use crate::ids::KeyId;
-use crate::key::{FailurePolicy, Health, KeyEvent, KeyStatus};
+use crate::key::{FailurePolicy, Health, HoldCause, KeyEvent, KeyStatus, Recent};
 use crate::limit::{Admission, Limiter, Limits, Subject};
 use crate::provider::ProviderName;
 use crate::secret::{Secret, SecretHash};
@@ -44,7 +44,18 @@ pub struct PoolKey {
     max_concurrent: AtomicU32,
     /// Mirror of `health.blocked_until()` for the selector.
     blocked_until: AtomicI64,
+    /// When the key's hold is due to end (its half-open probe included): the `Retry-After` a
+    /// client is told when no key is left. `i64::MAX` for an open-ended manual disable.
+    returns_at: AtomicI64,
+    /// Mirror of `health.is_clean()`: a success on a clean key takes no lock.
+    clean: AtomicBool,
+    /// Mirror of "held after a run of errors": the selector's last resort when nothing else is left.
+    resting_after_errors: AtomicBool,
     health: Mutex<Health>,
+    /// The key's attempts in the recent window, judged on each error.
+    window: ErrorWindow,
+    /// The pool this key is in, told when the key's eligibility changes.
+    pool: OnceLock<Arc<PoolSignal>>,
     /// Set when `health` changed since the last flush to the store.
     health_dirty: AtomicBool,
     /// The models this key is known to serve; `None` until discovered (then it may serve any).
@@ -151,7 +162,12 @@ impl PoolKey {
             rpm: AtomicU32::new(0),
             max_concurrent: AtomicU32::new(0),
             blocked_until: AtomicI64::new(0),
+            returns_at: AtomicI64::new(0),
+            clean: AtomicBool::new(true),
+            resting_after_errors: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
+            window: ErrorWindow::default(),
+            pool: OnceLock::new(),
             health_dirty: AtomicBool::new(false),
             models: ArcSwapOption::empty(),
             models_dirty: AtomicBool::new(false),
@@ -162,7 +178,7 @@ impl PoolKey {
     /// Restores what the store remembered (at start).
     pub fn with_state(self, health: Health, counters: &CounterValues, models: Option<ModelSet>) -> Self {
         self.models.store(models.map(Arc::new));
-        self.blocked_until.store(health.blocked_until(), Relaxed);
+        self.mirror(&health);
         *self.lock_health() = health;
         let c = &self.counters;
         c.requests.store(counters.requests, Relaxed);
@@ -226,6 +242,11 @@ impl PoolKey {
         }
     }
 
+    /// Does this key's discovered list name `model`? (An undiscovered key lists nothing.)
+    pub fn lists(&self, model: &str) -> bool {
+        self.models.load().as_ref().is_some_and(|set| set.names.contains(model))
+    }
+
     pub fn models(&self) -> Option<Arc<ModelSet>> {
         self.models.load_full()
     }
@@ -234,21 +255,6 @@ impl PoolKey {
     pub fn set_models(&self, models: Option<ModelSet>) {
         self.models.store(models.map(Arc::new));
         self.models_dirty.store(true, Relaxed);
-    }
-
-    /// The upstream said this key does not have `model`: take it off the key's list. Returns
-    /// whether the key was thought to serve it.
-    pub fn forget_model(&self, model: &str) -> bool {
-        let mut forgot = false;
-        self.models.rcu(|current| {
-            let mut next = current.as_deref().cloned();
-            forgot = next.as_mut().is_some_and(|set| set.names.remove(model));
-            next.map(Arc::new)
-        });
-        if forgot {
-            self.models_dirty.store(true, Relaxed);
-        }
-        forgot
     }
 
     /// Takes the model list when it changed since the last flush.
@@ -272,38 +278,80 @@ impl PoolKey {
         c.last_used.fetch_max(now, Relaxed);
     }
 
-    /// Records how an attempt ended: counters, then the health transition.
+    /// Records how an attempt ended: counters, the window, then the health transition. A
+    /// success on a clean key writes two atomics and takes no lock.
     pub fn record(&self, event: &KeyEvent, policy: &FailurePolicy, now: UnixMs) {
         let c = &self.counters;
-        match event {
+        let width = policy.errors_window_ms / WINDOW_BUCKETS as i64;
+        let recent = match event {
+            KeyEvent::Neutral => return,
             KeyEvent::Success => {
                 c.successes.fetch_add(1, Relaxed);
                 c.pending_successes.fetch_add(1, Relaxed);
                 c.last_success.fetch_max(now, Relaxed);
+                self.window.add(now, width, false);
+                if self.clean.load(Relaxed) {
+                    return;
+                }
+                Recent::default()
             }
-            KeyEvent::Neutral => {}
             KeyEvent::RateLimited { .. } | KeyEvent::Rejected { .. } | KeyEvent::Transient { .. } => {
                 c.failures.fetch_add(1, Relaxed);
                 c.pending_failures.fetch_add(1, Relaxed);
                 c.last_failure.fetch_max(now, Relaxed);
+                if matches!(event, KeyEvent::Transient { .. }) {
+                    self.window.add(now, width, true)
+                } else {
+                    Recent::default()
+                }
             }
-        }
-        let clean_success = *event == KeyEvent::Success && self.blocked_until.load(Relaxed) == 0;
-        if *event == KeyEvent::Neutral || clean_success && self.lock_health().consecutive_failures == 0 {
-            return; // nothing to change: keep the hot path free of writes
-        }
-        self.update_health(|h| h.apply(event, policy, now));
+        };
+        self.update_health(|h| {
+            if h.apply(event, recent, policy, now) {
+                self.window.clear();
+            }
+        });
     }
 
-    /// Applies an operator's change (enable, disable) or a probe's verdict.
+    /// Applies an operator's change (enable, disable), a probe's verdict or an attempt's
+    /// transition; a change is logged, mirrored for the selector and marked for the next flush.
     pub fn update_health(&self, change: impl FnOnce(&mut Health)) {
         let mut health = self.lock_health();
         let before = health.clone();
         change(&mut health);
-        if *health != before {
-            self.blocked_until.store(health.blocked_until(), Relaxed);
-            self.health_dirty.store(true, Relaxed);
+        if *health == before {
+            return;
         }
+        self.mirror(&health);
+        self.health_dirty.store(true, Relaxed);
+        let was_resting_after_errors = before.hold.as_ref().is_some_and(|h| h.cause == HoldCause::Errors);
+        let hold_changed = before.hold != health.hold;
+        let after = health.hold.clone();
+        drop(health);
+        if let Some(pool) = self.pool.get() {
+            pool.stale.store(true, Relaxed);
+            if was_resting_after_errors && after.is_none() {
+                pool.errors_cleared.store(true, Relaxed);
+            }
+        }
+        if hold_changed {
+            log_transition(self, after.as_ref());
+        }
+    }
+
+    fn mirror(&self, health: &Health) {
+        self.blocked_until.store(health.blocked_until(), Relaxed);
+        let returns_at = health.hold.as_ref().map_or(0, |h| h.until.unwrap_or(UnixMs::MAX));
+        self.returns_at.store(returns_at, Relaxed);
+        self.clean.store(health.is_clean(), Relaxed);
+        let errors = health.hold.as_ref().is_some_and(|h| h.cause == HoldCause::Errors && !h.probe);
+        self.resting_after_errors.store(errors, Relaxed);
+    }
+
+    /// Its last attempt that ended served: the key to prefer after a failure.
+    fn proven(&self) -> bool {
+        let c = &self.counters;
+        c.last_success.load(Relaxed) > c.last_failure.load(Relaxed)
     }
 
     /// Takes what changed since the last flush; `None` when nothing did.
@@ -346,6 +394,84 @@ fn nonzero(ms: UnixMs) -> Option<UnixMs> {
     (ms != 0).then_some(ms)
 }
 
+/// Every change of a key's hold, at `info`, with the key's id, the reason and the end: an
+/// operator reads why a key is out from the log as well as from the API. No secret is logged.
+fn log_transition(key: &PoolKey, hold: Option<&crate::key::Hold>) {
+    match hold {
+        Some(hold) => tracing::info!(
+            key.id = %key.id,
+            provider = %key.provider,
+            status = hold.status.as_str(),
+            cause = hold.cause.as_str(),
+            reason = %hold.reason,
+            until = hold.until,
+            probe_before_serving = hold.probe,
+            "key held"
+        ),
+        None => tracing::info!(key.id = %key.id, provider = %key.provider, "key back in rotation"),
+    }
+}
+
+/// Buckets of a key's error window.
+const WINDOW_BUCKETS: usize = 6;
+
+/// A key's recent attempts: successes and failures per bucket of a sliding window, each bucket
+/// one atomic word (bucket number, successes, failures), so recording takes no lock.
+#[derive(Debug, Default)]
+struct ErrorWindow {
+    buckets: [AtomicU64; WINDOW_BUCKETS],
+}
+
+impl ErrorWindow {
+    fn pack(epoch: u32, successes: u16, failures: u16) -> u64 {
+        (u64::from(epoch) << 32) | (u64::from(successes) << 16) | u64::from(failures)
+    }
+
+    fn unpack(word: u64) -> (u32, u16, u16) {
+        ((word >> 32) as u32, (word >> 16) as u16, word as u16)
+    }
+
+    /// Counts one attempt; for a failure, returns the window's totals, this one included.
+    fn add(&self, now: UnixMs, width_ms: i64, failed: bool) -> Recent {
+        let epoch = u32::try_from(now / width_ms.max(1)).unwrap_or(u32::MAX).max(1);
+        let slot = &self.buckets[epoch as usize % WINDOW_BUCKETS];
+        let mut current = slot.load(Relaxed);
+        loop {
+            let (at, mut successes, mut failures) = Self::unpack(current);
+            if at != epoch {
+                (successes, failures) = (0, 0);
+            }
+            if failed {
+                failures = failures.saturating_add(1);
+            } else {
+                successes = successes.saturating_add(1);
+            }
+            match slot.compare_exchange_weak(current, Self::pack(epoch, successes, failures), Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        if !failed {
+            return Recent::default();
+        }
+        let oldest = epoch.saturating_sub(WINDOW_BUCKETS as u32 - 1);
+        self.buckets
+            .iter()
+            .map(|b| Self::unpack(b.load(Relaxed)))
+            .filter(|(at, ..)| (oldest..=epoch).contains(at))
+            .fold(Recent::default(), |sum, (_, s, f)| Recent {
+                successes: sum.successes + u32::from(s),
+                failures: sum.failures + u32::from(f),
+            })
+    }
+
+    fn clear(&self) {
+        for bucket in &self.buckets {
+            bucket.store(0, Relaxed);
+        }
+    }
+}
+
 /// The result of asking a pool for a key.
 #[derive(Debug)]
 pub enum Pick {
@@ -358,52 +484,192 @@ pub enum Pick {
     Unserved,
 }
 
-/// The keys of one provider.
+/// What a pool's keys tell it: its list of ready keys is out of date, or a key resting after
+/// errors has just served (the upstream is back).
+#[derive(Debug, Default)]
+struct PoolSignal {
+    stale: AtomicBool,
+    errors_cleared: AtomicBool,
+    /// When the earliest held key's hold ends: the ready list must be rebuilt then.
+    next_return: AtomicI64,
+    last_rebuild: AtomicI64,
+    /// Every key of the pool was resting after errors at the last pick (logged once).
+    degraded: AtomicBool,
+    rebuilding: Mutex<()>,
+}
+
+/// The least time between two rebuilds of the ready list while keys come and go, so a pool of
+/// 100,000 keys whose holds end one by one does not rebuild on every pick. A key that returns
+/// waits at most this long; a key that is held is skipped at once (the selector checks each
+/// key it looks at).
+const REBUILD_GAP_MS: UnixMs = 100;
+
+/// The keys of one provider: all of them, and the snapshot of those ready now, which the
+/// selector scans. Keys that rest are not in it, so a pick costs the same whether 1 % or 99 %
+/// of the keys are out.
 #[derive(Debug, Default)]
 pub struct KeyPool {
     keys: ArcSwap<Vec<Arc<PoolKey>>>,
+    ready: ArcSwap<Vec<Arc<PoolKey>>>,
     cursor: AtomicUsize,
+    signal: Arc<PoolSignal>,
 }
 
+/// How many candidates a retry looks at for one whose last attempt served.
+const PROVEN_LOOKAHEAD: usize = 16;
+
 impl KeyPool {
-    /// Round-robin over the eligible keys that serve `model`, skipping those already tried by
-    /// this request and those at their limits.
+    /// Round-robin over the ready keys that serve `model`, skipping those already tried by
+    /// this request and those at their limits. A retry (`tried` not empty) prefers a key whose
+    /// last attempt served. When no key is ready and every one left is resting after errors,
+    /// the one whose rest ends first is tried anyway: a pool is never empty by accident.
     pub fn pick(&self, now: UnixMs, tried: &[KeyId], model: Option<&str>, limiter: &dyn Limiter) -> Pick {
-        let keys = self.keys.load();
-        let n = keys.len();
-        if n == 0 {
-            return Pick::Exhausted { retry_at: None, limited: false };
-        }
-        let start = self.cursor.fetch_add(1, Relaxed) % n;
-        let mut limited_until: Option<UnixMs> = None;
-        for i in 0..n {
-            let key = &keys[(start + i) % n];
-            if is_candidate(key, now, tried, model) {
-                match key.admit(limiter, now) {
-                    Ok(admission) => return Pick::Key(Arc::clone(key), admission),
-                    Err(at) => limited_until = Some(limited_until.map_or(at, |earliest| earliest.min(at))),
-                }
+        self.refresh(now, false);
+        let mut limited_until = match self.scan(now, tried, model, limiter) {
+            Ok(pick) => return pick,
+            Err(limited_until) => limited_until,
+        };
+        if self.refresh(now, true) {
+            match self.scan(now, tried, model, limiter) {
+                Ok(pick) => return pick,
+                Err(until) => limited_until = earliest(limited_until, until),
             }
         }
+        let keys = self.keys.load();
+        if let Some(pick) = self.last_resort(&keys, now, tried, model, limiter) {
+            return pick;
+        }
         nothing_to_pick(&keys, now, tried, model, limited_until)
+    }
+
+    fn scan(
+        &self,
+        now: UnixMs,
+        tried: &[KeyId],
+        model: Option<&str>,
+        limiter: &dyn Limiter,
+    ) -> Result<Pick, Option<UnixMs>> {
+        let keys = self.ready.load();
+        let n = keys.len();
+        if n == 0 {
+            return Err(None);
+        }
+        let start = self.cursor.fetch_add(1, Relaxed) % n;
+        let mut limited_until = None;
+        let mut unproven: Vec<&Arc<PoolKey>> = Vec::new();
+        for i in 0..n {
+            let key = &keys[(start + i) % n];
+            if !is_candidate(key, now, tried, model) {
+                continue;
+            }
+            if !tried.is_empty() && unproven.len() < PROVEN_LOOKAHEAD && !key.proven() {
+                unproven.push(key);
+                continue;
+            }
+            match key.admit(limiter, now) {
+                Ok(admission) => return Ok(Pick::Key(Arc::clone(key), admission)),
+                Err(at) => limited_until = earliest(limited_until, Some(at)),
+            }
+        }
+        for key in unproven {
+            match key.admit(limiter, now) {
+                Ok(admission) => return Ok(Pick::Key(Arc::clone(key), admission)),
+                Err(at) => limited_until = earliest(limited_until, Some(at)),
+            }
+        }
+        Err(limited_until)
+    }
+
+    /// The untried key resting after errors whose rest ends first, when no key is ready.
+    fn last_resort(
+        &self,
+        keys: &[Arc<PoolKey>],
+        now: UnixMs,
+        tried: &[KeyId],
+        model: Option<&str>,
+        limiter: &dyn Limiter,
+    ) -> Option<Pick> {
+        let key = keys
+            .iter()
+            .filter(|k| k.resting_after_errors.load(Relaxed) && !k.is_expired(now))
+            .filter(|k| !tried.contains(&k.id) && k.serves(model))
+            .min_by_key(|k| k.blocked_until.load(Relaxed))?;
+        let admission = key.admit(limiter, now).ok()?;
+        if !self.signal.degraded.swap(true, Relaxed) {
+            tracing::warn!(
+                provider = %key.provider,
+                "every usable key is resting after errors: trying the one whose rest ends first (provider degraded)"
+            );
+        }
+        Some(Pick::Key(Arc::clone(key), admission))
+    }
+
+    /// Brings the ready list up to date when a key's eligibility changed or a hold has ended;
+    /// `force` ignores the gap between rebuilds. Returns whether it rebuilt. A key resting
+    /// after errors that served again means the upstream is back: every such rest is lifted.
+    fn refresh(&self, now: UnixMs, force: bool) -> bool {
+        let signal = &self.signal;
+        if signal.errors_cleared.swap(false, Relaxed) {
+            self.lift_error_rests();
+        }
+        let due = signal.stale.load(Relaxed) || now >= signal.next_return.load(Relaxed);
+        if !due || (!force && now - signal.last_rebuild.load(Relaxed) < REBUILD_GAP_MS) {
+            return false;
+        }
+        let Ok(_rebuilding) = signal.rebuilding.try_lock() else { return false };
+        signal.stale.store(false, Relaxed);
+        let keys = self.keys.load();
+        let mut next_return = UnixMs::MAX;
+        let ready: Vec<_> = keys
+            .iter()
+            .filter(|key| {
+                let until = key.blocked_until.load(Relaxed);
+                if until > now {
+                    next_return = next_return.min(until);
+                }
+                until <= now && !key.is_expired(now)
+            })
+            .cloned()
+            .collect();
+        signal.next_return.store(next_return, Relaxed);
+        signal.last_rebuild.store(now, Relaxed);
+        self.ready.store(Arc::new(ready));
+        true
+    }
+
+    fn lift_error_rests(&self) {
+        let mut lifted = 0;
+        for key in self.keys.load().iter().filter(|k| k.resting_after_errors.load(Relaxed)) {
+            key.update_health(|h| {
+                if h.hold.as_ref().is_some_and(|hold| hold.cause == HoldCause::Errors && !hold.probe) {
+                    h.hold = None;
+                }
+            });
+            lifted += 1;
+        }
+        if self.signal.degraded.swap(false, Relaxed) || lifted > 0 {
+            tracing::info!(keys = lifted, "a key resting after errors served again: the upstream is back");
+        }
     }
 
     /// When a key could next be picked for `model` (holds and limits both ended), if none can
     /// be now; `None` when one can now, or none ever will. Takes nothing.
     pub fn next_ready(&self, now: UnixMs, model: Option<&str>, limiter: &dyn Limiter) -> Option<UnixMs> {
-        let mut earliest: Option<UnixMs> = None;
+        let mut earliest_at: Option<UnixMs> = None;
         for key in self.keys.load().iter().filter(|k| !k.is_expired(now) && k.serves(model)) {
-            let held_until = key.blocked_until.load(Relaxed);
-            if held_until == UnixMs::MAX {
+            let (blocked, returns) = (key.blocked_until.load(Relaxed), key.returns_at.load(Relaxed));
+            if returns == UnixMs::MAX {
                 continue;
             }
+            // A half-open key whose time is up returns when its probe passes: soon, not now.
+            let held_until = if blocked > now { returns.max(now + 1) } else { blocked };
             let at = held_until.max(key.limits_ready_at(limiter, now));
             if at <= now {
                 return None;
             }
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            earliest_at = earliest(earliest_at, Some(at));
         }
-        earliest
+        earliest_at
     }
 
     pub fn snapshot(&self) -> Arc<Vec<Arc<PoolKey>>> {
@@ -418,14 +684,24 @@ impl KeyPool {
         self.len() == 0
     }
 
+    /// Whether every usable key was resting after errors at the last pick.
+    pub fn is_degraded(&self) -> bool {
+        self.signal.degraded.load(Relaxed)
+    }
+
     /// Adds keys; the new snapshot is visible to the next pick.
     pub fn add(&self, new: Vec<Arc<PoolKey>>) {
+        for key in &new {
+            // A key belongs to one pool for its whole life; a second `set` cannot happen.
+            let _ = key.pool.set(Arc::clone(&self.signal));
+        }
         self.keys.rcu(|keys| {
             let mut next = Vec::with_capacity(keys.len() + new.len());
             next.extend(keys.iter().cloned());
             next.extend(new.iter().cloned());
             next
         });
+        self.changed();
     }
 
     /// Removes the keys whose ids are listed; returns how many went.
@@ -437,7 +713,21 @@ impl KeyPool {
             removed = keys.len() - next.len();
             next
         });
+        self.changed();
         removed
+    }
+
+    /// The set of keys changed: the next pick rebuilds the ready list, whatever the gap.
+    fn changed(&self) {
+        self.signal.stale.store(true, Relaxed);
+        self.signal.last_rebuild.store(UnixMs::MIN / 2, Relaxed);
+    }
+}
+
+fn earliest(a: Option<UnixMs>, b: Option<UnixMs>) -> Option<UnixMs> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -460,14 +750,10 @@ fn nothing_to_pick(
     }
     let held_until = serving()
         .filter(|k| !is_candidate(k, now, tried, model))
-        .map(|k| k.blocked_until.load(Relaxed).max(now))
+        .map(|k| k.returns_at.load(Relaxed).max(now + 1))
         .filter(|&at| at < UnixMs::MAX)
         .min();
-    let retry_at = match (held_until, limited_until) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    Pick::Exhausted { retry_at, limited: limited_until.is_some() }
+    Pick::Exhausted { retry_at: earliest(held_until, limited_until), limited: limited_until.is_some() }
 }
 
 /// The pools of every configured provider. The set of providers is fixed at start.
@@ -538,6 +824,17 @@ mod tests {
         (pool, keys)
     }
 
+    fn limited_for(rest_ms: i64) -> KeyEvent {
+        KeyEvent::RateLimited { rest_ms, reason: "429".into() }
+    }
+
+    fn failing(key: &PoolKey, times: usize, now: UnixMs) {
+        for _ in 0..times {
+            key.begin_attempt(now);
+            key.record(&KeyEvent::Transient { cause: "503".into() }, &FailurePolicy::default(), now);
+        }
+    }
+
     fn picked(pool: &KeyPool, now: UnixMs, tried: &[KeyId]) -> Option<KeyId> {
         match pool.pick(now, tried, None, &LocalLimiter::default()) {
             Pick::Key(k, _) => Some(k.id),
@@ -560,12 +857,13 @@ mod tests {
     #[test]
     fn a_held_key_is_skipped_until_its_hold_ends() {
         let (pool, keys) = pool_of(2);
-        keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(1_000) }, &FailurePolicy::default(), T0);
+        keys[0].record(&limited_for(1_000), &FailurePolicy::default(), T0);
         for _ in 0..10 {
             assert_eq!(picked(&pool, T0 + 999, &[]), Some(keys[1].id));
         }
-        let back: Vec<_> = (0..2).map(|_| picked(&pool, T0 + 1_000, &[])).collect();
-        assert!(back.contains(&Some(keys[0].id)));
+        let back_at = T0 + 1_000 + REBUILD_GAP_MS;
+        let back: Vec<_> = (0..2).map(|_| picked(&pool, back_at, &[])).collect();
+        assert!(back.contains(&Some(keys[0].id)), "back within the rebuild gap");
     }
 
     #[test]
@@ -582,8 +880,8 @@ mod tests {
     fn exhaustion_reports_when_the_earliest_key_returns() {
         let (pool, keys) = pool_of(2);
         let policy = FailurePolicy::default();
-        keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(30_000) }, &policy, T0);
-        keys[1].record(&KeyEvent::RateLimited { retry_after_ms: Some(10_000) }, &policy, T0);
+        keys[0].record(&limited_for(30_000), &policy, T0);
+        keys[1].record(&limited_for(10_000), &policy, T0);
         assert!(
             matches!(pool.pick(T0, &[], None, &LocalLimiter::default()), Pick::Exhausted { retry_at: Some(at), .. } if at == T0 + 10_000)
         );
@@ -644,19 +942,6 @@ mod tests {
         keys[0].set_models(models(&["qwen"]));
         assert!(matches!(pool.pick(T0, &[], Some("llama3"), &LocalLimiter::default()), Pick::Unserved));
         assert!(matches!(pool.pick(T0, &[], Some("qwen"), &LocalLimiter::default()), Pick::Key(..)));
-    }
-
-    #[test]
-    fn forgetting_a_model_takes_the_key_off_that_model() {
-        let (pool, keys) = pool_of(1);
-        keys[0].set_models(models(&["llama3", "qwen"]));
-        let _ = keys[0].take_delta();
-        assert!(keys[0].forget_model("llama3"));
-        assert!(!keys[0].forget_model("llama3"));
-        assert!(matches!(pool.pick(T0, &[], Some("llama3"), &LocalLimiter::default()), Pick::Unserved));
-        let change =
-            keys[0].take_delta().and_then(|d| d.models).flatten().map(|m| m.names.into_iter().collect::<Vec<_>>());
-        assert_eq!(change, Some(vec!["qwen".to_owned()]));
     }
 
     #[test]
@@ -726,5 +1011,88 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(picked(&pool, T0, &[]), Some(keys[1].id));
         }
+    }
+
+    #[test]
+    fn resting_keys_leave_the_ready_list_and_rotation_stays_even_over_the_rest() {
+        let (pool, keys) = pool_of(100);
+        for key in &keys[..99] {
+            key.record(&limited_for(60_000), &FailurePolicy::default(), T0);
+        }
+        for _ in 0..10 {
+            assert_eq!(picked(&pool, T0 + 1, &[]), Some(keys[99].id));
+        }
+        assert_eq!(pool.ready.load().len(), 1, "the selector scans only the ready key");
+        assert!(picked(&pool, T0 + 60_000, &[]).is_some());
+        let back: std::collections::HashSet<_> = (0..200).filter_map(|_| picked(&pool, T0 + 60_000, &[])).collect();
+        assert_eq!(back.len(), 100, "every key returns when its rest ends");
+    }
+
+    #[test]
+    fn a_key_failing_now_and_then_is_never_rested_but_a_failing_one_is() {
+        let (_, keys) = pool_of(2);
+        let policy = FailurePolicy::default();
+        for i in 0..100 {
+            let event = if i % 3 == 0 { KeyEvent::Transient { cause: "503".into() } } else { KeyEvent::Success };
+            keys[0].record(&event, &policy, T0 + i);
+        }
+        assert_eq!(keys[0].status(T0 + 100), KeyStatus::Active);
+        failing(&keys[1], 3, T0);
+        assert_eq!(keys[1].status(T0), KeyStatus::Cooling);
+    }
+
+    #[test]
+    fn a_retry_prefers_a_key_whose_last_attempt_served() {
+        let (pool, keys) = pool_of(4);
+        let policy = FailurePolicy::default();
+        keys[3].record(&KeyEvent::Success, &policy, T0);
+        for key in &keys[..3] {
+            key.record(&KeyEvent::Transient { cause: "503".into() }, &policy, T0);
+        }
+        for _ in 0..8 {
+            assert_eq!(picked(&pool, T0, &[keys[0].id]), Some(keys[3].id));
+        }
+        assert!(picked(&pool, T0, &[keys[0].id, keys[3].id]).is_some(), "others still serve when none proved itself");
+    }
+
+    #[test]
+    fn when_every_key_rests_after_errors_the_one_back_soonest_is_tried_and_its_success_lifts_the_rest() {
+        let (pool, keys) = pool_of(3);
+        for (i, key) in keys.iter().enumerate() {
+            failing(key, 3, T0 + i as i64);
+        }
+        assert!(keys.iter().all(|k| k.status(T0 + 10) == KeyStatus::Cooling));
+        let Pick::Key(key, _) = pool.pick(T0 + 10, &[], None, &LocalLimiter::default()) else {
+            panic!("a last resort")
+        };
+        assert_eq!(key.id, keys[0].id, "the rest that ends first");
+        assert!(pool.is_degraded());
+        key.record(&KeyEvent::Success, &FailurePolicy::default(), T0 + 11);
+        assert!(picked(&pool, T0 + 12, &[]).is_some());
+        assert!(keys.iter().all(|k| k.status(T0 + 12) == KeyStatus::Active), "the upstream is back for every key");
+        assert!(!pool.is_degraded());
+    }
+
+    #[test]
+    fn keys_out_for_certain_causes_are_never_a_last_resort() {
+        let (pool, keys) = pool_of(2);
+        let policy = FailurePolicy::default();
+        keys[0].record(&KeyEvent::Rejected { status: 401 }, &policy, T0);
+        keys[1].record(&limited_for(60_000), &policy, T0);
+        assert!(matches!(pool.pick(T0, &[], None, &LocalLimiter::default()), Pick::Exhausted { .. }));
+    }
+
+    #[test]
+    fn the_error_window_forgets_old_buckets() {
+        let window = ErrorWindow::default();
+        for _ in 0..4 {
+            window.add(T0, 10_000, true);
+        }
+        assert_eq!(window.add(T0, 10_000, true), Recent { successes: 0, failures: 5 });
+        window.add(T0 + 30_000, 10_000, false);
+        assert_eq!(window.add(T0 + 30_000, 10_000, true), Recent { successes: 1, failures: 6 });
+        assert_eq!(window.add(T0 + 60_001, 10_000, true), Recent { successes: 1, failures: 2 });
+        window.clear();
+        assert_eq!(window.add(T0 + 60_001, 10_000, true), Recent { successes: 0, failures: 1 });
     }
 }

@@ -203,8 +203,31 @@ pub enum TransportError {
     IdleTimeout,
     #[error("upstream connection dropped")]
     Dropped,
-    #[error("upstream response too large")]
+    #[error("upstream answer larger than proxy.max_response_bytes")]
     TooLarge,
+    /// The gateway could not form the request (a malformed upstream URL or header): its own
+    /// configuration, never a key's fault.
+    #[error("the upstream request could not be formed (check the provider's URL and headers)")]
+    Config,
+    /// The gateway itself ran out of something (file descriptors, memory, buffers).
+    #[error("the gateway is out of resources (file descriptors or memory)")]
+    Local,
+}
+
+/// Tells long-running answers that the gateway is stopping (its grace period is over).
+pub trait Shutdown: Send + Sync {
+    /// A future that completes when the gateway stops; one per stream.
+    fn stopped(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+/// A gateway that never stops on its own (tests of the use case, tools).
+#[derive(Debug, Default)]
+pub struct NeverStops;
+
+impl Shutdown for NeverStops {
+    fn stopped(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;

@@ -10,24 +10,26 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::key::{FailurePolicy, KeyEvent};
+use crate::key::{FailurePolicy, KeyEvent, Recent};
 use crate::models::to_openai_list;
-use crate::outcome::parse_retry_after;
+use crate::outcome;
 use crate::pool::{ModelSet, PoolKey};
 use crate::ports::{Clock, Upstream, UpstreamRequest};
 use crate::provider::ProviderSpec;
+use crate::quota::QuotaRest;
 use crate::secret::Secret;
 
 /// What a probe concluded about a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Healthy,
-    /// The upstream knows the key but it is at its limit now.
+    /// The upstream knows the key but it is at its limit now: rest it this long.
     RateLimited {
-        retry_after_ms: Option<i64>,
+        rest_ms: i64,
+        reason: String,
     },
     /// The upstream refuses the key (401/402/403).
     Rejected {
@@ -56,13 +58,16 @@ pub struct Prober {
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub policy: FailurePolicy,
+    pub quota: QuotaRest,
 }
 
-/// Who asked: an operator's explicit check lifts any hold, a routine one never a manual disable.
+/// Who asked: an operator's explicit check lifts any hold, a routine one never a manual disable;
+/// a recovery probe decides whether a half-open key serves again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Asker {
     Operator,
     Routine,
+    Recovery,
 }
 
 impl Prober {
@@ -102,16 +107,43 @@ impl Prober {
         if let Some(names) = &report.models {
             key.set_models(Some(ModelSet { names: names.iter().cloned().collect(), discovered_at: now }));
         }
-        let event = match &report.verdict {
-            Verdict::Healthy => {
-                key.update_health(|h| if asker == Asker::Operator { h.enable() } else { h.recover() });
-                return;
+        let policy = &self.policy;
+        match &report.verdict {
+            Verdict::Healthy => key.update_health(|h| if asker == Asker::Operator { h.enable() } else { h.recover() }),
+            Verdict::RateLimited { rest_ms, reason } => {
+                let event = KeyEvent::RateLimited { rest_ms: *rest_ms, reason: reason.clone() };
+                key.update_health(|h| {
+                    h.apply(&event, Recent::default(), policy, now);
+                });
             }
-            Verdict::RateLimited { retry_after_ms } => KeyEvent::RateLimited { retry_after_ms: *retry_after_ms },
-            Verdict::Rejected { status } => KeyEvent::Rejected { status: *status },
-            Verdict::Unreachable => KeyEvent::Transient { cause: format!("health probe: {}", report.detail) },
-        };
-        key.update_health(|h| h.apply(&event, &self.policy, now));
+            // A half-open key that fails its probe stays out, twice as long as the last time.
+            Verdict::Rejected { .. } | Verdict::Unreachable
+                if key.health().hold.as_ref().is_some_and(|h| h.awaiting_probe(now)) =>
+            {
+                key.update_health(|h| h.probe_failed(&report.detail, policy, now));
+            }
+            Verdict::Rejected { status } => key.update_health(|h| {
+                h.apply(&KeyEvent::Rejected { status: *status }, Recent::default(), policy, now);
+            }),
+            // One unreachable probe is no evidence against a key that serves clients.
+            Verdict::Unreachable => {}
+        }
+    }
+
+    /// Reads a key's model list again (after a client's 404 put it in doubt); only this changes
+    /// a key's models. Returns whether the list was read.
+    pub async fn rediscover(&self, spec: &ProviderSpec, key: &PoolKey) -> bool {
+        match self.call(spec, Method::GET, spec.models_url(), &key.secret, Bytes::new()).await {
+            Ok(answer) if answer.status.is_success() => match model_ids(spec, &answer.body) {
+                Some(names) => {
+                    let now = self.clock.now_ms();
+                    key.set_models(Some(ModelSet { names: names.into_iter().collect(), discovered_at: now }));
+                    true
+                }
+                None => false,
+            },
+            Ok(_) | Err(_) => false,
+        }
     }
 
     async fn call(
@@ -129,7 +161,7 @@ impl Prober {
         }
         let request = UpstreamRequest { method, url, bearer: secret.clone(), headers, body };
         let response = self.upstream.send(request).await.map_err(|e| e.to_string())?;
-        let retry_after = response.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let headers = response.headers;
         let mut stream = response.body;
         let mut body = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -138,23 +170,26 @@ impl Prober {
                 break;
             }
         }
-        Ok(Answer { status: response.status, retry_after, body })
+        Ok(Answer { status: response.status, headers, body })
     }
 
-    /// The verdict of an answer that is not a success, if it condemns (or rests) the key.
+    /// The verdict of an answer that is not a success, if it condemns (or rests) the key: the
+    /// proxy's own table decides.
     fn failing(&self, answer: &Answer) -> Option<Verdict> {
-        match answer.status.as_u16() {
-            200..=299 => None,
-            401..=403 => Some(Verdict::Rejected { status: answer.status.as_u16() }),
-            429 => {
-                let now = self.clock.now_ms();
-                Some(Verdict::RateLimited {
-                    retry_after_ms: answer.retry_after.as_deref().and_then(|v| parse_retry_after(v, now)),
-                })
+        let status = answer.status.as_u16();
+        let upstream =
+            outcome::Answer::Status { status, headers: &answer.headers, body: &answer.body, model_listed: false };
+        match outcome::classify(upstream, &self.quota, self.clock.now_ms()).verdict {
+            outcome::Verdict::Deliver | outcome::Verdict::PassThrough => None,
+            outcome::Verdict::Retry { event: KeyEvent::RateLimited { rest_ms, reason }, .. } => {
+                Some(Verdict::RateLimited { rest_ms, reason })
             }
-            408 | 500..=599 => Some(Verdict::Unreachable),
+            outcome::Verdict::Retry { event: KeyEvent::Rejected { status }, .. } => Some(Verdict::Rejected { status }),
             // 400, 404 (no such model)…: the upstream accepted the key and disliked the request.
-            _ => None,
+            outcome::Verdict::Retry { event: KeyEvent::Neutral | KeyEvent::Success, .. } => None,
+            outcome::Verdict::Retry { event: KeyEvent::Transient { .. }, .. } | outcome::Verdict::Fail => {
+                Some(Verdict::Unreachable)
+            }
         }
     }
 }
@@ -165,7 +200,7 @@ const MAX_PROBE_BODY: usize = 8 * 1024 * 1024;
 /// One upstream answer to a probe call.
 struct Answer {
     status: StatusCode,
-    retry_after: Option<String>,
+    headers: HeaderMap,
     body: Vec<u8>,
 }
 

@@ -9,6 +9,7 @@
 //! body is dropped) and costs the key nothing. A key's limits are held for as long as its attempt
 //! runs: a stream keeps its key's slot until it ends or is dropped.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,17 +17,19 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
 use crate::key::{FailurePolicy, KeyEvent};
 use crate::limit::{Admission, Limiter};
-use crate::outcome::{Verdict, classify_status, parse_retry_after};
+use crate::outcome::{Answer, Cost, Decision, Verdict, classify};
 use crate::pool::{Pick, PoolKey, Pools};
-use crate::ports::{BodyStream, Clock, TransportError, Upstream, UpstreamRequest, UpstreamResponse};
+use crate::ports::{BodyStream, Clock, Shutdown, TransportError, Upstream, UpstreamRequest, UpstreamResponse};
 use crate::provider::ProviderName;
+use crate::quota::QuotaRest;
+use crate::recheck::ModelRechecks;
 use crate::sse::{Framing, inband_error_status};
 use crate::stats::{Dims, Kind, Outcome, Recorder, Timing};
 use crate::usage::{Usage, UsageTap};
@@ -35,13 +38,22 @@ use crate::usage::{Usage, UsageTap};
 pub struct Gateway {
     pub pools: Arc<Pools>,
     pub policy: FailurePolicy,
+    /// How long a key rests for each kind of rate limit or quota.
+    pub quota: QuotaRest,
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     /// Largest upstream body read whole (non-stream answers, the held first stream event).
     pub max_response_bytes: usize,
+    /// No new attempt starts once a request has waited this long for an answer.
+    pub deadline_ms: i64,
     pub stats: Arc<Recorder>,
     /// Enforces the limits of keys (here) and of tokens and client addresses (in the handlers).
     pub limiter: Arc<dyn Limiter>,
+    /// Keys whose model list a 404 has put in doubt, for the background re-probe.
+    pub rechecks: Arc<ModelRechecks>,
+    /// Fires when a shutdown's grace period is over: streams still running end with an error
+    /// event and are counted before the process exits.
+    pub shutdown: Arc<dyn Shutdown>,
 }
 
 /// A client request, ready to go upstream once a key is chosen.
@@ -58,8 +70,8 @@ pub struct ForwardRequest {
     pub measure: Option<Measure>,
 }
 
-/// What counting a client request needs besides the request itself.
-#[derive(Default)]
+/// What counting and settling a client request needs besides the request itself.
+#[derive(Debug, Default)]
 pub struct Measure {
     pub token: Option<TokenId>,
     /// When the request arrived ([`Clock::monotonic_us`]).
@@ -67,14 +79,9 @@ pub struct Measure {
     /// The gateway added `stream_options.include_usage`: the usage event is for the gateway
     /// only, and is taken out of the stream the client receives.
     pub strip_usage: bool,
-    /// Called once with the request's usage when its answer is complete (token quotas).
-    pub on_usage: Option<Box<dyn FnOnce(Option<Usage>) + Send + Sync>>,
-}
-
-impl std::fmt::Debug for Measure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Measure").field("token", &self.token).field("strip_usage", &self.strip_usage).finish()
-    }
+    /// The token's admission: its concurrency slot is held, and the usage charged to its daily
+    /// quota, when the answer is complete (whole, streamed to the end, cut short or failed).
+    pub admission: Option<Admission>,
 }
 
 /// One attempt that did not serve the request: which key, and why it was left.
@@ -109,6 +116,9 @@ pub enum ProxyError {
     ModelNotServed { provider: ProviderName, model: String },
     #[error("All {} upstream attempts failed; last: {last}", .notes.len())]
     AllFailed { last: String, retry_after_s: Option<u64>, notes: Vec<AttemptNote> },
+    /// The upstream answered, but the gateway cannot deliver it (larger than it reads whole).
+    #[error("The upstream answer could not be delivered: {reason}")]
+    Undeliverable { reason: String, notes: Vec<AttemptNote> },
 }
 
 impl ProxyError {
@@ -117,7 +127,15 @@ impl ProxyError {
         match self {
             Self::UnknownProvider(_) | Self::ModelNotServed { .. } => (StatusCode::NOT_FOUND, Outcome::Rejected),
             Self::NoKey { .. } => (StatusCode::SERVICE_UNAVAILABLE, Outcome::NoKey),
-            Self::AllFailed { .. } => (StatusCode::BAD_GATEWAY, Outcome::Failed),
+            Self::AllFailed { .. } | Self::Undeliverable { .. } => (StatusCode::BAD_GATEWAY, Outcome::Failed),
+        }
+    }
+
+    /// Every attempt that failed, in order.
+    pub fn notes(&self) -> &[AttemptNote] {
+        match self {
+            Self::AllFailed { notes, .. } | Self::Undeliverable { notes, .. } => notes,
+            Self::UnknownProvider(_) | Self::NoKey { .. } | Self::ModelNotServed { .. } => &[],
         }
     }
 }
@@ -128,7 +146,15 @@ fn no_key_detail(limited: bool) -> &'static str {
 
 enum Attempt {
     Served(StatusCode, HeaderMap, Served),
-    Failed { event: KeyEvent, note: String, status: u16, outcome: Outcome },
+    Failed { event: KeyEvent, cost: Cost, decision: Decision, status: u16, answer: Option<Passed> },
+    Undeliverable { decision: Decision, status: u16 },
+}
+
+/// A non-2xx answer kept while other keys are tried: the client gets it if no key serves.
+struct Passed {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 enum Served {
@@ -145,6 +171,35 @@ struct Held {
     permit: Admission,
 }
 
+/// How a request ended, for its count.
+struct Ending {
+    /// The key whose answer the client got; its attempt is counted with the request's outcome.
+    served: Option<KeyId>,
+    status: u16,
+    outcome: Outcome,
+    usage: Option<Usage>,
+    /// The answer was cut short (a stream that broke, a client that left).
+    partial: bool,
+}
+
+impl Ending {
+    fn refused(status: u16, outcome: Outcome) -> Self {
+        Self { served: None, status, outcome, usage: None, partial: false }
+    }
+}
+
+/// The request's progress over its attempts.
+struct Progress {
+    tried: Vec<KeyId>,
+    notes: Vec<AttemptNote>,
+    /// Ambiguous failures so far, against [`FailurePolicy::max_attempts`].
+    spent: u32,
+    /// The last answer that said the key lacks the model, kept for the client.
+    missing: Option<(KeyId, Passed)>,
+    /// Some attempt failed for another reason than a missing model.
+    other_failures: bool,
+}
+
 impl Gateway {
     /// Serves a request with the first key that answers it, counting the request and every
     /// attempt (when the request carries a [`Measure`]).
@@ -153,26 +208,65 @@ impl Gateway {
         let result = self.try_keys(&req, &mut meter).await;
         if let (Err(error), Some(meter)) = (&result, meter.as_mut()) {
             let (status, outcome) = error.status();
-            let model_known = !matches!(error, ProxyError::ModelNotServed { .. });
-            meter.finish(None, status.as_u16(), outcome, None, false, model_known);
+            if matches!(error, ProxyError::ModelNotServed { .. }) {
+                meter.model_unknown();
+            }
+            meter.finish(Ending::refused(status.as_u16(), outcome));
         }
         result
     }
 
+    /// Counts a request the gateway answered itself: refused before it went upstream (under
+    /// its provider, without a model), or served from the cache.
+    pub fn count_answered(
+        &self,
+        provider: &ProviderName,
+        model: &str,
+        token: Option<TokenId>,
+        status: u16,
+        outcome: Outcome,
+        started_us: i64,
+    ) {
+        let elapsed = elapsed_us(started_us, self.clock.monotonic_us());
+        let dims = Dims {
+            kind: Kind::Request,
+            provider: provider.clone(),
+            model: model.into(),
+            key: None,
+            token,
+            status,
+            outcome,
+        };
+        let timing = Timing { total_us: elapsed, ttfb_us: elapsed, overhead_us: elapsed };
+        self.stats.request(self.clock.now_ms(), dims, timing, None, false);
+    }
+
     async fn try_keys(&self, req: &ForwardRequest, meter: &mut Option<Meter>) -> Result<Delivery, ProxyError> {
         let pool = self.pools.pool(&req.provider).ok_or_else(|| ProxyError::UnknownProvider(req.provider.clone()))?;
-        let mut tried: Vec<KeyId> = Vec::with_capacity(self.policy.max_attempts as usize);
-        let mut notes = Vec::new();
-        while tried.len() < self.policy.max_attempts as usize {
+        let deadline_us = self.clock.monotonic_us().saturating_add(self.deadline_ms.saturating_mul(1000));
+        let mut progress = Progress {
+            tried: Vec::with_capacity(4),
+            notes: Vec::new(),
+            spent: 0,
+            missing: None,
+            other_failures: false,
+        };
+        while progress.spent < self.policy.max_attempts.max(1)
+            && (progress.tried.is_empty() || self.clock.monotonic_us() < deadline_us)
+        {
             let now = self.clock.now_ms();
-            let (key, permit) = match pool.pick(now, &tried, req.model.as_deref(), self.limiter.as_ref()) {
+            let (key, permit) = match pool.pick(now, &progress.tried, req.model.as_deref(), self.limiter.as_ref()) {
                 Pick::Key(key, permit) => (key, permit),
-                Pick::Exhausted { retry_at, limited } => {
-                    return Err(self.exhausted(&req.provider, notes, retry_at, limited, now));
+                Pick::Exhausted { retry_at, limited } => return self.give_up(req, progress, retry_at, limited, meter),
+                Pick::Unserved if progress.tried.is_empty() => {
+                    return Err(ProxyError::ModelNotServed {
+                        provider: req.provider.clone(),
+                        model: req.model.clone().unwrap_or_default(),
+                    });
                 }
-                Pick::Unserved => return Err(self.unserved(req, notes, now)),
+                Pick::Unserved => return self.give_up(req, progress, None, false, meter),
             };
-            tried.push(key.id);
+            progress.tried.push(key.id);
             key.begin_attempt(now);
             let began = self.clock.monotonic_us();
             if let Some(meter) = meter.as_mut() {
@@ -180,48 +274,112 @@ impl Gateway {
             }
             let attempt = self.attempt(&key, req, permit).await;
             let waited = elapsed_us(began, self.clock.monotonic_us());
+            if let Some(meter) = meter.as_mut() {
+                meter.current = None;
+                meter.upstream_us += waited;
+            }
             match attempt {
                 Attempt::Served(status, headers, served) => {
-                    let body = match (served, meter.take()) {
-                        (Served::Whole(bytes), Some(mut meter)) => {
-                            meter.upstream_us += waited;
-                            meter.served_us = waited;
-                            let (outcome, usage) = if status.is_success() {
-                                (Outcome::Success, Usage::of_body(&bytes))
-                            } else {
-                                (Outcome::ClientError, None)
-                            };
-                            let model_known = status != StatusCode::NOT_FOUND;
-                            meter.finish(Some(key.id), status.as_u16(), outcome, usage, false, model_known);
-                            Body::Full(bytes)
-                        }
-                        (Served::Whole(bytes), None) => Body::Full(bytes),
-                        (Served::Stream(held), meter) => {
-                            let meter = meter.map(|mut m| {
-                                m.upstream_us += waited;
-                                m.served_us = waited;
-                                m.committed_us = Some(self.clock.monotonic_us());
-                                m
-                            });
-                            Body::Stream(Box::pin(self.relay(&key, held, status, meter)))
-                        }
-                    };
-                    return Ok(Delivery { status, headers, body, served_by: key.id, failed_attempts: notes });
+                    let body = self.commit(&key, status, served, meter.take(), waited);
+                    return Ok(Delivery { status, headers, body, served_by: key.id, failed_attempts: progress.notes });
                 }
-                Attempt::Failed { event, note, status, outcome } => {
+                Attempt::Failed { event, cost, decision, status, answer } => {
                     key.record(&event, &self.policy, self.clock.now_ms());
-                    if let Some(meter) = meter.as_mut() {
-                        meter.current = None;
-                        meter.upstream_us += waited;
-                        meter.attempt(key.id, status, outcome, waited);
+                    if cost == Cost::Spends {
+                        progress.spent += 1;
                     }
-                    notes.push(AttemptNote { key: key.id, outcome: note });
+                    if decision.outcome == Outcome::ModelMissing {
+                        self.rechecks.hint(key.id, self.clock.now_ms());
+                        progress.missing = answer.map(|a| (key.id, a));
+                    } else {
+                        progress.other_failures = true;
+                    }
+                    if let Some(meter) = meter.as_ref() {
+                        meter.attempt(key.id, status, decision.outcome, waited);
+                    }
+                    progress.notes.push(AttemptNote { key: key.id, outcome: decision.note });
+                }
+                Attempt::Undeliverable { decision, status } => {
+                    if let Some(meter) = meter.as_ref() {
+                        meter.attempt(key.id, status, decision.outcome, waited);
+                    }
+                    progress.notes.push(AttemptNote { key: key.id, outcome: decision.note.clone() });
+                    return Err(ProxyError::Undeliverable { reason: decision.note, notes: progress.notes });
                 }
             }
         }
         let now = self.clock.now_ms();
         let retry_at = pool.next_ready(now, req.model.as_deref(), self.limiter.as_ref());
-        Err(self.exhausted(&req.provider, notes, retry_at, false, now))
+        self.give_up(req, progress, retry_at, false, meter)
+    }
+
+    /// The answer the client gets once it is committed: a whole body is counted now, a stream
+    /// when it ends.
+    fn commit(
+        &self,
+        key: &Arc<PoolKey>,
+        status: StatusCode,
+        served: Served,
+        meter: Option<Meter>,
+        waited: u64,
+    ) -> Body {
+        match (served, meter) {
+            (Served::Whole(bytes), Some(mut meter)) => {
+                meter.served_us = waited;
+                let (outcome, usage) = if status.is_success() {
+                    (Outcome::Success, Usage::of_body(&bytes))
+                } else {
+                    (Outcome::ClientError, None)
+                };
+                if status == StatusCode::NOT_FOUND {
+                    meter.model_unknown();
+                }
+                meter.finish(Ending { served: Some(key.id), status: status.as_u16(), outcome, usage, partial: false });
+                Body::Full(bytes)
+            }
+            (Served::Whole(bytes), None) => Body::Full(bytes),
+            (Served::Stream(held), meter) => {
+                let meter = meter.map(|mut m| {
+                    m.served_us = waited;
+                    m.committed_us = Some(self.clock.monotonic_us());
+                    m
+                });
+                Body::Stream(Box::pin(self.relay(key, held, status, meter)))
+            }
+        }
+    }
+
+    /// No key served: the last answer that said a key lacks the model when every key asked
+    /// said so (the client's 404), else the gateway's own error.
+    fn give_up(
+        &self,
+        req: &ForwardRequest,
+        progress: Progress,
+        retry_at: Option<UnixMs>,
+        limited: bool,
+        meter: &mut Option<Meter>,
+    ) -> Result<Delivery, ProxyError> {
+        let Progress { notes, missing, other_failures, .. } = progress;
+        if let Some((key, passed)) = missing.filter(|_| !other_failures) {
+            if let Some(mut meter) = meter.take() {
+                meter.model_unknown();
+                meter.finish(Ending::refused(passed.status.as_u16(), Outcome::ClientError));
+            }
+            let body = Body::Full(passed.body);
+            return Ok(Delivery {
+                status: passed.status,
+                headers: passed.headers,
+                body,
+                served_by: key,
+                failed_attempts: notes,
+            });
+        }
+        let now = self.clock.now_ms();
+        let retry_after_s = retry_at.map(|at| u64::try_from((at - now + 999) / 1000).unwrap_or(0).max(1));
+        Err(match notes.last() {
+            None => ProxyError::NoKey { provider: req.provider.clone(), retry_after_s, limited },
+            Some(last) => ProxyError::AllFailed { last: last.outcome.clone(), retry_after_s, notes },
+        })
     }
 
     fn relay(&self, key: &Arc<PoolKey>, held: Held, status: StatusCode, meter: Option<Meter>) -> Relay {
@@ -238,33 +396,7 @@ impl Gateway {
             meter,
             finished: false,
             permit: Some(held.permit),
-        }
-    }
-
-    fn exhausted(
-        &self,
-        provider: &ProviderName,
-        notes: Vec<AttemptNote>,
-        retry_at: Option<UnixMs>,
-        limited: bool,
-        now: UnixMs,
-    ) -> ProxyError {
-        let retry_after_s = retry_at.map(|at| u64::try_from((at - now + 999) / 1000).unwrap_or(0).max(1));
-        match notes.last() {
-            None => ProxyError::NoKey { provider: provider.clone(), retry_after_s, limited },
-            Some(last) => ProxyError::AllFailed { last: last.outcome.clone(), retry_after_s, notes },
-        }
-    }
-
-    /// No key serves the model (any more): after keys that turned out not to have it, the last
-    /// attempt's outcome; otherwise the model is simply not in this pool.
-    fn unserved(&self, req: &ForwardRequest, notes: Vec<AttemptNote>, now: UnixMs) -> ProxyError {
-        match notes.last() {
-            Some(_) => self.exhausted(&req.provider, notes, None, false, now),
-            None => ProxyError::ModelNotServed {
-                provider: req.provider.clone(),
-                model: req.model.clone().unwrap_or_default(),
-            },
+            stop: self.shutdown.stopped(),
         }
     }
 
@@ -280,56 +412,63 @@ impl Gateway {
         };
         let response = match self.upstream.send(request).await {
             Ok(response) => response,
-            Err(e) => return transient(&e, 0),
+            Err(e) => return self.broken(&e, 0),
         };
-        let status = response.status;
-        let retry_after =
-            header_str(&response.headers, RETRY_AFTER.as_str()).and_then(|v| parse_retry_after(v, self.clock.now_ms()));
-        if status == StatusCode::NOT_FOUND
-            && let Some(model) = req.model.as_deref()
-            && key.forget_model(model)
-        {
-            let note = format!("upstream answered 404: this key does not serve '{model}' (removed from its models)");
-            return Attempt::Failed { event: KeyEvent::Neutral, note, status: 404, outcome: Outcome::ModelMissing };
+        if response.status.is_success() {
+            return match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
+                Some(framing) => self.hold_stream(framing, response, permit).await,
+                None => self.read_whole(key, response).await,
+            };
         }
-        let code = status.as_u16();
-        match classify_status(code, retry_after) {
-            Verdict::Retry(event) => Attempt::Failed {
-                event,
-                note: format!("upstream answered {code}"),
-                status: code,
-                outcome: Outcome::of_status(code),
-            },
-            Verdict::Deliver => {
-                match header_str(&response.headers, CONTENT_TYPE.as_str()).and_then(Framing::from_content_type) {
-                    Some(framing) => self.hold_stream(framing, response, permit).await,
-                    None => self.read_whole(key, response, KeyEvent::Success).await,
-                }
+        let status = response.status;
+        let headers = client_headers(&response.headers);
+        let upstream_headers = response.headers;
+        let body = match read_body(response.body, self.max_response_bytes).await {
+            Ok(body) => body,
+            Err(e) => return self.broken(&e, status.as_u16()),
+        };
+        let model_listed = req.model.as_deref().is_some_and(|m| key.lists(m));
+        let answer = Answer::Status { status: status.as_u16(), headers: &upstream_headers, body: &body, model_listed };
+        let decision = classify(answer, &self.quota, self.clock.now_ms());
+        match decision.verdict.clone() {
+            Verdict::Retry { event, cost } => {
+                let answer = Some(Passed { status, headers, body });
+                Attempt::Failed { event, cost, decision, status: status.as_u16(), answer }
             }
-            Verdict::PassThrough => self.read_whole(key, response, KeyEvent::Neutral).await,
+            Verdict::Fail => Attempt::Undeliverable { decision, status: status.as_u16() },
+            Verdict::Deliver | Verdict::PassThrough => Attempt::Served(status, headers, Served::Whole(body)),
         }
     }
 
-    async fn read_whole(&self, key: &Arc<PoolKey>, response: UpstreamResponse, event: KeyEvent) -> Attempt {
+    /// A transport failure; `status` is what the upstream had answered before it broke (0: nothing).
+    fn broken(&self, error: &TransportError, status: u16) -> Attempt {
+        let decision = classify(Answer::Transport(error), &self.quota, self.clock.now_ms());
+        match decision.verdict.clone() {
+            Verdict::Retry { event, cost } => Attempt::Failed { event, cost, decision, status, answer: None },
+            Verdict::Fail | Verdict::Deliver | Verdict::PassThrough => Attempt::Undeliverable { decision, status },
+        }
+    }
+
+    async fn read_whole(&self, key: &Arc<PoolKey>, response: UpstreamResponse) -> Attempt {
         match read_body(response.body, self.max_response_bytes).await {
             Ok(body) => {
-                key.record(&event, &self.policy, self.clock.now_ms());
+                key.record(&KeyEvent::Success, &self.policy, self.clock.now_ms());
                 Attempt::Served(response.status, client_headers(&response.headers), Served::Whole(body))
             }
-            Err(e) => transient(&e, response.status.as_u16()),
+            Err(e) => self.broken(&e, response.status.as_u16()),
         }
     }
 
     async fn hold_stream(&self, framing: Framing, response: UpstreamResponse, permit: Admission) -> Attempt {
         let (bytes, first_len, rest) = match hold_first_event(framing, response.body, self.max_response_bytes).await {
             Ok(parts) => parts,
-            Err(e) => return transient(&e, response.status.as_u16()),
+            Err(e) => return self.broken(&e, response.status.as_u16()),
         };
-        if let Some(status) = inband_error_status(framing, &bytes[..first_len])
-            && let Verdict::Retry(event) = classify_status(status, None)
-        {
-            let note = format!("upstream stream opened with error {status}");
-            return Attempt::Failed { event, note, status, outcome: Outcome::of_status(status) };
+        if let Some(status) = inband_error_status(framing, &bytes[..first_len]) {
+            let decision = classify(Answer::InBand { status }, &self.quota, self.clock.now_ms());
+            if let Verdict::Retry { event, cost } = decision.verdict.clone() {
+                return Attempt::Failed { event, cost, decision, status, answer: None };
+            }
         }
         let held = Held { framing, bytes, rest, permit };
         Attempt::Served(response.status, client_headers(&response.headers), Served::Stream(held))
@@ -338,17 +477,6 @@ impl Gateway {
 
 fn elapsed_us(from: i64, to: i64) -> u64 {
     u64::try_from(to - from).unwrap_or(0)
-}
-
-/// A transport failure; `status` is what the upstream had answered before it broke (0: nothing).
-fn transient(error: &TransportError, status: u16) -> Attempt {
-    let outcome = match error {
-        TransportError::FirstByteTimeout | TransportError::IdleTimeout => Outcome::Timeout,
-        TransportError::Connect | TransportError::Dropped => Outcome::Network,
-        TransportError::TooLarge => Outcome::ServerError,
-    };
-    let note = error.to_string();
-    Attempt::Failed { event: KeyEvent::Transient { cause: note.clone() }, note, status, outcome }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -411,6 +539,7 @@ async fn hold_first_event(
 /// clean end (the key succeeded) or an error event (the key is marked). Usage is read on the way
 /// (and the usage event the gateway asked for is taken out). Dropped early, it records nothing
 /// against the key (the client left) and counts the request as cancelled, with the usage seen.
+/// When the shutdown's grace period ends first, it ends with an error event and is counted.
 struct Relay {
     held: Option<Bytes>,
     rest: BodyStream,
@@ -425,6 +554,8 @@ struct Relay {
     finished: bool,
     /// The key's limits' admission, released when the stream ends.
     permit: Option<Admission>,
+    /// Ready when the gateway stops serving.
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Stream for Relay {
@@ -441,6 +572,10 @@ impl Stream for Relay {
             if self.finished {
                 return Poll::Ready(None);
             }
+            if self.stop.as_mut().poll(cx).is_ready() {
+                let message = "The gateway is shutting down; the answer was cut short";
+                return Poll::Ready(Some(Ok(self.break_off(&KeyEvent::Neutral, message))));
+            }
             match self.rest.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -450,12 +585,10 @@ impl Stream for Relay {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    self.finish(&KeyEvent::Transient { cause: e.to_string() }, Outcome::StreamError);
-                    let mut out = BytesMut::from(&self.tap.finish()[..]);
-                    out.extend_from_slice(
-                        &self.framing.error_event(&format!("The upstream stream was interrupted: {e}")),
-                    );
-                    return Poll::Ready(Some(Ok(out.freeze())));
+                    let message = format!("The upstream stream was interrupted: {e}");
+                    return Poll::Ready(Some(Ok(
+                        self.break_off(&KeyEvent::Transient { cause: e.to_string() }, &message)
+                    )));
                 }
                 Poll::Ready(None) => {
                     let rest = self.tap.finish();
@@ -468,6 +601,14 @@ impl Stream for Relay {
 }
 
 impl Relay {
+    /// Ends the stream early: what the tap still holds, then an error event.
+    fn break_off(&mut self, event: &KeyEvent, message: &str) -> Bytes {
+        self.finish(event, Outcome::StreamError);
+        let mut out = BytesMut::from(&self.tap.finish()[..]);
+        out.extend_from_slice(&self.framing.error_event(message));
+        out.freeze()
+    }
+
     fn finish(&mut self, event: &KeyEvent, outcome: Outcome) {
         self.finished = true;
         self.permit = None;
@@ -476,7 +617,6 @@ impl Relay {
     }
 
     fn count(&mut self, outcome: Outcome) {
-        let (key, status) = (self.key.id, self.status);
         let partial = outcome != Outcome::Success;
         let usage = match (self.tap.usage, partial) {
             (Some(usage), _) => Some(usage),
@@ -484,7 +624,7 @@ impl Relay {
             (None, false) => None,
         };
         if let Some(mut meter) = self.meter.take() {
-            meter.finish(Some(key), status, outcome, usage, partial, true);
+            meter.finish(Ending { served: Some(self.key.id), status: self.status, outcome, usage, partial });
         }
     }
 }
@@ -497,9 +637,14 @@ impl Drop for Relay {
     }
 }
 
+/// The model label of statistics for names the pool does not know, so clients cannot grow the
+/// tables or the metrics' label sets without bound.
+pub const OTHER_MODEL: &str = "other";
+
 /// One client request being counted: the attempts as they end, the request once, when its
-/// answer is complete. Dropped before that (the client left while the gateway waited on an
-/// upstream), it counts the request and the attempt under way as cancelled.
+/// answer is complete; then the token's admission is settled. Dropped before that (the client
+/// left while the gateway waited on an upstream), it counts the request and the attempt under
+/// way as cancelled.
 struct Meter {
     stats: Arc<Recorder>,
     clock: Arc<dyn Clock>,
@@ -507,7 +652,7 @@ struct Meter {
     model: Arc<str>,
     token: Option<TokenId>,
     strip_usage: bool,
-    on_usage: Option<Box<dyn FnOnce(Option<Usage>) + Send + Sync>>,
+    admission: Option<Admission>,
     started_us: i64,
     /// Time spent waiting on upstreams before the answer was committed.
     upstream_us: u64,
@@ -523,20 +668,28 @@ struct Meter {
 impl Meter {
     fn new(gateway: &Gateway, req: &ForwardRequest, measure: Measure) -> Self {
         gateway.stats.metrics.enter();
+        let model = req.model.as_deref().unwrap_or("");
         Self {
             stats: Arc::clone(&gateway.stats),
             clock: Arc::clone(&gateway.clock),
             provider: req.provider.clone(),
-            model: req.model.as_deref().unwrap_or("").into(),
+            model: model.into(),
             token: measure.token,
             strip_usage: measure.strip_usage,
-            on_usage: measure.on_usage,
+            admission: measure.admission,
             started_us: measure.started_us,
             upstream_us: 0,
             served_us: 0,
             committed_us: None,
             current: None,
             done: false,
+        }
+    }
+
+    /// The model turned out not to exist: its name is not the pool's to record.
+    fn model_unknown(&mut self) {
+        if !self.model.is_empty() {
+            self.model = OTHER_MODEL.into();
         }
     }
 
@@ -557,21 +710,13 @@ impl Meter {
         self.stats.attempt(self.clock.now_ms(), dims, waited_us);
     }
 
-    /// Counts the request. `served`: the key whose answer the client got (its attempt is
-    /// counted here, with the request's outcome). `model_known`: false when the model turned
-    /// out not to exist, so a client cannot fill the statistics with made-up model names.
-    fn finish(
-        &mut self,
-        served: Option<KeyId>,
-        status: u16,
-        outcome: Outcome,
-        usage: Option<Usage>,
-        partial: bool,
-        model_known: bool,
-    ) {
+    /// Counts the request (and the attempt that served it), then settles the token's
+    /// admission: the usage charged to its daily quota, its slot freed.
+    fn finish(&mut self, ending: Ending) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let Ending { served, status, outcome, usage, partial } = ending;
         let now_us = self.clock.monotonic_us();
         let ttfb_us = elapsed_us(self.started_us, self.committed_us.unwrap_or(now_us));
         let timing = Timing {
@@ -584,21 +729,21 @@ impl Meter {
             (None, Some(key)) => self.attempt(key, 0, Outcome::Cancelled, 0),
             (None, None) => {}
         }
-        if !model_known {
-            self.model = "".into();
-        }
+        let now = self.clock.now_ms();
         let dims = self.dims(Kind::Request, served, status, outcome);
-        self.stats.request(self.clock.now_ms(), dims, timing, usage, partial);
+        self.stats.request(now, dims, timing, usage, partial);
         self.stats.metrics.leave();
-        if let Some(on_usage) = self.on_usage.take() {
-            on_usage(usage);
+        // Dropping the admission frees the token's slot, after its usage is charged.
+        if let (Some(admission), Some(usage)) = (self.admission.take(), usage) {
+            admission.charge_tokens(usage.total, now);
         }
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.finish(None, CLIENT_CLOSED, Outcome::Cancelled, None, true, true);
+        let ending = Ending { partial: true, ..Ending::refused(CLIENT_CLOSED, Outcome::Cancelled) };
+        self.finish(ending);
     }
 }
 

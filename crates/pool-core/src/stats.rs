@@ -141,18 +141,6 @@ impl Outcome {
     pub fn is_success(self) -> bool {
         matches!(self, Self::Success | Self::Cached)
     }
-
-    /// The class of an upstream answer's status that did not serve the request.
-    pub fn of_status(status: u16) -> Self {
-        match status {
-            200..=299 => Self::Success,
-            401..=403 => Self::AuthError,
-            429 => Self::RateLimited,
-            404 => Self::ClientError,
-            400..=499 => Self::ClientError,
-            _ => Self::ServerError,
-        }
-    }
 }
 
 /// The dimensions of one counted event.

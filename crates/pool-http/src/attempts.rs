@@ -24,10 +24,7 @@ pub const MAX_REASON: usize = 96;
 pub fn header(result: &Result<Delivery, ProxyError>) -> HeaderValue {
     let (notes, served) = match result {
         Ok(delivery) => (delivery.failed_attempts.as_slice(), Some(delivery)),
-        Err(ProxyError::AllFailed { notes, .. }) => (notes.as_slice(), None),
-        Err(ProxyError::UnknownProvider(_) | ProxyError::NoKey { .. } | ProxyError::ModelNotServed { .. }) => {
-            (&[][..], None)
-        }
+        Err(error) => (error.notes(), None),
     };
     let mut entries: Vec<String> = notes.iter().map(failed).collect();
     entries.extend(served.map(|d| {

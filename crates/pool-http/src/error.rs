@@ -122,6 +122,9 @@ impl From<ProxyError> for ApiError {
             ProxyError::NoKey { retry_after_s, .. } => {
                 Self { retry_after_s, ..Self::unavailable(message).with_code("no_available_key") }
             }
+            ProxyError::Undeliverable { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_undeliverable")
+            }
             ProxyError::AllFailed { retry_after_s, .. } => Self {
                 retry_after_s,
                 ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_failed")

@@ -88,7 +88,7 @@ async fn verify_key_enables_a_good_key_and_marks_a_bad_one_with_the_reason() {
     assert_eq!((ok["valid"].clone(), ok["status"].clone()), (json!(true), json!("active")));
     assert_eq!(ok["models"], json!(["kimi-k2:1t", "llama3.2:3b", "qwen2.5:7b"]));
     assert_eq!(ok["categories"], json!(["kimi", "llama", "qwen"]));
-    assert_eq!(app.key(&good).await["consecutive_failures"], 0);
+    assert_eq!(app.key(&good).await["strikes"], 0);
     assert_eq!((failed["valid"].clone(), failed["status"].clone()), (json!(false), json!("failed")));
     assert!(failed["error"].as_str().unwrap().starts_with("HTTP 403"), "{failed}");
     assert!(!failed.to_string().contains("\"bad\""), "never the full key");
@@ -114,17 +114,38 @@ async fn a_health_check_probes_every_key_and_re_enables_recovered_ones() {
 }
 
 #[tokio::test]
-async fn the_background_health_check_re_enables_a_key_whose_upstream_recovered() {
-    // Arrange: probes every second
-    let app = spawn_app_with(Options::new().set("POOL__HEALTH__INTERVAL_SECS", "1")).await;
+async fn a_failed_key_is_probed_when_its_hold_ends_and_serves_again_only_if_the_probe_passes() {
+    // Arrange: a rejected key rests one second, half-open keys are probed every 200 ms
+    let options =
+        Options::new().set("POOL__KEYS__AUTH_FAILURE_SECS", "1").set("POOL__HEALTH__RECOVERY_INTERVAL_SECS", "0.2");
+    let app = spawn_app_with(options).await;
+    let id = app.add_key("k").await;
+    app.upstream.fail_next("k", Fault::status(401), 2);
+    assert_eq!(app.post_chat(&chat("m", false)).await.status(), 502);
+    assert_eq!(app.key(&id).await["status"], "failed");
+    // Act: the hold ends; the first probe is refused (401), which extends the hold
+    let extended = app
+        .wait_for_key(&id, Duration::from_secs(5), |k| {
+            k["reason"].as_str().is_some_and(|r| r.contains("recovery probe failed"))
+        })
+        .await;
+    // Assert: still out, no client request reached the key meanwhile
+    assert_eq!(extended["status"], "failed", "{extended}");
+    assert_eq!(app.upstream.calls("k"), 2, "one client attempt, one probe");
+    assert_eq!(app.post_chat(&chat("m", false)).await.status(), 503);
+    assert_eq!(app.upstream.calls("k"), 2, "a half-open key serves no client before its probe passes");
+}
+
+#[tokio::test]
+async fn a_half_open_key_whose_probe_passes_serves_again() {
+    let options =
+        Options::new().set("POOL__KEYS__AUTH_FAILURE_SECS", "1").set("POOL__HEALTH__RECOVERY_INTERVAL_SECS", "0.2");
+    let app = spawn_app_with(options).await;
     let id = app.add_key("k").await;
     app.upstream.fail_next("k", Fault::status(401), 1);
     assert_eq!(app.post_chat(&chat("m", false)).await.status(), 502);
-    assert_eq!(app.key(&id).await["status"], "failed", "failed for an hour");
-    // Act: the upstream accepts the key again; nobody touches it
     let back = app.wait_for_key(&id, Duration::from_secs(5), |k| k["status"] == "active").await;
-    // Assert
-    assert_eq!(back["status"], "active");
+    assert_eq!((back["status"].clone(), back["strikes"].clone()), (json!("active"), json!(0)));
     assert_eq!(app.post_chat(&chat("llama3.2:3b", false)).await.status(), 200);
 }
 
@@ -154,20 +175,47 @@ async fn requests_for_a_model_go_only_to_keys_that_serve_it() {
 }
 
 #[tokio::test]
-async fn model_not_found_for_a_key_thought_to_serve_it_removes_the_model_from_that_key() {
-    let app = spawn_app().await;
+async fn a_clients_404_never_changes_the_pool_only_the_background_probe_of_that_key_does() {
+    // Arrange: both keys discovered with the same models
+    let app = spawn_app_with(Options::new().set("POOL__HEALTH__RECOVERY_INTERVAL_SECS", "0.2")).await;
     let k1 = app.add_key("k1").await;
     app.add_key("k2").await;
     post_ok(&app, "/admin/keys/health-check", json!({})).await;
-    app.upstream.set_fault("k1", Fault::ModelNotFound);
-    for _ in 0..3 {
+    app.upstream.set_models(Some("k1"), vec!["qwen2.5:7b".into()]);
+    app.upstream.fail_next("k1", Fault::ModelNotFound, 1);
+    // Act: requests for a model k1 lists (one of two starts on k1); its 404 moves it on to k2
+    for _ in 0..2 {
         assert_eq!(app.post_chat(&chat("llama3.2:3b", false)).await.status(), 200);
     }
+    // Assert: the key is not blamed, and its list changes only when the probe re-reads it
+    let models_of_k1 = |stats: &Value| stats["stats"][0]["models"].as_array().cloned().unwrap_or_default();
     let stats = app.admin_get("/admin/keys/stats?search=user-k1").await.json::<Value>().await.unwrap();
-    let models = stats["stats"][0]["models"].as_array().unwrap().clone();
-    assert!(!models.contains(&json!("llama3.2:3b")) && models.contains(&json!("qwen2.5:7b")), "{models:?}");
-    assert_eq!(stats["stats"][0]["id"], k1);
-    assert_eq!(stats["stats"][0]["consecutiveFailures"], 0, "not the key's fault");
+    assert_eq!((stats["stats"][0]["id"].clone(), stats["stats"][0]["strikes"].clone()), (json!(k1), json!(0)));
+    assert_eq!(stats["stats"][0]["status"], "active", "not the key's fault");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut models = models_of_k1(&stats);
+    while models.contains(&json!("llama3.2:3b")) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        models = models_of_k1(&app.admin_get("/admin/keys/stats?search=user-k1").await.json::<Value>().await.unwrap());
+    }
+    assert_eq!(models, vec![json!("qwen2.5:7b")], "the probe re-read the key's list");
+}
+
+#[tokio::test]
+async fn a_typo_from_one_client_takes_no_model_offline_for_anyone() {
+    // Arrange
+    let app = spawn_app().await;
+    app.add_key("k1").await;
+    app.add_key("k2").await;
+    post_ok(&app, "/admin/keys/health-check", json!({})).await;
+    for key in ["k1", "k2"] {
+        app.upstream.fail_next(key, Fault::ModelNotFound, 1);
+    }
+    // Act: every key answers 404 once
+    let first = app.post_chat(&chat("llama3.2:3b", false)).await;
+    // Assert: the client gets the upstream's 404; the next request is served as before
+    assert_eq!(first.status(), 404);
+    assert_eq!(app.post_chat(&chat("llama3.2:3b", false)).await.status(), 200);
 }
 
 #[tokio::test]
@@ -176,7 +224,7 @@ async fn key_stats_are_exact_paged_and_filtered() {
     app.add_key("a").await;
     let b = app.add_key("b").await;
     app.upstream.set_fault("b", Fault::status(500));
-    for _ in 0..4 {
+    for _ in 0..6 {
         app.post_chat(&chat("m", false)).await;
     }
     let all = app.admin_get("/admin/keys/stats?provider=ollama").await.json::<Value>().await.unwrap();
@@ -184,7 +232,7 @@ async fn key_stats_are_exact_paged_and_filtered() {
     let a = all["stats"].as_array().unwrap().iter().find(|s| s["id"] != b).unwrap().clone();
     assert_eq!(
         (a["totalRequests"].clone(), a["successCount"].clone(), a["successRate"].clone()),
-        (json!(4), json!(4), json!(100.0))
+        (json!(6), json!(6), json!(100.0))
     );
     for field in [
         "apiKey",
@@ -193,7 +241,9 @@ async fn key_stats_are_exact_paged_and_filtered() {
         "reason",
         "until",
         "failureCount",
-        "consecutiveFailures",
+        "strikes",
+        "cause",
+        "awaitingProbe",
         "lastUsed",
         "lastSuccess",
         "lastFailure",

@@ -82,7 +82,7 @@ async fn a_pool_whose_only_key_is_at_its_rate_limit_says_when_to_come_back() {
     assert!((59..=60).contains(&wait), "the key's next slot is a minute away: {wait}");
     assert_eq!(error_of(over).await["code"], "no_available_key");
     assert_eq!(app.upstream.calls("only"), 1);
-    assert_eq!(app.key(&id).await["consecutive_failures"], 0);
+    assert_eq!(app.key(&id).await["strikes"], 0);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
-use pool_core::key::{Health, KeyStatus};
+use pool_core::key::{Health, Hold, HoldCause, KeyStatus};
 use pool_core::pool::{CounterValues, KeyDelta, ModelSet};
 use pool_core::token::TokenDelta;
 
@@ -26,9 +26,40 @@ pub(crate) struct HealthColumns {
     pub reason: Option<String>,
     pub since: Option<UnixMs>,
     pub until: Option<UnixMs>,
-    pub consecutive_failures: Option<i32>,
-    /// 1 for an operator's hold, 0 otherwise.
-    pub manual: Option<i32>,
+    pub strikes: Option<i32>,
+    /// The hold's cause and half-open flag as one code ([`cause_code`]).
+    pub cause: Option<i32>,
+}
+
+/// Probe-before-serving flag in the cause code.
+const PROBE_BIT: i32 = 8;
+
+/// The `status_cause` column of a hold (see migration 0005).
+pub(crate) fn cause_code(hold: &Hold) -> i32 {
+    let cause = match hold.cause {
+        HoldCause::Operator => 1,
+        HoldCause::RateLimit => 2,
+        HoldCause::Rejected => 3,
+        HoldCause::Errors => 4,
+    };
+    if hold.probe { cause | PROBE_BIT } else { cause }
+}
+
+/// A hold's cause and half-open flag from its `status_cause` column; a hold stored before
+/// causes were kept (0) takes the cause its status implies.
+pub(crate) fn cause_of(code: i32, status: KeyStatus) -> (HoldCause, bool) {
+    let cause = match code & (PROBE_BIT - 1) {
+        1 => HoldCause::Operator,
+        2 => HoldCause::RateLimit,
+        3 => HoldCause::Rejected,
+        4 => HoldCause::Errors,
+        _ => match status {
+            KeyStatus::Cooling => HoldCause::RateLimit,
+            KeyStatus::Failed => HoldCause::Rejected,
+            KeyStatus::Active | KeyStatus::Disabled | KeyStatus::Expired => HoldCause::Errors,
+        },
+    };
+    (cause, code & PROBE_BIT != 0)
 }
 
 impl HealthColumns {
@@ -36,22 +67,17 @@ impl HealthColumns {
         let Some(health) = health else {
             return Self::default();
         };
-        let consecutive_failures = Some(i32::try_from(health.consecutive_failures).unwrap_or(i32::MAX));
+        let strikes = Some(i32::try_from(health.strikes).unwrap_or(i32::MAX));
         match &health.hold {
             Some(hold) if hold.status != KeyStatus::Active => Self {
                 status: Some(hold.status.as_str()),
                 reason: Some(hold.reason.clone()),
                 since: Some(hold.since),
                 until: hold.until,
-                consecutive_failures,
-                manual: Some(i32::from(hold.manual)),
+                strikes,
+                cause: Some(cause_code(hold)),
             },
-            _ => Self {
-                status: Some(KeyStatus::Active.as_str()),
-                consecutive_failures,
-                manual: Some(0),
-                ..Self::default()
-            },
+            _ => Self { status: Some(KeyStatus::Active.as_str()), strikes, cause: Some(0), ..Self::default() },
         }
     }
 }
@@ -139,7 +165,7 @@ mod tests {
     #[test]
     fn deltas_for_one_key_add_up_and_the_last_health_wins() {
         let id = KeyId::from_uuid(Uuid::now_v7());
-        let sick = Health { hold: None, consecutive_failures: 2 };
+        let sick = Health { hold: None, strikes: 2 };
         let deltas = [
             key_delta(id, 1, Some(5), Some(sick.clone())),
             key_delta(id, 2, None, None),
@@ -151,8 +177,15 @@ mod tests {
 
     #[test]
     fn a_hold_that_says_active_is_stored_as_no_hold() {
-        let hold = Hold { status: KeyStatus::Active, reason: "x".into(), since: 1, until: Some(2), manual: false };
-        let columns = HealthColumns::of(Some(&Health { hold: Some(hold), consecutive_failures: 1 }));
-        assert_eq!(columns, HealthColumns::of(Some(&Health { hold: None, consecutive_failures: 1 })));
+        let hold = Hold {
+            status: KeyStatus::Active,
+            reason: "x".into(),
+            since: 1,
+            until: Some(2),
+            cause: HoldCause::Errors,
+            probe: false,
+        };
+        let columns = HealthColumns::of(Some(&Health { hold: Some(hold), strikes: 1 }));
+        assert_eq!(columns, HealthColumns::of(Some(&Health { hold: None, strikes: 1 })));
     }
 }

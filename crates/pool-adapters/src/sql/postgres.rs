@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "key_models", include_str!("../../migrations/postgres/0002_key_models.sql")),
     (3, "stats", include_str!("../../migrations/postgres/0003_stats.sql")),
     (4, "limits", include_str!("../../migrations/postgres/0004_limits.sql")),
+    (5, "hold_cause", include_str!("../../migrations/postgres/0005_hold_cause.sql")),
 ];
 
 /// Keys per insert (or secret-replacing) statement: big enough to amortise the round trip, small
@@ -57,15 +58,15 @@ const FLUSH_KEYS: &str = "UPDATE upstream_keys AS k SET \
      status_reason = CASE WHEN d.status IS NULL THEN k.status_reason ELSE d.reason END, \
      status_since = CASE WHEN d.status IS NULL THEN k.status_since ELSE d.since END, \
      status_until = CASE WHEN d.status IS NULL THEN k.status_until ELSE d.until END, \
-     consecutive_failures = COALESCE(d.consecutive_failures, k.consecutive_failures), \
-     status_manual = COALESCE(d.manual, k.status_manual), \
+     strikes = COALESCE(d.strikes, k.strikes), \
+     status_cause = COALESCE(d.cause, k.status_cause), \
      models = CASE WHEN d.models_changed = 1 THEN d.models ELSE k.models END, \
      models_at = CASE WHEN d.models_changed = 1 THEN d.models_at ELSE k.models_at END \
      FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
           $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::integer[], \
           $13::integer[], $14::integer[], $15::text[], $16::bigint[]) \
      AS d(id, requests, successes, failures, last_used, last_success, last_failure, \
-          status, reason, since, until, consecutive_failures, manual, models_changed, models, models_at) \
+          status, reason, since, until, strikes, cause, models_changed, models, models_at) \
      WHERE k.id = d.id";
 
 const FLUSH_TOKENS: &str = "UPDATE client_tokens AS t SET \
@@ -221,8 +222,8 @@ fn flush_keys_query<'a>(
         .bind(column(health, |h| h.reason.as_deref()))
         .bind(column(health, |h| h.since))
         .bind(column(health, |h| h.until))
-        .bind(column(health, |h| h.consecutive_failures))
-        .bind(column(health, |h| h.manual))
+        .bind(column(health, |h| h.strikes))
+        .bind(column(health, |h| h.cause))
         .bind(column(models, |m| m.changed))
         .bind(column(models, |m| m.json.as_deref()))
         .bind(column(models, |m| m.at))

@@ -16,11 +16,11 @@ use pool_core::ports::{KeyRecord, NewKey, StoreError, TokenRecord};
 use pool_core::secret::{Secret, SecretHash, hash_hex, parse_hash_hex};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::deltas::bindable;
+use super::deltas::{bindable, cause_of};
 
 /// Every key, oldest first (ids are UUIDv7).
 pub(crate) const SELECT_KEYS: &str = "SELECT id, provider, secret, secret_hash, label, created_at, expires_at, \
-     status, status_reason, status_since, status_until, consecutive_failures, status_manual, models, models_at, \
+     status, status_reason, status_since, status_until, strikes, status_cause, models, models_at, \
      total_requests, success_count, failure_count, last_used_at, last_success_at, last_failure_at, \
      rpm, max_concurrent FROM upstream_keys ORDER BY id";
 
@@ -115,19 +115,23 @@ fn health(row: &impl Columns) -> Result<Health, StoreError> {
     let status = row.text("status")?;
     let status =
         KeyStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown key status {status:?}")))?;
-    let consecutive_failures = u32::try_from(row.int32("consecutive_failures")?)
-        .map_err(|_| StoreError::Corrupt("negative consecutive_failures".to_owned()))?;
+    let strikes =
+        u32::try_from(row.int32("strikes")?).map_err(|_| StoreError::Corrupt("negative strikes".to_owned()))?;
     let hold = match status {
         KeyStatus::Active => None,
-        status => Some(Hold {
-            status,
-            reason: row.opt_text("status_reason")?.unwrap_or_default(),
-            since: row.opt_int("status_since")?.unwrap_or(0),
-            until: row.opt_int("status_until")?,
-            manual: row.int32("status_manual")? != 0,
-        }),
+        status => {
+            let (cause, probe) = cause_of(row.int32("status_cause")?, status);
+            Some(Hold {
+                status,
+                reason: row.opt_text("status_reason")?.unwrap_or_default(),
+                since: row.opt_int("status_since")?.unwrap_or(0),
+                until: row.opt_int("status_until")?,
+                cause,
+                probe,
+            })
+        }
     };
-    Ok(Health { hold, consecutive_failures })
+    Ok(Health { hold, strikes })
 }
 
 /// The models column: a JSON array of names, with the time they were discovered.

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "key_models", include_str!("../../migrations/sqlite/0002_key_models.sql")),
     (3, "stats", include_str!("../../migrations/sqlite/0003_stats.sql")),
     (4, "limits", include_str!("../../migrations/sqlite/0004_limits.sql")),
+    (5, "hold_cause", include_str!("../../migrations/sqlite/0005_hold_cause.sql")),
 ];
 
 /// Bound parameters per key row of [`INSERT_KEYS`].
@@ -50,8 +51,8 @@ const FLUSH_KEY: &str = "UPDATE upstream_keys SET \
      status_reason = CASE WHEN $8 IS NULL THEN status_reason ELSE $9 END, \
      status_since = CASE WHEN $8 IS NULL THEN status_since ELSE $10 END, \
      status_until = CASE WHEN $8 IS NULL THEN status_until ELSE $11 END, \
-     consecutive_failures = COALESCE($12, consecutive_failures), \
-     status_manual = COALESCE($13, status_manual), \
+     strikes = COALESCE($12, strikes), \
+     status_cause = COALESCE($13, status_cause), \
      models = CASE WHEN $14 = 1 THEN $15 ELSE models END, \
      models_at = CASE WHEN $14 = 1 THEN $16 ELSE models_at END \
      WHERE id = $1";
@@ -205,8 +206,8 @@ async fn flush_key(tx: &mut SqliteConnection, delta: &KeyDelta) -> Result<(), St
         .bind(health.reason)
         .bind(health.since)
         .bind(health.until)
-        .bind(health.consecutive_failures)
-        .bind(health.manual)
+        .bind(health.strikes)
+        .bind(health.cause)
         .bind(models.changed)
         .bind(models.json)
         .bind(models.at)

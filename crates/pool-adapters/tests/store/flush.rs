@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pool_core::ids::KeyId;
-use pool_core::key::{Health, Hold, KeyStatus};
+use pool_core::key::{Health, Hold, HoldCause, KeyStatus};
 use pool_core::pool::{CounterValues, KeyDelta, ModelSet};
 use pool_core::ports::{KeyRecord, Store};
 use tokio::task::JoinSet;
@@ -86,9 +86,13 @@ async fn concurrent_flushes_from_several_tasks_add_up_exactly(store: &Arc<dyn St
     }
 }
 
-fn held(status: KeyStatus, until: Option<i64>, consecutive_failures: u32) -> Health {
-    let hold = Hold { status, reason: format!("{} for a test", status.as_str()), since: T0, until, manual: false };
-    Health { hold: Some(hold), consecutive_failures }
+fn held(status: KeyStatus, until: Option<i64>, strikes: u32) -> Health {
+    held_for(status, HoldCause::Errors, false, until, strikes)
+}
+
+fn held_for(status: KeyStatus, cause: HoldCause, probe: bool, until: Option<i64>, strikes: u32) -> Health {
+    let reason = format!("{} for a test", status.as_str());
+    Health { hold: Some(Hold { status, reason, since: T0, until, cause, probe }), strikes }
 }
 
 async fn every_health_written_by_a_flush_reads_back(store: &Arc<dyn Store>) {
@@ -96,11 +100,13 @@ async fn every_health_written_by_a_flush_reads_back(store: &Arc<dyn Store>) {
     let id = stored_key(store).await;
     let healths = [
         held(KeyStatus::Cooling, Some(T0 + 60_000), 0),
-        held(KeyStatus::Failed, Some(T0 + 3_600_000), 1),
+        held_for(KeyStatus::Cooling, HoldCause::RateLimit, true, Some(T0 + 60_000), 0),
+        held_for(KeyStatus::Failed, HoldCause::Rejected, true, Some(T0 + 3_600_000), 1),
+        held_for(KeyStatus::Disabled, HoldCause::Operator, false, None, 0),
         held(KeyStatus::Disabled, Some(T0 + 7_200_000), 3),
         held(KeyStatus::Disabled, None, 0),
         held(KeyStatus::Expired, Some(T0), 0),
-        Health { hold: None, consecutive_failures: 2 },
+        Health { hold: None, strikes: 2 },
         Health::default(),
     ];
     for health in healths {
@@ -168,7 +174,7 @@ async fn a_manual_hold_reads_back_as_manual(store: &Arc<dyn Store>) {
     // Assert
     let loaded = record(store, id).await.health;
     assert_eq!(loaded, health);
-    assert!(loaded.hold.is_some_and(|h| h.manual));
+    assert!(loaded.hold.is_some_and(|h| h.manual()));
 }
 
 async fn discovered_models_are_stored_kept_and_cleared(store: &Arc<dyn Store>) {

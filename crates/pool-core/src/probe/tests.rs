@@ -29,7 +29,7 @@ impl Upstream for Scripted {
             *self.answers.iter().find(|(suffix, ..)| request.url.ends_with(suffix)).ok_or(TransportError::Connect)?;
         let mut headers = HeaderMap::new();
         if status == 429 {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
         let chunks = stream::iter([Ok(Bytes::from_static(text.as_bytes()))]);
         Ok(UpstreamResponse {
@@ -49,7 +49,12 @@ impl Clock for Fixed {
 
 fn prober(answers: Vec<(&'static str, u16, &'static str)>) -> (Prober, Arc<Scripted>) {
     let upstream = Arc::new(Scripted { answers, seen: Mutex::new(Vec::new()) });
-    let prober = Prober { upstream: upstream.clone(), clock: Arc::new(Fixed), policy: FailurePolicy::default() };
+    let prober = Prober {
+        upstream: upstream.clone(),
+        clock: Arc::new(Fixed),
+        policy: FailurePolicy::default(),
+        quota: QuotaRest::default(),
+    };
     (prober, upstream)
 }
 
@@ -103,7 +108,7 @@ async fn a_rejected_key_is_reported_with_the_upstream_message() {
 async fn a_rate_limited_key_carries_retry_after() {
     let (prober, _) = prober(vec![("/api/tags", 429, "slow down")]);
     let report = prober.probe(&spec(), &Secret::new("k")).await;
-    assert_eq!(report.verdict, Verdict::RateLimited { retry_after_ms: Some(30_000) });
+    assert!(matches!(report.verdict, Verdict::RateLimited { rest_ms: 30_000, .. }), "{:?}", report.verdict);
 }
 
 #[tokio::test]
@@ -117,7 +122,9 @@ async fn an_unreachable_upstream_is_not_the_keys_fault_yet() {
 async fn a_routine_pass_recovers_a_failed_key_but_not_a_manual_disable() {
     let (prober, _) = prober(vec![("/api/tags", 200, TAGS), ("/chat/completions", 200, "{}")]);
     let failed = key();
-    failed.update_health(|h| h.apply(&KeyEvent::Rejected { status: 401 }, &FailurePolicy::default(), T0));
+    failed.update_health(|h| {
+        h.apply(&KeyEvent::Rejected { status: 401 }, Recent::default(), &FailurePolicy::default(), T0);
+    });
     prober.check(&spec(), &failed, Asker::Routine).await;
     assert_eq!(failed.status(T0), KeyStatus::Active);
     assert!(failed.serves(Some("kimi-k2")) && !failed.serves(Some("qwen")), "models stored on the key");
@@ -136,4 +143,33 @@ async fn a_failing_probe_marks_the_key() {
     prober.check(&spec(), &k, Asker::Routine).await;
     assert_eq!(k.status(T0), KeyStatus::Failed);
     assert_eq!(k.counters.requests.load(std::sync::atomic::Ordering::Relaxed), 0, "probes are not client requests");
+}
+
+#[tokio::test]
+async fn a_half_open_key_that_fails_its_recovery_probe_stays_out_twice_as_long() {
+    let (prober, _) = prober(vec![("/api/tags", 401, "{}")]);
+    let k = key();
+    let policy = FailurePolicy::default();
+    k.update_health(|h| {
+        h.apply(&KeyEvent::Rejected { status: 401 }, Recent::default(), &policy, T0 - policy.auth_failure_ms);
+    });
+    assert!(k.health().hold.is_some_and(|h| h.awaiting_probe(T0)));
+    prober.check(&spec(), &k, Asker::Recovery).await;
+    let hold = k.health().hold.unwrap_or_else(|| panic!("still held"));
+    assert_eq!(hold.until, Some(T0 + policy.disable_ms), "the first failed probe waits the base time");
+    assert!(hold.reason.contains("recovery probe failed"), "{}", hold.reason);
+    assert_eq!(k.status(T0), KeyStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_half_open_key_that_passes_its_probe_serves_again() {
+    let (prober, _) = prober(vec![("/api/tags", 200, TAGS), ("/chat/completions", 200, "{}")]);
+    let k = key();
+    let policy = FailurePolicy::default();
+    k.update_health(|h| {
+        h.apply(&KeyEvent::Rejected { status: 401 }, Recent::default(), &policy, T0 - policy.auth_failure_ms);
+    });
+    prober.check(&spec(), &k, Asker::Recovery).await;
+    assert_eq!(k.status(T0), KeyStatus::Active);
+    assert!(k.health().is_clean());
 }

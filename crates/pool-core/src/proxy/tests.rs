@@ -19,6 +19,7 @@ const T0: UnixMs = 1_700_000_000_000;
 #[derive(Clone)]
 enum Script {
     Status(u16),
+    Large(usize),
     Transport(TransportError),
     Sse(Vec<Result<&'static str, TransportError>>),
 }
@@ -32,6 +33,10 @@ impl Upstream for Scripted {
         let (status, content_type, chunks) = match script.unwrap_or(Script::Status(200)) {
             Script::Transport(e) => return Err(e),
             Script::Status(s) => (s, "application/json", vec![Ok(r#"{"ok":true}"#)]),
+            Script::Large(n) => {
+                let chunk: &'static str = Box::leak("x".repeat(1024).into_boxed_str());
+                (200, "application/json", vec![Ok(chunk); n])
+            }
             Script::Sse(chunks) => (200, "text/event-stream", chunks),
         };
         let mut headers = HeaderMap::new();
@@ -77,11 +82,15 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
     let gateway = Gateway {
         pools: Arc::new(pools),
         policy: FailurePolicy::default(),
+        quota: QuotaRest::default(),
         upstream: Arc::new(Scripted(Mutex::new(scripts))),
         clock: Arc::new(FixedClock(AtomicI64::new(T0))),
         max_response_bytes: 1 << 20,
+        deadline_ms: 60_000,
         stats: Arc::new(Recorder::new(10_000)),
         limiter: Arc::new(LocalLimiter::default()),
+        rechecks: Arc::new(ModelRechecks::default()),
+        shutdown: Arc::new(crate::ports::NeverStops),
     };
     (gateway, keys)
 }
@@ -133,7 +142,8 @@ async fn a_failing_key_is_skipped_and_the_next_one_serves() {
         delivery.failed_attempts,
         vec![AttemptNote { key: keys[0].id, outcome: "upstream answered 503".into() }]
     );
-    assert_eq!(keys[0].health().consecutive_failures, 1);
+    assert_eq!(keys[0].counters.failures.load(Relaxed), 1);
+    assert_eq!(keys[0].status(T0), KeyStatus::Active, "one error is no reason to rest a key");
     assert_eq!(
         counted(&gw, &keys),
         vec![
@@ -151,7 +161,7 @@ async fn a_client_error_is_returned_as_sent_without_blame() {
     let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(delivery.status, StatusCode::BAD_REQUEST);
     assert!(delivery.failed_attempts.is_empty());
-    assert!(keys.iter().all(|k| k.status(T0) == KeyStatus::Active && k.health().consecutive_failures == 0));
+    assert!(keys.iter().all(|k| k.status(T0) == KeyStatus::Active && k.health().is_clean()));
 }
 
 #[tokio::test]
@@ -164,11 +174,50 @@ async fn when_every_attempt_fails_the_error_names_the_last_status() {
     ];
     let (gw, keys) = gateway(&["a", "b", "c", "d"], &scripts);
     let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
-    assert_eq!(notes.len(), 3, "three attempts at most");
-    assert_eq!(keys.iter().map(|k| k.counters.requests.load(Relaxed)).sum::<u64>(), 3);
+    assert_eq!(notes.len(), 4, "every key: the 401 spent none of the budget");
+    assert_eq!(keys.iter().map(|k| k.counters.requests.load(Relaxed)).sum::<u64>(), 4);
     let counted = counted(&gw, &keys);
-    assert_eq!(counted.iter().filter(|r| r.0 == Kind::Attempt).count(), 3);
+    assert_eq!(counted.iter().filter(|r| r.0 == Kind::Attempt).count(), 4);
     assert_eq!(counted[0], (Kind::Request, None, 502, Outcome::Failed, 1));
+}
+
+#[tokio::test]
+async fn ambiguous_failures_spend_the_budget_and_stop_the_request() {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let scripts: Vec<_> = names.iter().map(|k| (*k, Script::Status(503))).collect();
+    let (gw, keys) = gateway(&names, &scripts);
+    let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
+    assert_eq!(notes.len(), FailurePolicy::default().max_attempts as usize);
+    let _ = keys;
+}
+
+#[tokio::test]
+async fn failures_that_are_certainly_the_keys_never_keep_a_healthy_key_from_serving() {
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let faults = [401, 402, 403, 429, 401, 403, 503];
+    let scripts: Vec<_> = names.iter().zip(faults).map(|(k, s)| (*k, Script::Status(s))).collect();
+    let (gw, keys) = gateway(&names, &scripts);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.served_by, keys[7].id);
+}
+
+#[tokio::test]
+async fn no_attempt_starts_after_the_deadline() {
+    let names = ["a", "b", "c"];
+    let scripts: Vec<_> = names.iter().map(|k| (*k, Script::Status(401))).collect();
+    let (mut gw, _) = gateway(&names, &scripts);
+    gw.deadline_ms = -1;
+    let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
+    assert_eq!(notes.len(), 1, "the first attempt always goes");
+}
+
+#[tokio::test]
+async fn an_answer_too_large_to_read_fails_the_request_and_blames_no_key() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Large(2048)), ("b", Script::Large(2048))]);
+    let result = gw.forward(request()).await;
+    assert!(matches!(&result, Err(ProxyError::Undeliverable { notes, .. }) if notes.len() == 1), "{:?}", result.err());
+    assert!(keys.iter().all(|k| k.health().is_clean() && k.counters.failures.load(Relaxed) == 0));
+    assert!(gw.forward(request()).await.is_err(), "the next request is not refused for want of a key");
 }
 
 #[tokio::test]
@@ -180,7 +229,7 @@ async fn an_empty_pool_says_no_key() {
 #[tokio::test]
 async fn rate_limited_keys_give_retry_after_of_the_earliest_return() {
     let (gw, keys) = gateway(&["a"], &[]);
-    keys[0].record(&KeyEvent::RateLimited { retry_after_ms: Some(12_500) }, &FailurePolicy::default(), T0);
+    keys[0].record(&KeyEvent::RateLimited { rest_ms: 12_500, reason: "429".into() }, &FailurePolicy::default(), T0);
     assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: Some(13), .. })));
 }
 
@@ -226,14 +275,22 @@ async fn a_client_that_leaves_mid_stream_costs_the_key_nothing() {
 }
 
 #[tokio::test]
-async fn repeated_connect_errors_rest_the_key() {
+async fn refused_connections_blame_no_key() {
     let (gw, keys) = gateway(&["a"], &[("a", Script::Transport(TransportError::Connect))]);
-    for _ in 0..2 {
+    for _ in 0..5 {
         assert!(matches!(gw.forward(request()).await, Err(ProxyError::AllFailed { .. })));
     }
-    assert_eq!(keys[0].health().consecutive_failures, 2);
+    assert!(keys[0].health().is_clean(), "the host refused: every key would");
+    assert_eq!(keys[0].status(T0), KeyStatus::Active);
+}
+
+#[tokio::test]
+async fn repeated_timeouts_rest_the_key() {
+    let (gw, keys) = gateway(&["a"], &[("a", Script::Transport(TransportError::FirstByteTimeout))]);
+    for _ in 0..3 {
+        let _ = gw.forward(request()).await;
+    }
     assert_eq!(keys[0].status(T0), KeyStatus::Cooling);
-    assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: Some(5), .. })));
 }
 
 fn serving(names: &[&str]) -> Option<crate::pool::ModelSet> {
@@ -241,15 +298,29 @@ fn serving(names: &[&str]) -> Option<crate::pool::ModelSet> {
 }
 
 #[tokio::test]
-async fn a_404_from_a_key_thought_to_serve_the_model_forgets_it_and_moves_on() {
+async fn a_404_from_a_key_thought_to_serve_the_model_moves_on_and_only_asks_for_a_recheck() {
     let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(404))]);
     keys[0].set_models(serving(&["m"]));
     keys[1].set_models(serving(&["m"]));
     let req = ForwardRequest { model: Some("m".into()), ..request() };
     let delivery = gw.forward(req).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(delivery.served_by, keys[1].id);
-    assert!(!keys[0].serves(Some("m")), "m was removed from the key's list");
-    assert_eq!(keys[0].health().consecutive_failures, 0, "not the key's fault");
+    assert!(keys[0].serves(Some("m")), "a client's request never changes a key's models");
+    assert!(keys[0].health().is_clean(), "not the key's fault");
+    assert_eq!(gw.rechecks.take(), vec![keys[0].id], "the key's list is re-probed in the background");
+}
+
+#[tokio::test]
+async fn when_every_key_listing_the_model_answers_404_the_client_gets_the_404() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(404)), ("b", Script::Status(404))]);
+    keys[0].set_models(serving(&["m"]));
+    keys[1].set_models(serving(&["m"]));
+    let delivery = gw.forward(ForwardRequest { model: Some("m".into()), ..request() }).await;
+    let delivery = delivery.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((delivery.status, delivery.failed_attempts.len()), (StatusCode::NOT_FOUND, 2));
+    let rows = gw.stats.take();
+    let request = rows.iter().find(|r| r.dims.kind == Kind::Request).unwrap_or_else(|| panic!("a request row"));
+    assert_eq!((&*request.dims.model, request.dims.outcome), (OTHER_MODEL, Outcome::ClientError));
 }
 
 #[tokio::test]
@@ -291,16 +362,14 @@ async fn a_streams_usage_is_counted_and_the_injected_event_removed() {
 async fn a_stream_the_client_leaves_is_counted_once_as_cancelled_and_partial() {
     let chunks = vec![Ok("data: {\"choices\":[{}]}\n\n"), Ok("data: {\"choices\":[{}]}\n\n"), Ok(USAGE_EVENT)];
     let (gw, keys) = gateway(&["a"], &[("a", Script::Sse(chunks))]);
-    let used = Arc::new(Mutex::new(None));
-    let seen = Arc::clone(&used);
-    let measure = Measure {
-        on_usage: Some(Box::new(move |usage| *seen.lock().unwrap_or_else(|e| e.into_inner()) = usage)),
-        ..Measure::default()
-    };
-    let delivery = gw.forward(ForwardRequest { measure: Some(measure), ..request() }).await;
+    let delivery = gw.forward(request()).await;
     let Body::Stream(mut stream) = delivery.unwrap_or_else(|e| panic!("{e}")).body else { panic!("a stream") };
     assert!(stream.next().await.is_some());
     drop(stream);
+    let rows = gw.stats.take();
+    let request = rows.iter().find(|r| r.dims.kind == Kind::Request).unwrap_or_else(|| panic!("a request row"));
+    assert_eq!((request.tally.completion_tokens, request.tally.partial), (1, 1), "one event reached the client");
+    gw.stats.restore(rows);
     assert_eq!(
         counted(&gw, &keys),
         vec![
@@ -308,8 +377,33 @@ async fn a_stream_the_client_leaves_is_counted_once_as_cancelled_and_partial() {
             (Kind::Attempt, Some(0), 200, Outcome::Cancelled, 1)
         ]
     );
-    let estimate = *used.lock().unwrap_or_else(|e| e.into_inner());
-    assert_eq!(estimate.map(|u| u.completion), Some(1), "one event reached the client");
+}
+
+struct Stopped;
+
+impl crate::ports::Shutdown for Stopped {
+    fn stopped(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+#[tokio::test]
+async fn a_stream_still_running_at_shutdown_ends_with_an_error_event_and_is_counted() {
+    let chunks = vec![Ok("data: {\"choices\":[{}]}\n\n"), Ok("data: {\"choices\":[{}]}\n\n")];
+    let (mut gw, keys) = gateway(&["a"], &[("a", Script::Sse(chunks))]);
+    gw.shutdown = Arc::new(Stopped);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    let text = collect(delivery.body).await;
+    assert!(text.starts_with("data: {\"choices\":[{}]}\n\ndata: {\"error\""), "{text}");
+    assert!(text.contains("shutting down"), "{text}");
+    assert_eq!(
+        counted(&gw, &keys),
+        vec![
+            (Kind::Request, Some(0), 200, Outcome::StreamError, 1),
+            (Kind::Attempt, Some(0), 200, Outcome::StreamError, 1)
+        ]
+    );
+    assert!(keys[0].health().is_clean(), "the gateway stopped, not the key");
 }
 
 #[tokio::test]
@@ -338,7 +432,10 @@ async fn a_model_nobody_serves_is_not_kept_as_a_model_name() {
     let _ = gw.forward(ForwardRequest { model: Some("made-up".into()), ..request() }).await;
     let rows = gw.stats.take();
     assert_eq!(rows.len(), 1);
-    assert_eq!((&*rows[0].dims.model, rows[0].dims.status, rows[0].dims.outcome), ("", 404, Outcome::Rejected));
+    assert_eq!(
+        (&*rows[0].dims.model, rows[0].dims.status, rows[0].dims.outcome),
+        (OTHER_MODEL, 404, Outcome::Rejected)
+    );
 }
 
 #[tokio::test]
@@ -361,7 +458,7 @@ async fn a_stream_holds_its_keys_slot_until_it_ends() {
     );
     assert!(busy.is_some_and(|e| e.to_string().contains("at its rate or concurrency limit")));
     assert!(after.is_ok());
-    assert_eq!(keys[0].health().consecutive_failures, 0, "a busy key is not a failing key");
+    assert!(keys[0].health().is_clean(), "a busy key is not a failing key");
 }
 
 #[tokio::test]

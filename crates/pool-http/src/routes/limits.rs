@@ -7,7 +7,6 @@
 //! held until the answer ends: for a stream, until its last byte or the client's disconnect.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::USER_AGENT;
@@ -15,9 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use pool_core::limit::{Admission, RateInfo, Refusal, Subject, Window};
-use pool_core::ports::Clock;
 use pool_core::token::{ClientToken, TokenSettings};
-use pool_core::usage::Usage;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -68,25 +65,6 @@ pub(crate) fn admit(
     settings.check_model(model)?;
     let now = state.gateway.clock.now_ms();
     state.gateway.limiter.admit(Subject::Token(token.id), &settings.limits, now).map_err(|r| refused(&r, "token"))
-}
-
-/// What to do with an admission once its answer is complete (whole, streamed to the end, cut
-/// short or failed): charge the usage to the token's daily quota, and release its slot. `None`
-/// when the admission holds and meters nothing (a token without those limits): nothing to do.
-pub(crate) fn settle(
-    admission: Admission,
-    clock: &Arc<dyn Clock>,
-) -> Option<Box<dyn FnOnce(Option<Usage>) + Send + Sync>> {
-    if !admission.holds_slot() && !admission.meters_tokens() {
-        return None;
-    }
-    let clock = Arc::clone(clock);
-    Some(Box::new(move |usage| {
-        if let Some(usage) = usage.filter(|_| admission.meters_tokens()) {
-            admission.charge_tokens(usage.total, clock.now_ms());
-        }
-        drop(admission);
-    }))
 }
 
 /// A 429 naming the limit, with `Retry-After` and the `x-ratelimit-*` headers.

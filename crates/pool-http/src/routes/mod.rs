@@ -12,7 +12,7 @@ mod limits;
 mod metrics;
 mod models;
 
-pub use admin::control::background_health;
+pub use admin::control::{background_health, recover};
 pub use admin::providers::enabled_setting;
 pub use models::refresh_models;
 mod proxy;

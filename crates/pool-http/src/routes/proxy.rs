@@ -20,7 +20,7 @@ use pool_core::ids::TokenId;
 use pool_core::limit::Admission;
 use pool_core::provider::{ProviderName, ProviderSpec};
 use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
-use pool_core::stats::{Dims, Kind, Outcome, Timing};
+use pool_core::stats::Outcome;
 use pool_core::token::ClientToken;
 use pool_core::usage::ensure_stream_usage;
 use serde::Deserialize;
@@ -106,36 +106,12 @@ struct Seen {
     token: Option<TokenId>,
 }
 
-/// Counts a request the gateway answered itself: refused before it went upstream (under its
-/// provider, without a model; a request for an unknown provider is not counted, its name is
-/// whatever the caller typed), or served from the cache.
+/// Counts a request refused before it went upstream, under its provider and without a model
+/// (a request for an unknown provider is not counted: its name is whatever the caller typed).
 fn count_rejected(state: &AppState, seen: &Seen, status: StatusCode, started_us: i64) {
     if let Some(provider) = &seen.provider {
-        count(state, provider, "", seen.token, (status, Outcome::Rejected), started_us);
+        state.gateway.count_answered(provider, "", seen.token, status.as_u16(), Outcome::Rejected, started_us);
     }
-}
-
-fn count(
-    state: &AppState,
-    provider: &ProviderName,
-    model: &str,
-    token: Option<TokenId>,
-    (status, outcome): (StatusCode, Outcome),
-    started_us: i64,
-) {
-    let clock = &state.gateway.clock;
-    let elapsed = u64::try_from(clock.monotonic_us() - started_us).unwrap_or(0);
-    let dims = Dims {
-        kind: Kind::Request,
-        provider: provider.clone(),
-        model: model.into(),
-        key: None,
-        token,
-        status: status.as_u16(),
-        outcome,
-    };
-    let timing = Timing { total_us: elapsed, ttfb_us: elapsed, overhead_us: elapsed };
-    state.gateway.stats.request(clock.now_ms(), dims, timing, None, false);
 }
 
 async fn admit(
@@ -199,7 +175,8 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
     let rate_headers = limits::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
-            count(state, &provider.spec.name, &model, Some(token.id), (StatusCode::OK, Outcome::Cached), started_us);
+            let (provider, token) = (&provider.spec.name, Some(token.id));
+            state.gateway.count_answered(provider, &model, token, StatusCode::OK.as_u16(), Outcome::Cached, started_us);
             response.headers_mut().extend(rate_headers);
             return Ok(response);
         }
@@ -210,12 +187,7 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
         Some(with_usage) => (with_usage, true),
         None => (body, false),
     };
-    let measure = Measure {
-        token: Some(token.id),
-        started_us,
-        strip_usage,
-        on_usage: limits::settle(admission, &state.gateway.clock),
-    };
+    let measure = Measure { token: Some(token.id), started_us, strip_usage, admission: Some(admission) };
     let result = state
         .gateway
         .forward(ForwardRequest {

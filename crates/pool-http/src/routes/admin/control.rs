@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use futures_util::StreamExt;
 use pool_core::UnixMs;
-use pool_core::key::KeyStatus;
+use pool_core::key::{HoldCause, KeyStatus};
 use pool_core::pool::PoolKey;
 use pool_core::probe::{Asker, Report};
 use pool_core::secret::mask;
@@ -143,18 +143,11 @@ pub async fn health_check(
     ))
 }
 
-/// One background pass: probes the keys that are out for a while (failed, auto-disabled, or
-/// cooling for longer than `horizon_ms`), so they come back once their upstream recovers.
+/// One background pass: probes the keys resting for a rate limit or quota longer than
+/// `horizon_ms`, so they come back once their window resets.
 pub async fn background_health(state: &AppState, horizon_ms: i64) {
     let now = state.gateway.clock.now_ms();
-    let due: Vec<Arc<PoolKey>> = state
-        .gateway
-        .pools
-        .all_keys()
-        .into_iter()
-        .filter(|k| state.providers.get(k.provider.as_ref()).is_some_and(|p| p.is_enabled()))
-        .filter(|k| is_due(k, now, horizon_ms))
-        .collect();
+    let due: Vec<Arc<PoolKey>> = enabled_keys(state).filter(|k| is_due(k, now, horizon_ms)).collect();
     if due.is_empty() {
         return;
     }
@@ -164,14 +157,45 @@ pub async fn background_health(state: &AppState, horizon_ms: i64) {
     persist(state).await;
 }
 
+/// Due for the routine pass: a long rest for a rate limit or quota (whose window may reset
+/// early). Keys that are failed or disabled wait for their half-open probe ([`recover`]), so
+/// their backoff holds.
 fn is_due(key: &PoolKey, now: UnixMs, horizon_ms: i64) -> bool {
     let health = key.health();
-    let Some(hold) = health.hold.as_ref().filter(|h| h.in_force(now) && !h.manual) else { return false };
-    match hold.status {
-        KeyStatus::Failed | KeyStatus::Disabled => true,
-        KeyStatus::Cooling => hold.end() - now > horizon_ms,
-        KeyStatus::Active | KeyStatus::Expired => false,
+    let Some(hold) = health.hold_at(now).filter(|h| !h.manual() && !h.awaiting_probe(now)) else { return false };
+    hold.status == KeyStatus::Cooling && hold.cause == HoldCause::RateLimit && hold.end() - now > horizon_ms
+}
+
+/// The quick pass, every few seconds: probes the half-open keys (an automatic hold whose time is
+/// up), which serve again only if the probe passes, and re-reads the model lists a client's 404
+/// put in doubt. Changes are written at once.
+pub async fn recover(state: &AppState) {
+    let now = state.gateway.clock.now_ms();
+    let half_open: Vec<Arc<PoolKey>> =
+        enabled_keys(state).filter(|k| k.health().hold.as_ref().is_some_and(|h| h.awaiting_probe(now))).collect();
+    let rechecks: Vec<Arc<PoolKey>> =
+        state.gateway.rechecks.take().into_iter().filter_map(|id| state.gateway.pools.find(id)).collect();
+    if half_open.is_empty() && rechecks.is_empty() {
+        return;
     }
+    let probes: Vec<_> = half_open.iter().map(|key| Box::pin(check(state, key, Asker::Recovery))).collect();
+    let results: Vec<_> = futures_util::stream::iter(probes).buffered(state.settings.probe_concurrency).collect().await;
+    let recovered = results.iter().filter(|r| r.as_ref().is_ok_and(|v| v["valid"] == true)).count();
+    for key in &rechecks {
+        if let Some(provider) = state.providers.get(key.provider.as_ref()) {
+            let read = state.prober.rediscover(&provider.spec, key).await;
+            tracing::info!(key.id = %key.id, read, "re-read a key's model list after an upstream 404");
+        }
+    }
+    if !half_open.is_empty() {
+        tracing::info!(probed = half_open.len(), recovered, "recovery probes of half-open keys");
+    }
+    persist(state).await;
+}
+
+fn enabled_keys(state: &AppState) -> impl Iterator<Item = Arc<PoolKey>> + '_ {
+    let keys = state.gateway.pools.all_keys();
+    keys.into_iter().filter(|k| state.providers.get(k.provider.as_ref()).is_some_and(|p| p.is_enabled()))
 }
 
 /// Probes keys a few at a time (routine: manual disables stay), results in key order.
