@@ -14,6 +14,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::key::{FailurePolicy, KeyEvent};
+use crate::model_name;
 use crate::models::to_openai_list;
 use crate::outcome::parse_retry_after;
 use crate::pool::{ModelSet, PoolKey};
@@ -76,7 +77,7 @@ impl Prober {
             },
             Err(cause) => return report(Verdict::Unreachable, cause, None),
         };
-        let Some(model) = choose_model(spec.probe_model.as_deref(), models.as_deref()) else {
+        let Some(model) = choose_model(spec, models.as_deref()) else {
             return report(Verdict::Healthy, "model list read; no model to test".into(), models);
         };
         let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "stream": false});
@@ -188,17 +189,18 @@ fn report(verdict: Verdict, detail: String, models: Option<Vec<String>>) -> Repo
     Report { verdict, detail, models }
 }
 
+/// The canonical names of the models a key's list holds.
 fn model_ids(spec: &ProviderSpec, body: &[u8]) -> Option<Vec<String>> {
     let list = to_openai_list(spec.kind, body, "", 0).ok()?;
-    let ids = list["data"].as_array()?.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
-    Some(ids)
+    let ids = list["data"].as_array()?.iter().filter_map(|m| m["id"].as_str());
+    Some(ids.map(|id| model_name::canonical(spec.kind, id).into_owned()).collect())
 }
 
 /// The configured probe model when the key has it (or its list is unknown), else the key's first.
-fn choose_model<'a>(configured: Option<&'a str>, models: Option<&'a [String]>) -> Option<&'a str> {
-    match (configured, models) {
+fn choose_model<'a>(spec: &'a ProviderSpec, models: Option<&'a [String]>) -> Option<&'a str> {
+    match (spec.probe_model.as_deref(), models) {
         (Some(m), None) => Some(m),
-        (Some(m), Some(list)) if list.iter().any(|x| x == m) => Some(m),
+        (Some(m), Some(list)) if list.iter().any(|x| model_name::names(spec.kind, m, x)) => Some(m),
         (_, Some(list)) => list.first().map(String::as_str),
         (None, None) => None,
     }

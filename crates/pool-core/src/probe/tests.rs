@@ -75,9 +75,9 @@ async fn a_good_key_is_healthy_and_its_models_are_discovered() {
     let (prober, upstream) = prober(vec![("/api/tags", 200, TAGS), ("/chat/completions", 200, "{}")]);
     let report = prober.probe(&spec(), &Secret::new("k")).await;
     assert!(report.healthy(), "{report:?}");
-    assert_eq!(report.models, Some(vec!["llama3".to_owned(), "kimi-k2".to_owned()]));
+    assert_eq!(report.models, Some(vec!["llama3:latest".to_owned(), "kimi-k2:latest".to_owned()]), "canonical");
     let seen = upstream.seen.lock().map(|s| s.clone()).unwrap_or_default();
-    assert!(seen[1].contains("\"model\":\"llama3\"") && seen[1].contains("\"max_tokens\":1"), "{seen:?}");
+    assert!(seen[1].contains("\"model\":\"llama3:latest\"") && seen[1].contains("\"max_tokens\":1"), "{seen:?}");
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn a_routine_pass_recovers_a_failed_key_but_not_a_manual_disable() {
     failed.update_health(|h| h.apply(&KeyEvent::Rejected { status: 401 }, &FailurePolicy::default(), T0));
     prober.check(&spec(), &failed, Asker::Routine).await;
     assert_eq!(failed.status(T0), KeyStatus::Active);
-    assert!(failed.serves(Some("kimi-k2")) && !failed.serves(Some("qwen")), "models stored on the key");
+    assert!(failed.serves(Some("kimi-k2:latest")) && !failed.serves(Some("qwen:latest")), "models stored on the key");
     let manual = key();
     manual.update_health(|h| h.disable("operator".into(), T0, None));
     prober.check(&spec(), &manual, Asker::Routine).await;

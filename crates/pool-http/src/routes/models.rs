@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pool_core::models::{retain_models, to_openai_list};
+use pool_core::provider::ProviderKind;
 use pool_core::proxy::{Body, Delivery, ForwardRequest};
 use pool_core::token::ClientToken;
 
@@ -21,7 +22,7 @@ pub async fn list(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (provider, token) = authorized_provider(&state, provider.as_ref(), request.headers())?;
-    let body = allowed_only(&token, models_json(&state, &provider).await?);
+    let body = allowed_only(&token, provider.spec.kind, models_json(&state, &provider).await?);
     Ok(([(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
@@ -44,7 +45,7 @@ pub async fn native_tags(
     let delivery = state.gateway.forward(request).await?;
     let delivery = match delivery.body {
         Body::Full(body) if delivery.status.is_success() => {
-            Delivery { body: Body::Full(allowed_only(&token, body)), ..delivery }
+            Delivery { body: Body::Full(allowed_only(&token, provider.spec.kind, body)), ..delivery }
         }
         _ => delivery,
     };
@@ -52,12 +53,12 @@ pub async fn native_tags(
 }
 
 /// The list narrowed to the token's allow-list, if it has one.
-fn allowed_only(token: &ClientToken, list: Bytes) -> Bytes {
+fn allowed_only(token: &ClientToken, kind: ProviderKind, list: Bytes) -> Bytes {
     let settings = token.settings();
     if settings.models.is_none() {
         return list;
     }
-    retain_models(&list, |model| settings.allows_model(model)).map_or(list, Bytes::from)
+    retain_models(&list, |model| settings.allows_model(kind, model)).map_or(list, Bytes::from)
 }
 
 /// The provider's list in the OpenAI shape: from the cache while fresh, else fetched (one fetch
