@@ -17,7 +17,7 @@ use crate::key::{FailurePolicy, KeyEvent};
 use crate::model_name;
 use crate::models::to_openai_list;
 use crate::outcome::parse_retry_after;
-use crate::pool::{ModelSet, PoolKey};
+use crate::pool::{ModelSet, PoolKey, Pools};
 use crate::ports::{Clock, Upstream, UpstreamRequest};
 use crate::provider::ProviderSpec;
 use crate::secret::Secret;
@@ -55,6 +55,9 @@ impl Report {
 
 pub struct Prober {
     pub upstream: Arc<dyn Upstream>,
+    /// Where discovered model lists go ([`Pools::set_models`]), so routing and model lists see
+    /// them.
+    pub pools: Arc<Pools>,
     pub clock: Arc<dyn Clock>,
     pub policy: FailurePolicy,
 }
@@ -101,7 +104,7 @@ impl Prober {
     pub fn apply(&self, key: &PoolKey, report: &Report, asker: Asker) {
         let now = self.clock.now_ms();
         if let Some(names) = &report.models {
-            key.set_models(Some(ModelSet { names: names.iter().cloned().collect(), discovered_at: now }));
+            self.pools.set_models(key, Some(ModelSet { names: names.iter().cloned().collect(), discovered_at: now }));
         }
         let event = match &report.verdict {
             Verdict::Healthy => {

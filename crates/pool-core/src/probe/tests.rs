@@ -49,7 +49,8 @@ impl Clock for Fixed {
 
 fn prober(answers: Vec<(&'static str, u16, &'static str)>) -> (Prober, Arc<Scripted>) {
     let upstream = Arc::new(Scripted { answers, seen: Mutex::new(Vec::new()) });
-    let prober = Prober { upstream: upstream.clone(), clock: Arc::new(Fixed), policy: FailurePolicy::default() };
+    let pools = Arc::new(Pools::new([spec().name]));
+    let prober = Prober { upstream: upstream.clone(), pools, clock: Arc::new(Fixed), policy: FailurePolicy::default() };
     (prober, upstream)
 }
 
@@ -136,4 +137,15 @@ async fn a_failing_probe_marks_the_key() {
     prober.check(&spec(), &k, Asker::Routine).await;
     assert_eq!(k.status(T0), KeyStatus::Failed);
     assert_eq!(k.counters.requests.load(std::sync::atomic::Ordering::Relaxed), 0, "probes are not client requests");
+}
+
+#[tokio::test]
+async fn discovered_models_become_known_to_the_keys_pool() {
+    let (prober, _) = prober(vec![("/api/tags", 200, TAGS), ("/chat/completions", 200, "{}")]);
+    let k = key();
+    let before = prober.pools.pool(&spec().name).map(|p| p.models.generation());
+    prober.check(&spec(), &k, Asker::Routine).await;
+    assert!(prober.pools.known_model(&spec().name, "kimi-k2:latest"));
+    assert!(!prober.pools.known_model(&spec().name, "qwen:latest"));
+    assert_ne!(prober.pools.pool(&spec().name).map(|p| p.models.generation()), before, "cached lists go stale");
 }
