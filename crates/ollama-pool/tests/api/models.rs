@@ -88,6 +88,12 @@ async fn validated_import(app: &TestApp, provider: &str, keys: &[&str]) {
     assert_eq!(job["valid"].as_array().map(Vec::len), Some(keys.len()), "{job}");
 }
 
+/// The names of a list in either shape (`data[].id` or `models[].name`).
+fn names(list: &Value) -> Vec<String> {
+    let entries = list["data"].as_array().or_else(|| list["models"].as_array()).unwrap();
+    entries.iter().map(|m| m["id"].as_str().or_else(|| m["name"].as_str()).unwrap().to_owned()).collect()
+}
+
 #[tokio::test]
 async fn an_untagged_model_is_served_after_a_validated_import_found_its_latest_tag() {
     // Arrange
@@ -135,4 +141,65 @@ async fn an_openai_kind_provider_keeps_model_names_exactly() {
     assert_eq!(routed.status(), 404, "`gpt` is not `gpt:latest` on an OpenAI-compatible provider");
     assert_eq!(error_of(routed).await["code"], "model_not_found");
     assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn the_model_list_is_the_union_of_what_every_key_serves() {
+    // Arrange: `rare` is served by two of four keys
+    let app = spawn_app().await;
+    for (key, models) in
+        [("k1", &["common", "rare"][..]), ("k2", &["common"]), ("k3", &["common", "rare"]), ("k4", &["common"])]
+    {
+        app.upstream.set_models(Some(key), models.iter().map(|m| format!("{m}:latest")).collect());
+    }
+    validated_import(&app, "ollama", &["k1", "k2", "k3", "k4"]).await;
+    let spent = app.upstream.total_calls();
+    // Act
+    let openai: Value = app.get_json("/v1/models").await;
+    let tags: Value = app.get_json("/api/tags").await;
+    // Assert
+    assert_eq!(names(&openai), ["common:latest", "rare:latest"]);
+    assert_eq!(names(&tags), ["common:latest", "rare:latest"]);
+    let entry = &tags["models"][1];
+    assert_eq!(entry["model"], "rare:latest");
+    assert!(entry["modified_at"].is_string() && entry["size"].is_u64() && entry["details"].is_object(), "{entry}");
+    assert_eq!(app.upstream.total_calls(), spent, "built from discovery: no key spent");
+}
+
+#[tokio::test]
+async fn native_tags_are_cached_until_a_key_is_discovered() {
+    // Arrange
+    let app = spawn_app().await;
+    let id = app.add_key("k").await;
+    app.upstream.set_models(Some("k"), vec!["first:latest".into()]);
+    // Act: no key discovered yet, so the list is fetched once, then cached
+    for _ in 0..5 {
+        assert_eq!(app.get_as(&app.token, "/api/tags").await.status(), 200);
+    }
+    let fetched = app.upstream.calls("k");
+    app.upstream.set_models(Some("k"), vec!["first:latest".into(), "second:latest".into()]);
+    let verified = app.admin_post("/admin/verify-key", json!({"id": id})).await;
+    assert_eq!(verified.status(), 200);
+    let probed = app.upstream.calls("k");
+    let tags: Value = app.get_json("/api/tags").await;
+    // Assert
+    assert_eq!(fetched, 1, "five lists, one upstream call");
+    assert_eq!(names(&tags), ["first:latest", "second:latest"], "a discovery makes the cached list stale");
+    assert_eq!(app.upstream.calls("k"), probed, "the list after discovery costs no upstream call");
+}
+
+#[tokio::test]
+async fn an_allow_list_narrows_the_pool_list_in_both_shapes() {
+    // Arrange
+    let app = spawn_app().await;
+    app.upstream.set_models(Some("k1"), vec!["mock-gpt:latest".into(), "other:7b".into()]);
+    validated_import(&app, "ollama", &["k1"]).await;
+    let token = app.create_token(json!({"name": "narrow", "models": ["mock-gpt"]})).await;
+    let token = token["token"].as_str().unwrap();
+    // Act
+    let openai: Value = app.get_as(token, "/v1/models").await.json().await.unwrap();
+    let tags: Value = app.get_as(token, "/api/tags").await.json().await.unwrap();
+    // Assert
+    assert_eq!(names(&openai), ["mock-gpt:latest"]);
+    assert_eq!(names(&tags), ["mock-gpt:latest"]);
 }
