@@ -62,7 +62,7 @@ impl App {
             );
         }
         let specs = config.provider_specs()?;
-        let pools = Arc::new(Pools::new(specs.iter().map(|s| s.name.clone())));
+        let pools = Arc::new(Pools::from_specs(&specs));
         let registry = Registry::new(Arc::clone(&pools), Arc::new(TokenIndex::default()), Arc::clone(&store));
         let loaded = registry.load().await.context("loading keys and tokens")?;
         tracing::info!(
@@ -99,6 +99,7 @@ impl App {
         apply_provider_switches(&providers, store.as_ref()).await?;
         let prober = Prober {
             upstream: Arc::new(probe_upstream(config)?),
+            pools: Arc::clone(&gateway.pools),
             clock: Arc::new(SystemClock),
             policy: config.failure_policy(),
             quota: QuotaRest::default(),

@@ -5,6 +5,8 @@
 //!   active`), driven by [`outcome`], the classification of what an upstream answered.
 //! - [`pool`]: the per-provider key pools and the round-robin selector of the hot path.
 //! - [`token`]: client tokens and their in-memory index.
+//! - [`model_name`]: when two spellings name one model (Ollama's implicit `:latest`), and
+//!   [`models`]: what a pool serves, and model lists.
 //! - [`limit`]: rate limits, daily quotas and concurrency for tokens, keys and client addresses,
 //!   behind the [`limit::Limiter`] port.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
@@ -19,6 +21,7 @@ pub mod ids;
 pub mod import;
 pub mod key;
 pub mod limit;
+pub mod model_name;
 pub mod models;
 pub mod outcome;
 pub mod pool;

@@ -1,9 +1,114 @@
-//! Model lists: an upstream's list turned into the OpenAI `{"object":"list","data":[…]}` shape,
-//! and narrowed to what a token may use.
+//! Model lists: what a provider's pool serves (the union of its keys' discovered models), an
+//! upstream's list turned into the OpenAI `{"object":"list","data":[…]}` shape, and lists
+//! narrowed to what a token may use.
+//!
+//! Each [`KeyPool`](crate::pool::KeyPool) keeps a [`ModelIndex`] beside its keys: a generation
+//! bumped whenever its key set or a key's models change (a list built at an older generation is
+//! out of date), and the set of every model name known to the pool, read in O(1) on the hot path.
+//! A key design decision: that set only grows while the process runs. A model a key forgot (an
+//! upstream 404) or whose keys were removed stays known until restart: the set exists to bound
+//! statistics labels to names some upstream listed, and a superset of those is still bounded.
 
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
+use crate::UnixMs;
+use crate::pool::{ModelSet, PoolKey};
 use crate::provider::ProviderKind;
+
+/// What a provider's pool knows about models; see the module documentation.
+#[derive(Debug, Default)]
+pub struct ModelIndex {
+    /// Bumped by every change of the key set or of a key's models.
+    generation: AtomicU64,
+    /// Canonical names discovered on some key since start, and the configured probe model.
+    known: ArcSwap<HashSet<Arc<str>>>,
+}
+
+impl ModelIndex {
+    /// The current generation: compare it with the one a cached list was built at.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// The interned name when the pool knows `canonical_model`.
+    pub fn known(&self, canonical_model: &str) -> Option<Arc<str>> {
+        self.known.load().get(canonical_model).cloned()
+    }
+
+    /// Adds names to the known set; writes only when one is new.
+    pub fn learn<'a>(&self, names: impl Iterator<Item = &'a str> + Clone) {
+        let known = self.known.load();
+        if names.clone().all(|name| known.contains(name)) {
+            return;
+        }
+        drop(known);
+        self.known.rcu(|known| {
+            let mut next = HashSet::clone(known);
+            next.extend(names.clone().map(Arc::from));
+            next
+        });
+    }
+
+    /// Keys joined the pool (or left it: an empty slice). Their names are learnt in one write,
+    /// so loading many keys at start copies the set once.
+    pub fn keys_changed(&self, added: &[Arc<PoolKey>]) {
+        let sets: Vec<Arc<ModelSet>> = added.iter().filter_map(|key| key.models()).collect();
+        let names: HashSet<&str> = sets.iter().flat_map(|set| set.names.iter().map(String::as_str)).collect();
+        self.learn(names.iter().copied());
+        self.generation.fetch_add(1, Relaxed);
+    }
+
+    /// Records what a discovery found for `key`, whose names must be canonical.
+    pub fn set_models(&self, key: &PoolKey, models: Option<ModelSet>) {
+        if let Some(set) = &models {
+            self.learn(set.names.iter().map(String::as_str));
+        }
+        key.set_models(models);
+        self.generation.fetch_add(1, Relaxed);
+    }
+}
+
+/// One model of a pool's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedModel {
+    /// The canonical name.
+    pub name: String,
+    /// When a key serving it last discovered it.
+    pub discovered_at: UnixMs,
+}
+
+/// The union of the models `keys` serve, by name; `None` when no key that has not expired has
+/// been discovered yet (the pool cannot say). Keys resting (cooling, failed) still count: they
+/// serve the model, they are just out for now.
+pub fn served_models(keys: &[Arc<PoolKey>], now: UnixMs) -> Option<Vec<ServedModel>> {
+    let sets: Vec<Arc<ModelSet>> = keys.iter().filter(|k| !k.is_expired(now)).filter_map(|k| k.models()).collect();
+    if sets.is_empty() {
+        return None;
+    }
+    let mut union: BTreeMap<&str, UnixMs> = BTreeMap::new();
+    for set in &sets {
+        for name in &set.names {
+            let at = union.entry(name.as_str()).or_insert(set.discovered_at);
+            *at = (*at).max(set.discovered_at);
+        }
+    }
+    Some(union.into_iter().map(|(name, discovered_at)| ServedModel { name: name.to_owned(), discovered_at }).collect())
+}
+
+/// A pool's models in the OpenAI shape; `created` is when the model was discovered.
+pub fn openai_list(models: &[ServedModel], owned_by: &str) -> Value {
+    let data: Vec<Value> = models.iter().map(|m| openai_entry(&m.name, m.discovered_at / 1000, owned_by)).collect();
+    json!({"object": "list", "data": data})
+}
+
+fn openai_entry(id: &str, created: i64, owned_by: &str) -> Value {
+    json!({"id": id, "object": "model", "created": created, "owned_by": owned_by})
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("upstream model list is not in the expected shape")]
@@ -30,7 +135,7 @@ pub fn to_openai_list(
             let id = ["id", "name", "model"].iter().find_map(|f| entry.get(*f)?.as_str())?;
             let created = entry.get("created").and_then(Value::as_i64).unwrap_or(created);
             let owner = entry.get("owned_by").and_then(Value::as_str).unwrap_or(owned_by);
-            Some(json!({"id": id, "object": "model", "created": created, "owned_by": owner}))
+            Some(openai_entry(id, created, owner))
         })
         .collect();
     Ok(json!({"object": "list", "data": data}))
@@ -53,6 +158,90 @@ pub fn retain_models(body: &[u8], allowed: impl Fn(&str) -> bool) -> Option<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::KeyId;
+    use crate::pool::Pools;
+    use crate::provider::{ProviderName, ProviderSpec};
+    use crate::secret::Secret;
+
+    const T0: UnixMs = 1_700_000_000_000;
+
+    fn ollama() -> ProviderName {
+        ProviderName::parse("ollama").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn key(n: u128, expires_at: Option<UnixMs>) -> Arc<PoolKey> {
+        let id = KeyId::from_uuid(uuid::Uuid::from_u128(n));
+        Arc::new(PoolKey::new(id, ollama(), Secret::new(format!("k{n}")), None, T0, expires_at))
+    }
+
+    fn set(names: &[&str], discovered_at: UnixMs) -> Option<ModelSet> {
+        Some(ModelSet { names: names.iter().map(|n| (*n).to_owned()).collect(), discovered_at })
+    }
+
+    fn spec(probe_model: Option<&str>) -> ProviderSpec {
+        ProviderSpec {
+            name: ollama(),
+            kind: ProviderKind::Ollama,
+            url: "http://up".into(),
+            enabled: true,
+            headers: http::HeaderMap::new(),
+            probe_model: probe_model.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_pool_serves_the_union_of_its_live_keys_models() {
+        let keys: Vec<_> = (1..=4).map(|n| key(n, None)).chain([key(5, Some(T0))]).collect();
+        keys[0].set_models(set(&["a:latest", "shared:7b"], T0));
+        keys[1].set_models(set(&["shared:7b"], T0 + 5_000));
+        keys[2].set_models(set(&["b:latest"], T0));
+        keys[4].set_models(set(&["expired-only:latest"], T0));
+        let served = served_models(&keys, T0).unwrap_or_default();
+        let names: Vec<_> = served.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a:latest", "b:latest", "shared:7b"]);
+        assert_eq!(served[2].discovered_at, T0 + 5_000, "the latest discovery");
+        assert_eq!(served_models(&keys[3..], T0), None, "no live key was discovered");
+    }
+
+    #[test]
+    fn the_pool_knows_discovered_and_configured_models_in_one_lookup() {
+        let pools = Pools::from_specs(&[spec(Some("probe"))]);
+        let k = key(1, None);
+        let pool = pools.pool(&ollama()).unwrap_or_else(|| panic!("pool"));
+        pool.add(vec![Arc::clone(&k)]);
+        let before = pool.models.generation();
+        pools.set_models(&k, set(&["mock-gpt:latest"], T0));
+        assert!(pools.known_model(&ollama(), "mock-gpt:latest"));
+        assert!(pools.known_model(&ollama(), "probe:latest"), "the configured probe model, canonical");
+        assert!(!pools.known_model(&ollama(), "made-up:latest"));
+        assert_eq!(pools.model_label(&ollama(), "mock-gpt:latest").as_deref(), Some("mock-gpt:latest"));
+        assert!(pool.models.generation() > before);
+        assert!(k.serves(Some("mock-gpt:latest")));
+    }
+
+    #[test]
+    fn keys_joining_or_leaving_make_built_lists_stale() {
+        let pools = Pools::from_specs(&[spec(None)]);
+        let pool = pools.pool(&ollama()).unwrap_or_else(|| panic!("pool"));
+        let restored = key(1, None);
+        restored.set_models(set(&["from-store:latest"], T0));
+        let g0 = pool.models.generation();
+        pool.add(vec![Arc::clone(&restored)]);
+        let g1 = pool.models.generation();
+        assert!(g1 > g0 && pools.known_model(&ollama(), "from-store:latest"));
+        pool.remove(&[restored.id]);
+        assert!(pool.models.generation() > g1);
+        assert!(pools.known_model(&ollama(), "from-store:latest"), "known names only grow");
+    }
+
+    #[test]
+    fn a_pool_list_has_the_openai_shape() {
+        let list = openai_list(&[ServedModel { name: "m:latest".into(), discovered_at: 42_000 }], "ollama");
+        assert_eq!(
+            list,
+            json!({"object":"list","data":[{"id":"m:latest","object":"model","created":42,"owned_by":"ollama"}]})
+        );
+    }
 
     #[test]
     fn ollama_tags_become_an_openai_list() {

@@ -23,7 +23,9 @@ use crate::UnixMs;
 use crate::ids::KeyId;
 use crate::key::{FailurePolicy, Health, HoldCause, KeyEvent, KeyStatus, Recent};
 use crate::limit::{Admission, Limiter, Limits, Subject};
-use crate::provider::ProviderName;
+use crate::model_name;
+use crate::models::ModelIndex;
+use crate::provider::{ProviderName, ProviderSpec};
 use crate::secret::{Secret, SecretHash};
 
 /// One upstream key as the running gateway holds it.
@@ -84,7 +86,8 @@ impl KeyLimits {
     }
 }
 
-/// The models one key can use, as its provider listed them for it.
+/// The models one key can use, as its provider listed them for it. Names are canonical
+/// ([`crate::model_name::canonical`]), so [`PoolKey::serves`] is a plain set lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelSet {
     pub names: BTreeSet<String>,
@@ -234,7 +237,8 @@ impl PoolKey {
         self.blocked_until.load(Relaxed) <= now && !self.is_expired(now)
     }
 
-    /// Does this key serve `model`? A key whose models were never discovered may serve any.
+    /// Does this key serve `model` (a canonical name)? A key whose models were never discovered
+    /// may serve any.
     pub fn serves(&self, model: Option<&str>) -> bool {
         match (model, &*self.models.load()) {
             (Some(model), Some(set)) => set.names.contains(model),
@@ -251,7 +255,8 @@ impl PoolKey {
         self.models.load_full()
     }
 
-    /// Records what a discovery found (at start: what the store remembered).
+    /// Records what a discovery found. Discovery goes through [`Pools::set_models`], which also
+    /// tells the pool's [`ModelIndex`].
     pub fn set_models(&self, models: Option<ModelSet>) {
         self.models.store(models.map(Arc::new));
         self.models_dirty.store(true, Relaxed);
@@ -513,6 +518,8 @@ pub struct KeyPool {
     ready: ArcSwap<Vec<Arc<PoolKey>>>,
     cursor: AtomicUsize,
     signal: Arc<PoolSignal>,
+    /// The models the keys serve, kept current by `add`, `remove` and [`Pools::set_models`].
+    pub models: ModelIndex,
 }
 
 /// How many candidates a retry looks at for one whose last attempt served.
@@ -702,6 +709,7 @@ impl KeyPool {
             next
         });
         self.changed();
+        self.models.keys_changed(&new);
     }
 
     /// Removes the keys whose ids are listed; returns how many went.
@@ -714,6 +722,7 @@ impl KeyPool {
             next
         });
         self.changed();
+        self.models.keys_changed(&[]);
         removed
     }
 
@@ -765,6 +774,36 @@ pub struct Pools {
 impl Pools {
     pub fn new(providers: impl IntoIterator<Item = ProviderName>) -> Self {
         Self { by_provider: providers.into_iter().map(|p| (p, KeyPool::default())).collect() }
+    }
+
+    /// The pools of `specs`, each knowing its configured probe model.
+    pub fn from_specs(specs: &[ProviderSpec]) -> Self {
+        let pools = Self::new(specs.iter().map(|s| s.name.clone()));
+        for spec in specs {
+            if let (Some(pool), Some(model)) = (pools.pool(&spec.name), &spec.probe_model) {
+                pool.models.learn(std::iter::once(model_name::canonical(spec.kind, model).as_ref()));
+            }
+        }
+        pools
+    }
+
+    /// Whether the pool of `provider` knows `canonical_model`: discovered on one of its keys
+    /// since start, or its configured probe model. One hash lookup.
+    pub fn known_model(&self, provider: &ProviderName, canonical_model: &str) -> bool {
+        self.model_label(provider, canonical_model).is_some()
+    }
+
+    /// The interned name of a model [`Self::known_model`] knows, for statistics labels.
+    pub fn model_label(&self, provider: &ProviderName, canonical_model: &str) -> Option<Arc<str>> {
+        self.pool(provider)?.models.known(canonical_model)
+    }
+
+    /// Records what a discovery found for `key` (canonical names), and tells its pool.
+    pub fn set_models(&self, key: &PoolKey, models: Option<ModelSet>) {
+        match self.pool(&key.provider) {
+            Some(pool) => pool.models.set_models(key, models),
+            None => key.set_models(models),
+        }
     }
 
     pub fn pool(&self, provider: &ProviderName) -> Option<&KeyPool> {

@@ -14,9 +14,10 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::key::{FailurePolicy, KeyEvent, Recent};
+use crate::model_name;
 use crate::models::to_openai_list;
 use crate::outcome;
-use crate::pool::{ModelSet, PoolKey};
+use crate::pool::{ModelSet, PoolKey, Pools};
 use crate::ports::{Clock, Upstream, UpstreamRequest};
 use crate::provider::ProviderSpec;
 use crate::quota::QuotaRest;
@@ -56,6 +57,9 @@ impl Report {
 
 pub struct Prober {
     pub upstream: Arc<dyn Upstream>,
+    /// Where discovered model lists go ([`Pools::set_models`]), so routing and model lists see
+    /// them.
+    pub pools: Arc<Pools>,
     pub clock: Arc<dyn Clock>,
     pub policy: FailurePolicy,
     pub quota: QuotaRest,
@@ -81,7 +85,7 @@ impl Prober {
             },
             Err(cause) => return report(Verdict::Unreachable, cause, None),
         };
-        let Some(model) = choose_model(spec.probe_model.as_deref(), models.as_deref()) else {
+        let Some(model) = choose_model(spec, models.as_deref()) else {
             return report(Verdict::Healthy, "model list read; no model to test".into(), models);
         };
         let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "stream": false});
@@ -105,7 +109,7 @@ impl Prober {
     pub fn apply(&self, key: &PoolKey, report: &Report, asker: Asker) {
         let now = self.clock.now_ms();
         if let Some(names) = &report.models {
-            key.set_models(Some(ModelSet { names: names.iter().cloned().collect(), discovered_at: now }));
+            self.pools.set_models(key, Some(ModelSet { names: names.iter().cloned().collect(), discovered_at: now }));
         }
         let policy = &self.policy;
         match &report.verdict {
@@ -137,7 +141,8 @@ impl Prober {
             Ok(answer) if answer.status.is_success() => match model_ids(spec, &answer.body) {
                 Some(names) => {
                     let now = self.clock.now_ms();
-                    key.set_models(Some(ModelSet { names: names.into_iter().collect(), discovered_at: now }));
+                    self.pools
+                        .set_models(key, Some(ModelSet { names: names.into_iter().collect(), discovered_at: now }));
                     true
                 }
                 None => false,
@@ -223,17 +228,18 @@ fn report(verdict: Verdict, detail: String, models: Option<Vec<String>>) -> Repo
     Report { verdict, detail, models }
 }
 
+/// The canonical names of the models a key's list holds.
 fn model_ids(spec: &ProviderSpec, body: &[u8]) -> Option<Vec<String>> {
     let list = to_openai_list(spec.kind, body, "", 0).ok()?;
-    let ids = list["data"].as_array()?.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
-    Some(ids)
+    let ids = list["data"].as_array()?.iter().filter_map(|m| m["id"].as_str());
+    Some(ids.map(|id| model_name::canonical(spec.kind, id).into_owned()).collect())
 }
 
 /// The configured probe model when the key has it (or its list is unknown), else the key's first.
-fn choose_model<'a>(configured: Option<&'a str>, models: Option<&'a [String]>) -> Option<&'a str> {
-    match (configured, models) {
+fn choose_model<'a>(spec: &'a ProviderSpec, models: Option<&'a [String]>) -> Option<&'a str> {
+    match (spec.probe_model.as_deref(), models) {
         (Some(m), None) => Some(m),
-        (Some(m), Some(list)) if list.iter().any(|x| x == m) => Some(m),
+        (Some(m), Some(list)) if list.iter().any(|x| model_name::names(spec.kind, m, x)) => Some(m),
         (_, Some(list)) => list.first().map(String::as_str),
         (None, None) => None,
     }

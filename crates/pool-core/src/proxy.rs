@@ -649,7 +649,11 @@ struct Meter {
     stats: Arc<Recorder>,
     clock: Arc<dyn Clock>,
     provider: ProviderName,
+    /// The model as requested (canonical).
     model: Arc<str>,
+    /// The pool knows the model (discovered on a key, or configured): it has its own label.
+    /// Otherwise only an answer the upstream served earns it one; failures count as `other`.
+    known: bool,
     token: Option<TokenId>,
     strip_usage: bool,
     admission: Option<Admission>,
@@ -668,12 +672,14 @@ struct Meter {
 impl Meter {
     fn new(gateway: &Gateway, req: &ForwardRequest, measure: Measure) -> Self {
         gateway.stats.metrics.enter();
-        let model = req.model.as_deref().unwrap_or("");
+        let requested = req.model.as_deref().unwrap_or("");
+        let label = gateway.pools.model_label(&req.provider, requested);
         Self {
             stats: Arc::clone(&gateway.stats),
             clock: Arc::clone(&gateway.clock),
             provider: req.provider.clone(),
-            model: model.into(),
+            known: label.is_some() || requested.is_empty(),
+            model: label.unwrap_or_else(|| requested.into()),
             token: measure.token,
             strip_usage: measure.strip_usage,
             admission: measure.admission,
@@ -688,16 +694,19 @@ impl Meter {
 
     /// The model turned out not to exist: its name is not the pool's to record.
     fn model_unknown(&mut self) {
-        if !self.model.is_empty() {
-            self.model = OTHER_MODEL.into();
-        }
+        self.known = self.model.is_empty();
+    }
+
+    /// The statistics label of the model for an event of this status.
+    fn label(&self, status: u16) -> Arc<str> {
+        if self.known || (200..300).contains(&status) { Arc::clone(&self.model) } else { OTHER_MODEL.into() }
     }
 
     fn dims(&self, kind: Kind, key: Option<KeyId>, status: u16, outcome: Outcome) -> Dims {
         Dims {
             kind,
             provider: self.provider.clone(),
-            model: Arc::clone(&self.model),
+            model: self.label(status),
             key,
             token: self.token,
             status,

@@ -17,11 +17,9 @@ use arc_swap::ArcSwap;
 use crate::UnixMs;
 use crate::ids::TokenId;
 use crate::limit::Limits;
-use crate::provider::ProviderName;
+use crate::model_name;
+use crate::provider::{ProviderKind, ProviderName};
 use crate::secret::{SecretHash, hash_secret};
-
-/// Longest model name (or allow-list entry) accepted.
-pub const MAX_MODEL_CHARS: usize = 256;
 
 /// What an operator may change about a token; replaced whole, so a request sees one version.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,7 +30,9 @@ pub struct TokenSettings {
     pub expires_at: Option<UnixMs>,
     pub limits: Limits,
     /// The models this token may use; `None`: every model. An entry ending in `*` allows every
-    /// model that starts with what comes before it (`openai/*`).
+    /// model whose canonical name starts with what comes before it (`openai/*`); any other entry
+    /// allows the model it names under the provider's rule (on Ollama, `llama3.2` is
+    /// `llama3.2:latest`; see [`crate::model_name`]).
     pub models: Option<Vec<String>>,
 }
 
@@ -45,26 +45,20 @@ impl TokenSettings {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
-    pub fn allows_model(&self, model: &str) -> bool {
-        self.models.as_ref().is_none_or(|list| list.iter().any(|entry| model_matches(entry, model)))
+    /// Whether the allow-list admits `model` (any spelling) on a provider of `kind`.
+    pub fn allows_model(&self, kind: ProviderKind, model: &str) -> bool {
+        let Some(list) = &self.models else { return true };
+        let model = model_name::canonical(kind, model);
+        list.iter().any(|entry| match entry.strip_suffix('*') {
+            Some(prefix) => model.starts_with(prefix),
+            None => model_name::names(kind, entry, &model),
+        })
     }
 
-    /// The allow-list check of a request for `model`.
-    pub fn check_model(&self, model: &str) -> Result<(), AuthError> {
-        if self.allows_model(model) { Ok(()) } else { Err(AuthError::ModelNotAllowed(model.to_owned())) }
+    /// The allow-list check of a request for `model` on a provider of `kind`.
+    pub fn check_model(&self, kind: ProviderKind, model: &str) -> Result<(), AuthError> {
+        if self.allows_model(kind, model) { Ok(()) } else { Err(AuthError::ModelNotAllowed(model.to_owned())) }
     }
-}
-
-fn model_matches(entry: &str, model: &str) -> bool {
-    match entry.strip_suffix('*') {
-        Some(prefix) => model.starts_with(prefix),
-        None => entry == model,
-    }
-}
-
-/// A model name or allow-list entry: 1 to [`MAX_MODEL_CHARS`] characters, no control characters.
-pub fn valid_model_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().count() <= MAX_MODEL_CHARS && !name.chars().any(char::is_control)
 }
 
 /// One client token as the running gateway holds it.
@@ -289,13 +283,24 @@ mod tests {
     fn the_model_allow_list_matches_exactly_or_by_a_trailing_star() {
         let settings =
             TokenSettings { models: Some(vec!["llama3.2:3b".into(), "openai/*".into()]), ..TokenSettings::default() };
-        assert!(settings.allows_model("llama3.2:3b"));
-        assert!(settings.allows_model("openai/gpt-4o"));
-        assert!(!settings.allows_model("llama3.2"));
-        assert!(!settings.allows_model("qwen2.5:7b"));
-        assert_eq!(settings.check_model("qwen"), Err(AuthError::ModelNotAllowed("qwen".into())));
-        assert!(TokenSettings::default().allows_model("anything"));
-        assert!(valid_model_name("qwen*") && !valid_model_name("") && !valid_model_name("a\nb"));
+        let allows = |model: &str| settings.allows_model(ProviderKind::Ollama, model);
+        assert!(allows("llama3.2:3b"));
+        assert!(allows("openai/gpt-4o"));
+        assert!(!allows("llama3.2"));
+        assert!(!allows("qwen2.5:7b"));
+        assert_eq!(settings.check_model(ProviderKind::Ollama, "qwen"), Err(AuthError::ModelNotAllowed("qwen".into())));
+        assert!(TokenSettings::default().allows_model(ProviderKind::OpenAi, "anything"));
+    }
+
+    #[test]
+    fn on_ollama_an_untagged_entry_and_its_latest_tag_admit_each_other() {
+        let list = |entry: &str| TokenSettings { models: Some(vec![entry.into()]), ..TokenSettings::default() };
+        assert!(list("mock-gpt").allows_model(ProviderKind::Ollama, "mock-gpt:latest"));
+        assert!(list("mock-gpt:latest").allows_model(ProviderKind::Ollama, "mock-gpt"));
+        assert!(!list("mock-gpt").allows_model(ProviderKind::Ollama, "mock-gpt:7b"));
+        assert!(list("mock-*").allows_model(ProviderKind::Ollama, "mock-gpt"));
+        assert!(!list("gpt").allows_model(ProviderKind::OpenAi, "gpt:latest"));
+        assert!(!list("gpt:latest").allows_model(ProviderKind::OpenAi, "gpt"));
     }
 
     #[test]

@@ -173,29 +173,56 @@ impl ProviderRuntime {
     }
 }
 
-/// The provider's model list in the OpenAI shape, as last fetched.
+/// Which model list a client asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelList {
+    /// `/v1/models`, in the OpenAI shape.
+    OpenAi,
+    /// `/api/tags`, in Ollama's shape.
+    Tags,
+}
+
+impl ModelList {
+    pub const ALL: [ModelList; 2] = [ModelList::OpenAi, ModelList::Tags];
+}
+
+/// The provider's model lists as last built, one per shape. Each instance builds its own from
+/// its own keys (the keys' models reach other instances through the store at their restart), so
+/// nothing here is shared between instances.
 #[derive(Default)]
 pub struct ModelCache {
-    cached: ArcSwapOption<CachedModels>,
-    /// One fetch at a time per provider; others wait for its result.
+    openai: ArcSwapOption<CachedModels>,
+    tags: ArcSwapOption<CachedModels>,
+    /// One build at a time per provider; others wait for its result.
     pub(crate) refresh: tokio::sync::Mutex<()>,
 }
 
 pub struct CachedModels {
-    pub fetched_at: UnixMs,
+    pub built_at: UnixMs,
+    /// The pool's model generation when the list was built: a later change of the keys or of
+    /// their models makes the list stale before its TTL.
+    pub generation: u64,
     pub body: Bytes,
 }
 
 impl ModelCache {
-    pub fn get(&self) -> Option<Arc<CachedModels>> {
-        self.cached.load_full()
+    fn slot(&self, list: ModelList) -> &ArcSwapOption<CachedModels> {
+        match list {
+            ModelList::OpenAi => &self.openai,
+            ModelList::Tags => &self.tags,
+        }
     }
 
-    pub fn fresh(&self, now: UnixMs, ttl_ms: i64) -> Option<Arc<CachedModels>> {
-        self.get().filter(|c| now - c.fetched_at < ttl_ms)
+    pub fn get(&self, list: ModelList) -> Option<Arc<CachedModels>> {
+        self.slot(list).load_full()
     }
 
-    pub fn put(&self, fetched_at: UnixMs, body: Bytes) {
-        self.cached.store(Some(Arc::new(CachedModels { fetched_at, body })));
+    /// The list when it is younger than `ttl_ms` and was built at `generation`.
+    pub fn fresh(&self, list: ModelList, now: UnixMs, ttl_ms: i64, generation: u64) -> Option<Arc<CachedModels>> {
+        self.get(list).filter(|c| now - c.built_at < ttl_ms && c.generation == generation)
+    }
+
+    pub fn put(&self, list: ModelList, built: CachedModels) {
+        self.slot(list).store(Some(Arc::new(built)));
     }
 }

@@ -301,7 +301,7 @@ async fn a_provider_switched_off_at_run_time_stays_off_after_a_restart() {
     drop(dir);
 }
 
-async fn finished_job(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn finished_job(app: &TestApp, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let job = app.admin_get(&format!("/admin/jobs/{id}")).await.json::<Value>().await.unwrap();
@@ -387,7 +387,7 @@ async fn discovered_models_and_manual_disables_survive_a_restart() {
     // Assert
     let stats = again.admin_get("/admin/keys/stats").await.json::<Value>().await.unwrap();
     let by_id = |id: &str| stats["stats"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap().clone();
-    assert_eq!(by_id(&k1)["models"], json!(["llama3"]));
+    assert_eq!(by_id(&k1)["models"], json!(["llama3:latest"]), "discovered names are stored canonical");
     assert_eq!((by_id(&k2)["status"].clone(), by_id(&k2)["manual"].clone()), (json!("disabled"), json!(true)));
     let qwen = again.post_chat(&chat("qwen", false)).await;
     assert_eq!(qwen.status(), 503, "k1 serves only llama3; k2 (models unknown) is disabled");

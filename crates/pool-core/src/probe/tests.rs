@@ -49,8 +49,10 @@ impl Clock for Fixed {
 
 fn prober(answers: Vec<(&'static str, u16, &'static str)>) -> (Prober, Arc<Scripted>) {
     let upstream = Arc::new(Scripted { answers, seen: Mutex::new(Vec::new()) });
+    let pools = Arc::new(Pools::new([spec().name]));
     let prober = Prober {
         upstream: upstream.clone(),
+        pools,
         clock: Arc::new(Fixed),
         policy: FailurePolicy::default(),
         quota: QuotaRest::default(),
@@ -80,9 +82,9 @@ async fn a_good_key_is_healthy_and_its_models_are_discovered() {
     let (prober, upstream) = prober(vec![("/api/tags", 200, TAGS), ("/chat/completions", 200, "{}")]);
     let report = prober.probe(&spec(), &Secret::new("k")).await;
     assert!(report.healthy(), "{report:?}");
-    assert_eq!(report.models, Some(vec!["llama3".to_owned(), "kimi-k2".to_owned()]));
+    assert_eq!(report.models, Some(vec!["llama3:latest".to_owned(), "kimi-k2:latest".to_owned()]), "canonical");
     let seen = upstream.seen.lock().map(|s| s.clone()).unwrap_or_default();
-    assert!(seen[1].contains("\"model\":\"llama3\"") && seen[1].contains("\"max_tokens\":1"), "{seen:?}");
+    assert!(seen[1].contains("\"model\":\"llama3:latest\"") && seen[1].contains("\"max_tokens\":1"), "{seen:?}");
 }
 
 #[tokio::test]
@@ -127,7 +129,7 @@ async fn a_routine_pass_recovers_a_failed_key_but_not_a_manual_disable() {
     });
     prober.check(&spec(), &failed, Asker::Routine).await;
     assert_eq!(failed.status(T0), KeyStatus::Active);
-    assert!(failed.serves(Some("kimi-k2")) && !failed.serves(Some("qwen")), "models stored on the key");
+    assert!(failed.serves(Some("kimi-k2:latest")) && !failed.serves(Some("qwen:latest")), "models stored on the key");
     let manual = key();
     manual.update_health(|h| h.disable("operator".into(), T0, None));
     prober.check(&spec(), &manual, Asker::Routine).await;
@@ -172,4 +174,15 @@ async fn a_half_open_key_that_passes_its_probe_serves_again() {
     prober.check(&spec(), &k, Asker::Recovery).await;
     assert_eq!(k.status(T0), KeyStatus::Active);
     assert!(k.health().is_clean());
+}
+
+#[tokio::test]
+async fn discovered_models_become_known_to_the_keys_pool() {
+    let (prober, _) = prober(vec![("/api/tags", 200, TAGS), ("/chat/completions", 200, "{}")]);
+    let k = key();
+    let before = prober.pools.pool(&spec().name).map(|p| p.models.generation());
+    prober.check(&spec(), &k, Asker::Routine).await;
+    assert!(prober.pools.known_model(&spec().name, "kimi-k2:latest"));
+    assert!(!prober.pools.known_model(&spec().name, "qwen:latest"));
+    assert_ne!(prober.pools.pool(&spec().name).map(|p| p.models.generation()), before, "cached lists go stale");
 }

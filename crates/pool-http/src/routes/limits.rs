@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use pool_core::limit::{Admission, RateInfo, Refusal, Subject, Window};
+use pool_core::provider::ProviderKind;
 use pool_core::token::{ClientToken, TokenSettings};
 
 use crate::error::ApiError;
@@ -60,9 +61,10 @@ pub(crate) fn admit(
     state: &AppState,
     token: &ClientToken,
     settings: &TokenSettings,
+    kind: ProviderKind,
     model: &str,
 ) -> Result<Admission, ApiError> {
-    settings.check_model(model)?;
+    settings.check_model(kind, model)?;
     let now = state.gateway.clock.now_ms();
     state.gateway.limiter.admit(Subject::Token(token.id), &settings.limits, now).map_err(|r| refused(&r, "token"))
 }

@@ -2,7 +2,9 @@
 //! and Ollama's native API (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`).
 //!
 //! The handler reads only `model` and `stream` from the body, to validate the request; the body
-//! goes upstream byte for byte. The token's allow-list and limits are checked once the model is
+//! goes upstream byte for byte. The model is canonicalised once, here
+//! ([`pool_core::model_name::canonical`]): that name is routed, checked and counted, while the
+//! client's spelling goes upstream as sent. The token's allow-list and limits are checked once the model is
 //! known, before anything goes upstream ([`super::limits`]). The response cache (`crate::cache`)
 //! answers before the gateway when it can, and is offered the gateway's answer after.
 
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pool_core::ids::TokenId;
 use pool_core::limit::Admission;
+use pool_core::model_name;
 use pool_core::provider::{ProviderName, ProviderSpec};
 use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
 use pool_core::stats::Outcome;
@@ -32,9 +35,6 @@ use crate::cache::hook::{self as cache, Lookup};
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
 use crate::state::{AppState, ProviderRuntime};
-
-/// Longest model name accepted; model names are shown on dashboards and must stay data.
-const MAX_MODEL_LEN: usize = 256;
 
 /// Deepest JSON nesting accepted. serde skips unknown fields without a depth limit, so the
 /// gateway checks depth itself rather than forward a body built to exhaust a parser upstream.
@@ -73,6 +73,7 @@ struct Admitted {
     url: String,
     parts: axum::http::request::Parts,
     body: Bytes,
+    /// The canonical model name (routing, allow-list, statistics); the body keeps the client's.
     model: String,
     /// The body asked for a stream (`"stream": true`).
     stream: bool,
@@ -132,7 +133,8 @@ async fn admit(
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     let Peeked { model, stream } = validate(&body)?;
-    let admission = limits::admit(state, &token, &token.settings(), &model)?;
+    let model = model_name::canonical(provider.spec.kind, &model).into_owned();
+    let admission = limits::admit(state, &token, &token.settings(), provider.spec.kind, &model)?;
     Ok(Admitted { provider, token, url, parts, body, model, stream, admission })
 }
 
@@ -247,10 +249,10 @@ fn validate(body: &[u8]) -> Result<Peeked, ApiError> {
     let peek: Peek<'_> =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))?;
     let model = peek.model.ok_or_else(|| ApiError::invalid_param("model", "The 'model' field is required"))?;
-    if model.is_empty() || model.chars().count() > MAX_MODEL_LEN || model.chars().any(char::is_control) {
+    if !model_name::is_valid(&model) {
         return Err(ApiError::invalid_param(
             "model",
-            format!("'model' must be 1-{MAX_MODEL_LEN} characters without control characters"),
+            format!("'model' must be 1-{} characters without control characters", model_name::MAX_CHARS),
         ));
     }
     Ok(Peeked { model: model.into_owned(), stream: peek.stream == Some(true) })

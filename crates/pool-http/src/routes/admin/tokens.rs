@@ -11,11 +11,12 @@ use axum::extract::{Path, State};
 use pool_core::UnixMs;
 use pool_core::ids::TokenId;
 use pool_core::limit::{Limits, MAX_CONCURRENT, MAX_RPD, MAX_RPM, MAX_TPD};
+use pool_core::model_name;
 use pool_core::ports::TokenRecord;
 use pool_core::provider::ProviderName;
 use pool_core::registry::ttl_to_expiry;
 use pool_core::secret::{TOKEN_BYTES, format_token, hash_secret, token_prefix};
-use pool_core::token::{ClientToken, MAX_MODEL_CHARS, TokenSettings, valid_model_name};
+use pool_core::token::{ClientToken, TokenSettings};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -206,10 +207,10 @@ fn model_list(models: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiErr
             format!("'models' must list 1 to {MAX_MODELS} model names (null or absent: every model)"),
         ));
     }
-    if !list.iter().all(|m| valid_model_name(m)) {
+    if !list.iter().all(|m| model_name::is_valid(m)) {
         return Err(ApiError::invalid_param(
             "models",
-            format!("each entry of 'models' must be 1-{MAX_MODEL_CHARS} characters without control characters"),
+            format!("each entry of 'models' must be 1-{} characters without control characters", model_name::MAX_CHARS),
         ));
     }
     let mut unique: Vec<String> = Vec::with_capacity(list.len());
