@@ -497,9 +497,15 @@ async fn read_body(mut body: BodyStream, limit: usize) -> Result<Bytes, Transpor
     let Some(first) = body.next().await.transpose()? else {
         return Ok(Bytes::new());
     };
+    if first.len() > limit {
+        return Err(TransportError::TooLarge);
+    }
     let Some(second) = body.next().await.transpose()? else {
         return Ok(first);
     };
+    if first.len() + second.len() > limit {
+        return Err(TransportError::TooLarge);
+    }
     let mut buf = BytesMut::from(&first[..]);
     buf.extend_from_slice(&second);
     while let Some(chunk) = body.next().await.transpose()? {

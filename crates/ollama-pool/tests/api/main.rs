@@ -23,6 +23,7 @@ mod limits_keys;
 mod models;
 mod request_id;
 mod rotation;
+mod routing;
 mod secrets;
 mod stats;
 mod streaming;
