@@ -15,7 +15,12 @@ use pool_adapters::cipher::MasterKey;
 use pool_core::client::{Cidr, ClientRules};
 use pool_core::key::FailurePolicy;
 use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
+use pool_core::quota::QuotaRest;
 use serde::Deserialize;
+
+mod quota_rest;
+
+pub use quota_rest::QuotaRestConfig;
 
 /// The example configuration, every option commented.
 pub const EXAMPLE: &str = include_str!("../../../ollama-pool.example.toml");
@@ -90,6 +95,8 @@ pub struct ProxyConfig {
     pub models_ttl_secs: u64,
     /// Whether proxied answers carry `x-pool-attempts` (key ids tried and why each was left).
     pub attempts_header: bool,
+    /// Rests per quota window named by a 429/402/403 (see [`ProxyConfig::quota_rest`]).
+    pub quota_rest: QuotaRestConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -219,6 +226,7 @@ impl Default for ProxyConfig {
             idle_timeout_secs: 120.0,
             models_ttl_secs: 300,
             attempts_header: false,
+            quota_rest: QuotaRestConfig::default(),
         }
     }
 }
@@ -235,6 +243,13 @@ impl Default for KeyPolicyConfig {
             disable_after: p.disable_after,
             disable_secs: secs(p.disable_ms),
         }
+    }
+}
+
+impl ProxyConfig {
+    /// How long a key rests for each quota window, for the gateway.
+    pub fn quota_rest(&self) -> QuotaRest {
+        self.quota_rest.to_rest()
     }
 }
 
