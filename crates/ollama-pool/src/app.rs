@@ -22,7 +22,6 @@ use pool_core::pool::Pools;
 use pool_core::ports::{Shutdown, Store};
 use pool_core::probe::Prober;
 use pool_core::proxy::Gateway;
-use pool_core::quota::QuotaRest;
 use pool_core::recheck::ModelRechecks;
 use pool_core::registry::Registry;
 use pool_core::stats::Recorder;
@@ -76,7 +75,7 @@ impl App {
         let gateway = Gateway {
             pools,
             policy: config.failure_policy(),
-            quota: QuotaRest::default(),
+            quota: config.proxy.quota_rest(),
             upstream: Arc::new(upstream(config)?),
             clock: Arc::new(SystemClock),
             max_response_bytes: config.proxy.max_response_bytes,
@@ -102,7 +101,7 @@ impl App {
             pools: Arc::clone(&gateway.pools),
             clock: Arc::new(SystemClock),
             policy: config.failure_policy(),
-            quota: QuotaRest::default(),
+            quota: config.proxy.quota_rest(),
         };
         let services = Services {
             gateway,

@@ -15,7 +15,12 @@ use pool_adapters::cipher::MasterKey;
 use pool_core::client::{Cidr, ClientRules};
 use pool_core::key::FailurePolicy;
 use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
+use pool_core::quota::QuotaRest;
 use serde::Deserialize;
+
+mod quota_rest;
+
+pub use quota_rest::QuotaRestConfig;
 
 /// The example configuration, every option commented.
 pub const EXAMPLE: &str = include_str!("../../../ollama-pool.example.toml");
@@ -92,13 +97,14 @@ pub struct ProxyConfig {
     pub attempts_header: bool,
     /// No new attempt on another key starts once a request has waited this long.
     pub request_deadline_secs: f64,
+    /// Rests per quota window named by a 429/402/403 (see [`ProxyConfig::quota_rest`]).
+    pub quota_rest: QuotaRestConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyPolicyConfig {
     pub auth_failure_secs: u64,
-    pub rate_limit_max_secs: u64,
     /// The window over which a key's errors are judged, the attempts it needs before the ratio
     /// counts, the ratio that rests the key, and the failures alone (no success) that do.
     pub errors_window_secs: u64,
@@ -232,6 +238,7 @@ impl Default for ProxyConfig {
             models_ttl_secs: 300,
             attempts_header: false,
             request_deadline_secs: 300.0,
+            quota_rest: QuotaRestConfig::default(),
         }
     }
 }
@@ -241,7 +248,6 @@ impl Default for KeyPolicyConfig {
         let p = FailurePolicy::default();
         Self {
             auth_failure_secs: secs(p.auth_failure_ms),
-            rate_limit_max_secs: secs(p.rate_limit_max_ms),
             errors_window_secs: secs(p.errors_window_ms),
             errors_min_requests: p.errors_min_requests,
             errors_ratio: p.errors_ratio,
@@ -252,6 +258,13 @@ impl Default for KeyPolicyConfig {
             probe_after_secs: secs(p.probe_after_ms),
             backoff_max_secs: secs(p.backoff_max_ms),
         }
+    }
+}
+
+impl ProxyConfig {
+    /// How long a key rests for each quota window, for the gateway.
+    pub fn quota_rest(&self) -> QuotaRest {
+        self.quota_rest.to_rest()
     }
 }
 
@@ -412,7 +425,8 @@ impl Config {
         FailurePolicy {
             max_attempts: self.proxy.max_attempts.max(1),
             auth_failure_ms: ms(k.auth_failure_secs),
-            rate_limit_max_ms: ms(k.rate_limit_max_secs),
+            // One cap on every rest an upstream asks for: `proxy.quota_rest.max_secs`.
+            rate_limit_max_ms: self.proxy.quota_rest().max_ms,
             errors_window_ms: ms(k.errors_window_secs.max(1)),
             errors_min_requests: k.errors_min_requests.max(1),
             errors_ratio: k.errors_ratio,

@@ -10,6 +10,7 @@
 //! - [`limit`]: rate limits, daily quotas and concurrency for tokens, keys and client addresses,
 //!   behind the [`limit::Limiter`] port.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
+//! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
 //!
 //! A key design decision: time is always passed in as unix milliseconds (`now`), never read here,

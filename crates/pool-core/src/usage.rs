@@ -7,9 +7,12 @@
 //! stream they asked for while every request is counted.
 
 use bytes::{Bytes, BytesMut};
-use serde_json::Value;
 
 use crate::sse::Framing;
+
+mod splice;
+
+pub use splice::ensure_stream_usage;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -63,42 +66,6 @@ impl Answer {
             Usage { prompt, completion, total: prompt + completion }
         })
     }
-}
-
-/// For an OpenAI streaming request that does not already ask for usage, the body with
-/// `stream_options.include_usage = true` added; `None` when nothing needs adding. The bytes are
-/// kept as sent when `stream_options` is absent (the field is spliced in before the final brace);
-/// an existing `stream_options` object is rewritten through a parse.
-pub fn ensure_stream_usage(body: &[u8]) -> Option<Bytes> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    if value.get("stream") != Some(&Value::Bool(true)) {
-        return None;
-    }
-    match value.get("stream_options") {
-        None => splice_stream_options(body),
-        Some(options) if options.get("include_usage") == Some(&Value::Bool(true)) => None,
-        Some(options) if options.is_object() => {
-            let mut value = value;
-            value["stream_options"]["include_usage"] = Value::Bool(true);
-            serde_json::to_vec(&value).ok().map(Bytes::from)
-        }
-        Some(_) => None,
-    }
-}
-
-fn splice_stream_options(body: &[u8]) -> Option<Bytes> {
-    let end = body.iter().rposition(|&b| b == b'}')?;
-    let before = &body[..end];
-    let empty_object = before.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let mut out = BytesMut::with_capacity(body.len() + 40);
-    out.extend_from_slice(before);
-    out.extend_from_slice(if empty_object {
-        b"\"stream_options\":{\"include_usage\":true}"
-    } else {
-        b",\"stream_options\":{\"include_usage\":true}"
-    });
-    out.extend_from_slice(&body[end..]);
-    Some(out.freeze())
 }
 
 /// Watches a stream for usage, and (when the gateway asked for it) removes the usage event the
@@ -187,35 +154,6 @@ mod tests {
             Usage::of_body(br#"{"usage":null,"eval_count":2}"#),
             Some(Usage { prompt: 0, completion: 2, total: 2 })
         );
-    }
-
-    #[test]
-    fn include_usage_is_spliced_in_keeping_the_original_bytes() {
-        let body = br#"{ "model":"m", "stream":true, "temperature":1.0 }"#;
-        let out = ensure_stream_usage(body).unwrap_or_default();
-        assert_eq!(
-            &out[..],
-            br#"{ "model":"m", "stream":true, "temperature":1.0 ,"stream_options":{"include_usage":true}}"#
-        );
-        let parsed: Value = serde_json::from_slice(&out).unwrap_or_default();
-        assert_eq!(parsed["stream_options"]["include_usage"], true);
-    }
-
-    #[test]
-    fn nothing_is_added_when_not_streaming_or_already_asked() {
-        assert_eq!(ensure_stream_usage(br#"{"model":"m"}"#), None);
-        assert_eq!(ensure_stream_usage(br#"{"model":"m","stream":false}"#), None);
-        assert_eq!(
-            ensure_stream_usage(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#),
-            None
-        );
-    }
-
-    #[test]
-    fn an_existing_stream_options_object_gains_include_usage() {
-        let out = ensure_stream_usage(br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#);
-        let parsed: Value = serde_json::from_slice(&out.unwrap_or_default()).unwrap_or_default();
-        assert_eq!(parsed["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
     }
 
     const CHUNK: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";

@@ -41,6 +41,30 @@ pub enum Fault {
     },
     /// Answer 404 `model_not_found` naming the request's `model`.
     ModelNotFound,
+    /// Apply `fault` to a fraction `ratio` (0.0 to 1.0) of the requests, drawn at random from
+    /// the fake upstream's seeded generator ([`crate::FakeUpstream::set_seed`]); answer the
+    /// others normally.
+    Random {
+        /// The fraction of requests that get `fault`.
+        ratio: f64,
+        /// The fault they get (itself possibly random, or one of several).
+        fault: Box<Fault>,
+    },
+    /// Apply one of these faults, chosen uniformly at random for each request (none if empty).
+    OneOf(Vec<Fault>),
+}
+
+/// What every request gets while the whole fake upstream is out ([`crate::FakeUpstream::set_outage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Outage {
+    /// Normal service: per-key faults apply.
+    #[default]
+    Off,
+    /// Every request is answered 503 (counted, and recorded, like any other).
+    Unavailable,
+    /// Every request's connection is closed without an answer, and new connections are closed
+    /// as soon as they are accepted.
+    Drop,
 }
 
 impl Fault {
@@ -52,6 +76,11 @@ impl Fault {
     /// A 429 answer, with the given `Retry-After` header if any.
     pub fn rate_limited(retry_after: Option<&str>) -> Fault {
         Fault::Status { status: 429, retry_after: retry_after.map(str::to_owned), body: None }
+    }
+
+    /// `fault` for a fraction `ratio` of the requests, at random.
+    pub fn random(ratio: f64, fault: Fault) -> Fault {
+        Fault::Random { ratio, fault: Box::new(fault) }
     }
 }
 

@@ -18,6 +18,7 @@ mod body;
 mod faults;
 mod ollama;
 mod openai;
+mod rng;
 mod routes;
 mod server;
 mod state;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::faults::{Fault, RecordedRequest};
+pub use crate::faults::{Fault, Outage, RecordedRequest};
 use crate::state::Inner;
 
 /// A running fake upstream. It shuts down (closing every connection) when dropped.
@@ -76,6 +77,18 @@ impl FakeUpstream {
     /// fault set with [`FakeUpstream::set_fault`].
     pub fn fail_next(&self, key: &str, fault: Fault, times: usize) {
         self.inner.fail_next(key, fault, times);
+    }
+
+    /// Seeds the generator behind [`Fault::Random`] and [`Fault::OneOf`] (0 until set): the same
+    /// seed and the same order of requests draw the same faults.
+    pub fn set_seed(&self, seed: u64) {
+        self.inner.set_seed(seed);
+    }
+
+    /// Puts the whole fake upstream out of service (every key, every route) or back
+    /// ([`Outage::Off`]); per-key faults apply again once it is back.
+    pub fn set_outage(&self, outage: Outage) {
+        self.inner.set_outage(outage);
     }
 
     /// Removes every fault of `key` (set or queued).

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::{Aborted, BoxError, Cut, ResBody, respond};
-use crate::faults::{Fault, StoredRequest};
+use crate::faults::{Fault, Outage, StoredRequest};
 use crate::routes;
 use crate::state::Inner;
 
@@ -54,6 +54,10 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>, token: Cance
                 continue;
             }
         };
+        if inner.outage() == Outage::Drop {
+            drop(stream);
+            continue;
+        }
         // Small writes (SSE events) must leave at once.
         let _ = stream.set_nodelay(true);
         let guard = OpenGuard::new(Arc::clone(&inner));
@@ -102,6 +106,8 @@ async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Re
         Some(Fault::DropMidStream { after_events }) => cut = Cut::Drop(after_events),
         Some(Fault::StallMidStream { after_events }) => cut = Cut::Stall(after_events),
         Some(Fault::ModelNotFound) => return Ok(respond(routes::model_not_found(&body), cut)),
+        // Resolved to one of the faults above by `Inner::receive`.
+        Some(Fault::Random { .. } | Fault::OneOf(_)) => {}
     }
 
     let reply = match key {

@@ -2,11 +2,12 @@
 //! and stream settings.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::faults::{Fault, RecordedRequest, StoredRequest};
+use crate::faults::{Fault, Outage, RecordedRequest, StoredRequest};
+use crate::rng::SplitMix;
 
 /// The model list served when none was set.
 const DEFAULT_MODELS: [&str; 3] = ["llama3.2:3b", "qwen2.5:7b", "kimi-k2:1t"];
@@ -53,7 +54,13 @@ pub(crate) struct Inner {
     models: Mutex<Models>,
     /// Whether any per-key model list was ever set (skips a lookup otherwise).
     per_key_models: AtomicBool,
+    /// The draws of [`Fault::Random`] and [`Fault::OneOf`]: seeded, so a run can be repeated.
+    rng: SplitMix,
+    /// The [`Outage`] in force, as its index.
+    outage: AtomicU8,
 }
+
+const OUTAGES: [Outage; 3] = [Outage::Off, Outage::Unavailable, Outage::Drop];
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -73,6 +80,42 @@ impl Inner {
                 per_key: HashMap::new(),
             }),
             per_key_models: AtomicBool::new(false),
+            rng: SplitMix::new(0),
+            outage: AtomicU8::new(0),
+        }
+    }
+
+    pub(crate) fn set_seed(&self, seed: u64) {
+        self.rng.reseed(seed);
+    }
+
+    pub(crate) fn set_outage(&self, outage: Outage) {
+        let index = OUTAGES.iter().position(|o| *o == outage).unwrap_or(0);
+        self.outage.store(u8::try_from(index).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub(crate) fn outage(&self) -> Outage {
+        OUTAGES.get(usize::from(self.outage.load(Ordering::Relaxed))).copied().unwrap_or_default()
+    }
+
+    /// A fault with its random choices made: never [`Fault::Random`] or [`Fault::OneOf`].
+    fn resolve(&self, mut fault: Fault) -> Option<Fault> {
+        loop {
+            fault = match fault {
+                Fault::Random { ratio, fault } => {
+                    if self.rng.unit() >= ratio {
+                        return None;
+                    }
+                    *fault
+                }
+                Fault::OneOf(mut faults) if !faults.is_empty() => {
+                    let len = u64::try_from(faults.len()).unwrap_or(u64::MAX);
+                    let index = usize::try_from(self.rng.draw() % len).unwrap_or(0);
+                    faults.swap_remove(index)
+                }
+                Fault::OneOf(_) => return None,
+                leaf => return Some(leaf),
+            }
         }
     }
 
@@ -86,7 +129,13 @@ impl Inner {
         };
         state.calls += 1;
         state.last = Some(request);
-        state.take_fault()
+        let fault = state.take_fault();
+        drop(keys);
+        match self.outage() {
+            Outage::Off => fault.and_then(|fault| self.resolve(fault)),
+            Outage::Unavailable => Some(Fault::status(503)),
+            Outage::Drop => Some(Fault::DropBeforeHeaders),
+        }
     }
 
     fn with_key(&self, key: &str, f: impl FnOnce(&mut KeyState)) {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use pool_testkit::{FakeUpstream, Fault};
+use pool_testkit::{FakeUpstream, Fault, Outage};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -491,4 +491,105 @@ async fn shutdown_closes_open_connections_and_stops_accepting() {
 
     assert!(response.chunk().await.is_err());
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+/// The statuses of `n` non-streaming chats of `key`, one after the other (0: no answer).
+async fn statuses(up: &FakeUpstream, key: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let sent = client()
+            .post(format!("{}/v1/chat/completions", up.url()))
+            .bearer_auth(key)
+            .body(chat(false).to_string())
+            .send()
+            .await;
+        out.push(sent.map_or(0, |response| response.status().as_u16()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_random_fault_fails_about_its_ratio_of_requests_and_repeats_with_its_seed() {
+    let up = upstream().await;
+    up.set_fault("sk-a", Fault::random(0.3, Fault::status(500)));
+
+    up.set_seed(7);
+    let first = statuses(&up, "sk-a", 200).await;
+    up.set_seed(7);
+    let again = statuses(&up, "sk-a", 200).await;
+
+    let failed = first.iter().filter(|s| **s == 500).count();
+    assert!((40..=80).contains(&failed), "{failed} of 200 failed");
+    assert!(first.iter().all(|s| *s == 500 || *s == 200));
+    assert_eq!(first, again, "the same seed draws the same faults");
+    assert_eq!(statuses(&up, "sk-b", 5).await, [200; 5], "other keys are untouched");
+}
+
+#[tokio::test]
+async fn random_ratios_of_zero_and_one_never_and_always_fail() {
+    let up = upstream().await;
+    up.set_fault("sk-never", Fault::random(0.0, Fault::status(500)));
+    up.set_fault("sk-always", Fault::random(1.0, Fault::status(502)));
+
+    assert_eq!(statuses(&up, "sk-never", 20).await, [200; 20]);
+    assert_eq!(statuses(&up, "sk-always", 20).await, [502; 20]);
+}
+
+#[tokio::test]
+async fn one_of_picks_among_its_faults_including_a_dropped_connection() {
+    let up = upstream().await;
+    let mix = Fault::OneOf(vec![Fault::status(500), Fault::status(503), Fault::DropBeforeHeaders]);
+    up.set_fault("sk-a", Fault::random(1.0, mix));
+    up.set_seed(1);
+
+    let seen = statuses(&up, "sk-a", 60).await;
+
+    for status in [500, 503, 0] {
+        assert!(seen.contains(&status), "{status} never drawn in {seen:?}");
+    }
+    assert!(!seen.contains(&200));
+    assert_eq!(statuses(&up, "sk-b", 1).await, [200]);
+}
+
+#[tokio::test]
+async fn an_outage_answers_503_to_every_key_then_service_returns() {
+    let up = upstream().await;
+    up.set_fault("sk-a", Fault::status(401));
+
+    up.set_outage(Outage::Unavailable);
+    let during = [
+        statuses(&up, "sk-a", 2).await,
+        statuses(&up, "sk-b", 2).await,
+        vec![get(&up, "sk-b", "/v1/models").await.status().as_u16()],
+    ];
+    up.set_outage(Outage::Off);
+
+    assert_eq!(during.concat(), [503; 5]);
+    assert_eq!(statuses(&up, "sk-b", 2).await, [200, 200]);
+    assert_eq!(statuses(&up, "sk-a", 1).await, [401], "per-key faults apply again");
+    assert_eq!(up.calls("sk-b"), 5);
+}
+
+#[tokio::test]
+async fn a_dropping_outage_closes_connections_old_and_new_without_answering() {
+    let up = upstream().await;
+    let kept_alive = client();
+    let send = |client: &reqwest::Client| {
+        client
+            .post(format!("{}/v1/chat/completions", up.url()))
+            .bearer_auth("sk-a")
+            .body(chat(false).to_string())
+            .send()
+    };
+    assert_eq!(send(&kept_alive).await.unwrap().status(), 200);
+
+    up.set_outage(Outage::Drop);
+    let on_the_old_connection = send(&kept_alive).await;
+    let on_new_ones = statuses(&up, "sk-b", 3).await;
+    up.set_outage(Outage::Off);
+
+    assert!(on_the_old_connection.is_err());
+    assert_eq!(on_new_ones, [0, 0, 0]);
+    assert!(up.wait_for_open_connections(0, WAIT).await);
+    assert_eq!(statuses(&up, "sk-b", 1).await, [200]);
 }

@@ -155,3 +155,21 @@ fn provider_headers_are_parsed_once_and_authorization_is_refused() {
         assert!(specs(&toml).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn quota_rests_are_read_in_seconds_and_refuse_unknown_fields() {
+    let f = file("[proxy.quota_rest]\nweekly_secs = 7200\nmax_secs = 10\n");
+    let config = Config::load_from(Some(f.path()), env(&[("POOL__PROXY__QUOTA_REST__CREDITS_SECS", "5")]))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let rest = config.proxy.quota_rest();
+    assert_eq!((rest.weekly_ms, rest.max_ms, rest.credits_ms), (7_200_000, 10_000, 5_000));
+    assert_eq!(rest.hourly_ms, pool_core::quota::QuotaRest::default().hourly_ms);
+    let typo = file("[proxy.quota_rest]\nweekly = 1\n");
+    assert!(Config::load_from(Some(typo.path()), env(&[])).is_err());
+}
+
+#[test]
+fn the_default_quota_rests_are_the_domain_defaults() {
+    let config = Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(config.proxy.quota_rest(), pool_core::quota::QuotaRest::default());
+}

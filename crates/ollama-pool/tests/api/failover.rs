@@ -69,7 +69,7 @@ async fn a_429_with_retry_after_cools_the_key_that_long_and_it_comes_back_on_its
 
 #[tokio::test]
 async fn a_429_without_retry_after_cools_for_the_configured_default() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options::new().set("POOL__PROXY__QUOTA_REST__SHORT_SECS", "42")).await;
     let limited = app.add_key("limited").await;
     app.add_key("other").await;
     app.upstream.set_fault("limited", Fault::rate_limited(None));
@@ -82,7 +82,7 @@ async fn a_429_without_retry_after_cools_for_the_configured_default() {
         time::OffsetDateTime::parse(key["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
             .unwrap();
     let left = (until - time::OffsetDateTime::now_utc()).whole_seconds();
-    assert!((56..=60).contains(&left), "{left}");
+    assert!((38..=42).contains(&left), "{left}");
 }
 
 #[tokio::test]
@@ -279,4 +279,46 @@ async fn upstream_requests_carry_the_providers_headers_and_nothing_of_the_client
     assert!(header("user-agent").unwrap().starts_with("ollama-pool/"), "{:?}", header("user-agent"));
     assert_eq!(header("cookie"), None);
     assert_eq!(header("referer"), None);
+}
+
+#[tokio::test]
+async fn a_key_out_of_its_weekly_quota_rests_until_the_window_can_have_reset_then_is_probed() {
+    // Arrange: Ollama cloud's wording, no reset time
+    let app = spawn_app().await;
+    let spent = app.add_key("spent").await;
+    app.add_key("other").await;
+    let body = r#"{"error":"you've reached your weekly usage limit, please upgrade"}"#;
+    app.upstream.set_fault("spent", Fault::Status { status: 429, retry_after: None, body: Some(body.into()) });
+    // Act
+    for _ in 0..2 {
+        assert_eq!(app.post_chat(&chat("m", false)).await.status(), 200);
+    }
+    // Assert: not the flat minute of a per-minute limit
+    let key = app.key(&spent).await;
+    assert_eq!((key["status"].clone(), key["cause"].clone()), (json!("cooling"), json!("rate_limit")), "{key}");
+    assert!(key["reason"].as_str().unwrap().contains("weekly"), "{key}");
+    let until =
+        time::OffsetDateTime::parse(key["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let left = (until - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!((21_590..=21_600).contains(&left), "six hours, then a probe: {left}");
+}
+
+#[tokio::test]
+async fn a_reset_the_upstream_gives_beats_the_class_default() {
+    let app = spawn_app().await;
+    let limited = app.add_key("limited").await;
+    app.add_key("other").await;
+    let body = r#"{"error":{"message":"hourly usage limit reached"}}"#;
+    app.upstream
+        .set_fault("limited", Fault::Status { status: 429, retry_after: Some("90".into()), body: Some(body.into()) });
+    for _ in 0..2 {
+        assert_eq!(app.post_chat(&chat("m", false)).await.status(), 200);
+    }
+    let key = app.key(&limited).await;
+    let until =
+        time::OffsetDateTime::parse(key["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let left = (until - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!((85..=90).contains(&left), "{left}");
 }

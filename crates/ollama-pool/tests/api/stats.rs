@@ -190,6 +190,31 @@ async fn usage_per_token_key_and_model_by_hour_and_day() {
 }
 
 #[tokio::test]
+async fn a_keys_usage_series_reports_the_tokens_of_the_requests_it_served() {
+    // Arrange: every request tries "bad" first or second, and "good" serves it.
+    let app = spawn_app().await;
+    let good = app.add_key("good").await;
+    let bad = app.add_key("bad").await;
+    app.upstream.set_fault("bad", Fault::status(500));
+    // Act
+    for stream in [false, true] {
+        let response = app.post_chat(&chat("llama3.2:3b", stream)).await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap();
+    }
+    stats_at(&app, 2).await;
+    let served = admin_json(&app, &format!("/admin/api-keys/{good}/usage?granularity=minute")).await;
+    let tried = admin_json(&app, &format!("/admin/api-keys/{bad}/usage?granularity=minute")).await;
+    // Assert: the fake reports 11 + 7 for a whole answer, 11 + 3 for a 3-chunk stream.
+    let total = &served["total"];
+    assert_eq!(total["requests"], 2, "{served}");
+    assert_eq!((total["promptTokens"].as_u64(), total["completionTokens"].as_u64()), (Some(22), Some(10)), "{served}");
+    assert_eq!(total["totalTokens"], 32);
+    assert_eq!(tried["total"]["totalTokens"], 0, "{tried}");
+    assert_eq!(tried["total"]["successCount"], 0);
+}
+
+#[tokio::test]
 async fn metrics_answer_only_the_admin_and_count_requests() {
     // Arrange
     let app = spawn_app().await;

@@ -194,3 +194,23 @@ async fn native_ollama_streams_are_ndjson_and_held_until_their_first_line() {
         assert_eq!(last["done"], true);
     }
 }
+
+#[tokio::test]
+async fn include_usage_is_spliced_into_the_clients_bytes_keeping_big_numbers_and_member_order() {
+    // Arrange
+    let app = spawn_app().await;
+    app.add_key("k").await;
+    let body = r#"{"seed": 12345678901234567890123, "model":"llama3.2:3b", "stream":true,
+        "stream_options": {"include_usage": false, "z": 1}, "messages":[{"role":"user","content":"hi"}], "a": 0.10000000000000000555}"#;
+    // Act
+    let answer = app.post_raw("/v1/chat/completions", body).await.text().await.unwrap();
+    // Assert
+    let sent = app.upstream.last_request("k").unwrap().body;
+    assert_eq!(
+        String::from_utf8_lossy(&sent),
+        body.replace(r#""include_usage": false"#, r#""include_usage": true"#),
+        "only the flag changed, in place"
+    );
+    assert!(!answer.contains("\"usage\""), "the client said false, so it gets no usage event: {answer}");
+    assert!(answer.ends_with("data: [DONE]\n\n"));
+}

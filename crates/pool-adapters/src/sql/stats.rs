@@ -124,7 +124,10 @@ pub(crate) const PRUNE_MINUTES: &str = "DELETE FROM stats_minute WHERE bucket < 
 pub(crate) const PRUNE_HOURS: &str = "DELETE FROM stats_hour WHERE bucket < $1";
 pub(crate) const PRUNE_HOUR_SUMMARY: &str = "DELETE FROM stats_hour_summary WHERE bucket < $1";
 
-/// `$1`: the subject; `$2`: kind; `$3..$4`: buckets; `$5`: provider ('' for all).
+/// `$1`: the subject; `$2`: the kind whose events are counted; `$3..$4`: buckets; `$5`: provider
+/// ('' for all). Tokens are always read from the request rows: an attempt carries none, and the
+/// request row names the key that served it, so a key's series counts its attempts and the
+/// tokens of the requests it served.
 pub(crate) fn select_usage(query: &UsageQuery) -> String {
     let table = if query.per_minute { MINUTES } else { HOURS };
     let column = match query.subject {
@@ -132,16 +135,16 @@ pub(crate) fn select_usage(query: &UsageQuery) -> String {
         UsageSubject::Key(_) => "key_id",
         UsageSubject::Model(_) => "model",
     };
-    let sum = |c: &str| format!("CAST(SUM({c}) AS BIGINT) AS {c}");
+    let of = |kind: &str, c: &str| format!("CAST(SUM(CASE WHEN kind = {kind} THEN {c} ELSE 0 END) AS BIGINT) AS {c}");
     format!(
-        "SELECT bucket, {}, CAST(SUM(CASE WHEN outcome IN ('success', 'cached') THEN events ELSE 0 END) AS BIGINT) \
-         AS successes, {}, {}, {}, {} FROM {table} WHERE {column} = $1 AND kind = $2 AND bucket >= $3 \
-         AND bucket < $4 AND ($5 = '' OR provider = $5) GROUP BY bucket ORDER BY bucket",
-        sum("events"),
-        sum("prompt_tokens"),
-        sum("completion_tokens"),
-        sum("total_tokens"),
-        sum("partial"),
+        "SELECT bucket, {}, CAST(SUM(CASE WHEN kind = $2 AND outcome IN ('success', 'cached') THEN events ELSE 0 END) \
+         AS BIGINT) AS successes, {}, {}, {}, {} FROM {table} WHERE {column} = $1 AND kind IN ($2, 'request') \
+         AND bucket >= $3 AND bucket < $4 AND ($5 = '' OR provider = $5) GROUP BY bucket ORDER BY bucket",
+        of("$2", "events"),
+        of("'request'", "prompt_tokens"),
+        of("'request'", "completion_tokens"),
+        of("'request'", "total_tokens"),
+        of("'request'", "partial"),
     )
 }
 

@@ -79,12 +79,22 @@ async fn flushes_add_up_in_every_rollup(store: &Arc<dyn Store>) {
 }
 
 async fn usage_series_are_per_subject_and_bucket(store: &Arc<dyn Store>) {
-    // Arrange: token 1 in two hours, token 2 once; key 7 serves everything.
+    // Arrange: token 1 in two hours, token 2 once; key 7 serves everything, key 8 was tried once.
     let recorder = Recorder::new(1000);
     serve(&recorder, T0, "ollama", "m", 7, 1, 10);
     serve(&recorder, T0 + MINUTE_MS, "ollama", "m", 7, 1, 10);
     serve(&recorder, T0 + HOUR_MS, "ollama", "m", 7, 1, 5);
     serve(&recorder, T0, "ollama", "other", 7, 2, 1);
+    let failed_first = Dims {
+        kind: Kind::Attempt,
+        provider: provider("ollama"),
+        model: "m".into(),
+        key: Some(key(8)),
+        token: Some(token(1)),
+        status: 429,
+        outcome: Outcome::RateLimited,
+    };
+    recorder.attempt(T0, failed_first, 1000);
     flush(&recorder, store).await;
     let query = |subject, per_minute| UsageQuery {
         subject,
@@ -97,6 +107,8 @@ async fn usage_series_are_per_subject_and_bucket(store: &Arc<dyn Store>) {
     let hours = store.usage_series(&query(UsageSubject::Token(token(1)), false)).await.expect("series");
     let minutes = store.usage_series(&query(UsageSubject::Token(token(1)), true)).await.expect("series");
     let by_key = store.usage_series(&query(UsageSubject::Key(key(7)), false)).await.expect("series");
+    let by_key_minutes = store.usage_series(&query(UsageSubject::Key(key(7)), true)).await.expect("series");
+    let passed_over = store.usage_series(&query(UsageSubject::Key(key(8)), false)).await.expect("series");
     let by_model = store.usage_series(&query(UsageSubject::Model("other".into()), false)).await.expect("series");
     let elsewhere = UsageQuery { provider: Some("openrouter".into()), ..query(UsageSubject::Key(key(7)), false) };
     let elsewhere = store.usage_series(&elsewhere).await.expect("series");
@@ -108,6 +120,12 @@ async fn usage_series_are_per_subject_and_bucket(store: &Arc<dyn Store>) {
     assert_eq!(minutes.len(), 3, "one point per minute with traffic");
     assert_eq!(by_key.iter().map(|p| p.events).sum::<u64>(), 4, "a key's series counts its attempts");
     assert_eq!(by_key.iter().map(|p| p.successes).sum::<u64>(), 4);
+    let tokens = |points: &[pool_core::stats::UsagePoint]| {
+        points.iter().fold((0, 0, 0), |(p, c, t), u| (p + u.prompt_tokens, c + u.completion_tokens, t + u.total_tokens))
+    };
+    assert_eq!(tokens(&by_key), (12, 14, 26), "a key's series carries the usage of the requests it served");
+    assert_eq!(tokens(&by_key_minutes), (12, 14, 26));
+    assert_eq!(passed_over.iter().map(|p| (p.events, p.successes, p.total_tokens)).collect::<Vec<_>>(), [(1, 0, 0)]);
     assert_eq!(by_model.iter().map(|p| p.events).sum::<u64>(), 1);
     assert!(elsewhere.is_empty());
 }

@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Which scenario to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,
+    /// Small counts and short phases for the pick, failover and outage scenarios: a smoke run
+    /// that checks they work end to end, not a measurement.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,6 +78,12 @@ pub enum Scenario {
     Import,
     /// Statistics reads with 10 million requests recorded.
     Stats,
+    /// `KeyPool::pick` over 100,000 keys, all healthy and 99 % cooling.
+    Pick,
+    /// Client-visible failures while keys fail: six of eight one way each, then all at random.
+    Failover,
+    /// Recovery after the whole upstream was out for a while.
+    Outage,
 }
 
 impl Scenario {

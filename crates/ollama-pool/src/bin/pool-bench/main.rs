@@ -7,8 +7,8 @@
 //! cargo build --release -p ollama-pool --bins
 //! ulimit -n 65536   # if `ulimit -n` is below 4096
 //! target/release/pool-bench [--duration 5] [--rates 1000,3000] [--concurrency 64]
-//!                           [--streams 1000] [--scenario all|rps|latency|streams|import|stats]
-//!                           [--postgres URL] [--json]
+//!                           [--streams 1000] [--postgres URL] [--json] [--quick]
+//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage]
 //! ```
 //!
 //! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
@@ -16,7 +16,8 @@
 //! and through the gateway, so that every gateway figure has a baseline beside it. Max RPS and
 //! latency also go through the bare proxy (`bare`), which only forwards: any proxy costs one
 //! more HTTP server and client per request, on the same cores here, and the bare proxy's
-//! figures show that floor beside the gateway's.
+//! figures show that floor beside the gateway's. `pick` times the key selector in this process;
+//! `failover` and `outage` count what clients see while keys or the whole upstream fail (`faults`).
 //!
 //! Why separate processes rather than the in-process `spawn_app()` of the tests: a shared
 //! runtime would let the load generator and the upstream steal the gateway's worker threads,
@@ -26,10 +27,14 @@ mod bare;
 mod cli;
 mod closed;
 mod cpu;
+mod failover;
+mod faults;
 mod http;
 mod import;
 mod machine;
 mod open;
+mod outage;
+mod pick;
 mod procs;
 mod report;
 mod rollups;
@@ -116,6 +121,9 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         streams: None,
         imports: Vec::new(),
         rollups: Vec::new(),
+        pick: None,
+        failover: Vec::new(),
+        outage: None,
     };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
     if report.args.scenario.includes(Scenario::Import) {
@@ -136,7 +144,36 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
             report.rollups.push(rollups::run_postgres(&client, dir.path(), &spec, &server).await?);
         }
     }
+    run_fault_scenarios(&mut report, &client, dir.path(), &spec).await?;
     report.print();
+    Ok(())
+}
+
+/// Pick cost, failover under faults, outage recovery: each fault scenario with a gateway and an
+/// in-process fake upstream of its own (see `faults`).
+async fn run_fault_scenarios(
+    report: &mut Report,
+    client: &Client,
+    dir: &std::path::Path,
+    spec: &GatewaySpec<'_>,
+) -> anyhow::Result<()> {
+    let args = report.args.clone();
+    if args.scenario.includes(Scenario::Pick) {
+        progress("KeyPool::pick over 100,000 keys, all healthy, then 99 % cooling");
+        report.pick = Some(pick::run(pick::PickPlan::new(args.quick))?);
+    }
+    let plan = faults::FaultPlan::new(args.quick);
+    let launch = faults::Launch { dir, binary: spec.binary, admin: spec.admin_token };
+    if args.scenario.includes(Scenario::Failover) {
+        progress(&format!("{} chats through a gateway with six of eight keys failing", plan.requests));
+        report.failover.push(failover::fixed(client, launch, plan).await?);
+        progress(&format!("{} chats with every key failing {} % at random", plan.requests, plan.random_pct));
+        report.failover.push(failover::random(client, launch, plan).await?);
+    }
+    if args.scenario.includes(Scenario::Outage) {
+        progress(&format!("{} req/s through an upstream outage of {:?}", plan.outage_rate, plan.outage));
+        report.outage = Some(outage::run(client, launch, plan).await?);
+    }
     Ok(())
 }
 

@@ -148,6 +148,15 @@ pub struct GatewaySpec<'a> {
 
 /// Starts `ollama-pool serve` on a free port of 127.0.0.1 with a fresh SQLite database.
 pub fn start_gateway(dir: &Path, spec: &GatewaySpec<'_>) -> anyhow::Result<(Child, SocketAddr)> {
+    start_gateway_with(dir, spec, &[])
+}
+
+/// [`start_gateway`] with more configuration, as `POOL__…` variables.
+pub fn start_gateway_with(
+    dir: &Path,
+    spec: &GatewaySpec<'_>,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Child, SocketAddr)> {
     let addr = free_port()?;
     let log = dir.join("gateway.log");
     let mut cmd = command(spec.binary, dir, &log)?;
@@ -160,7 +169,8 @@ pub fn start_gateway(dir: &Path, spec: &GatewaySpec<'_>) -> anyhow::Result<(Chil
         )
         .env("POOL_ADMIN_TOKEN", spec.admin_token)
         .env("POOL__PROVIDERS__OLLAMA__URL", format!("http://{}", spec.upstream))
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied());
     let inner = cmd.spawn().with_context(|| format!("starting {}", spec.binary.display()))?;
     let child = Child { name: "gateway", inner, log };
     Ok((child, addr))

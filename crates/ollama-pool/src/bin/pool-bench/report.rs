@@ -52,6 +52,9 @@ pub struct Report {
     pub streams: Option<StreamsResult>,
     pub imports: Vec<crate::import::ImportResult>,
     pub rollups: Vec<crate::rollups::RollupResult>,
+    pub pick: Option<crate::pick::PickResult>,
+    pub failover: Vec<crate::failover::FailoverResult>,
+    pub outage: Option<crate::outage::OutageResult>,
 }
 
 /// A target beside a figure; `pass` is `None` when the figure was not measured.
@@ -89,6 +92,9 @@ impl Report {
         self.print_streams();
         self.print_imports();
         crate::rollups::print(&self.rollups);
+        crate::pick::print(self.pick.as_ref());
+        crate::failover::print(&self.failover);
+        crate::outage::print(self.outage.as_ref());
         self.print_checks();
         for warning in self.warnings() {
             println!("\n!!! WARNING: {warning}");
@@ -289,6 +295,9 @@ impl Report {
                 "seed_secs": r.seed_secs,
                 "admin_stats_ms": {"p50": crate::stats::ms(r.admin_stats.p50), "p99": crate::stats::ms(r.admin_stats.p99)},
                 "public_stats_ms": {"p50": crate::stats::ms(r.public_stats.p50), "p99": crate::stats::ms(r.public_stats.p99)}})).collect::<Vec<_>>(),
+            "pick": crate::pick::json(self.pick.as_ref()),
+            "failover": crate::failover::json(&self.failover),
+            "outage": crate::outage::json(self.outage.as_ref()),
             "targets": self.checks().iter().map(|c| json!({"name": c.name, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
         })
     }
