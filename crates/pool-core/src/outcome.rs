@@ -4,8 +4,6 @@
 //! internal) and by whether a retry is safe. Retrying is always safe here because nothing has gone
 //! to the client yet; the proxy never retries after the first byte.
 
-use std::time::SystemTime;
-
 use http::HeaderMap;
 
 use crate::UnixMs;
@@ -143,23 +141,6 @@ fn classify_transport(error: &TransportError) -> Decision {
     Decision { verdict, outcome, note }
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP-date. Returns milliseconds from `now`.
-pub fn parse_retry_after(value: &str, now: UnixMs) -> Option<i64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(i64::try_from(seconds).ok()?.saturating_mul(1000));
-    }
-    if let Ok(seconds) = value.parse::<f64>()
-        && seconds.is_finite()
-        && seconds >= 0.0
-    {
-        return Some((seconds * 1000.0).min(i64::MAX as f64) as i64);
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    let at_ms = at.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis();
-    Some((i64::try_from(at_ms).ok()? - now).max(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,16 +236,5 @@ mod tests {
         assert_eq!(retry(&of(TransportError::Local)), Some((&KeyEvent::Neutral, Cost::Spends)), "the gateway's own");
         assert_eq!(of(TransportError::TooLarge).verdict, Verdict::Fail, "not the key's fault");
         assert_eq!(of(TransportError::Config).verdict, Verdict::Fail, "the gateway's configuration");
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = NOW;
-        assert_eq!(parse_retry_after("120", now), Some(120_000));
-        assert_eq!(parse_retry_after(" 1.5 ", now), Some(1_500));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now), Some(60_000));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(0));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

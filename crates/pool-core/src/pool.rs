@@ -295,6 +295,10 @@ impl PoolKey {
                 c.pending_successes.fetch_add(1, Relaxed);
                 c.last_success.fetch_max(now, Relaxed);
                 self.window.add(now, width, false);
+                if let Some(pool) = self.pool.get().filter(|pool| pool.degraded.load(Relaxed)) {
+                    // The upstream is back: every rest after errors is lifted at the next pick.
+                    pool.errors_cleared.store(true, Relaxed);
+                }
                 if self.clean.load(Relaxed) {
                     return;
                 }
@@ -304,10 +308,15 @@ impl PoolKey {
                 c.failures.fetch_add(1, Relaxed);
                 c.pending_failures.fetch_add(1, Relaxed);
                 c.last_failure.fetch_max(now, Relaxed);
-                if matches!(event, KeyEvent::Transient { .. }) {
-                    self.window.add(now, width, true)
-                } else {
+                if !matches!(event, KeyEvent::Transient { .. }) {
                     Recent::default()
+                } else if self.pool.get().is_some_and(|pool| pool.degraded.load(Relaxed)) {
+                    // Every key of the pool rests after errors: the upstream is out, not this
+                    // key. Its errors now add no strikes, so the outage cannot escalate every
+                    // key to an hour's disable; the first success ends it for all.
+                    return;
+                } else {
+                    self.window.add(now, width, true)
                 }
             }
         };
@@ -616,7 +625,8 @@ impl KeyPool {
     /// after errors that served again means the upstream is back: every such rest is lifted.
     fn refresh(&self, now: UnixMs, force: bool) -> bool {
         let signal = &self.signal;
-        if signal.errors_cleared.swap(false, Relaxed) {
+        // A load first: the hot path must not write a shared cache line on every pick.
+        if signal.errors_cleared.load(Relaxed) && signal.errors_cleared.swap(false, Relaxed) {
             self.lift_error_rests();
         }
         let due = signal.stale.load(Relaxed) || now >= signal.next_return.load(Relaxed);
@@ -1133,5 +1143,32 @@ mod tests {
         assert_eq!(window.add(T0 + 60_001, 10_000, true), Recent { successes: 1, failures: 2 });
         window.clear();
         assert_eq!(window.add(T0 + 60_001, 10_000, true), Recent { successes: 0, failures: 1 });
+    }
+
+    #[test]
+    fn errors_during_an_outage_of_every_key_add_no_strikes() {
+        let (pool, keys) = pool_of(2);
+        for key in &keys {
+            failing(key, 3, T0);
+        }
+        let Pick::Key(key, _) = pool.pick(T0 + 1, &[], None, &LocalLimiter::default()) else { panic!("a last resort") };
+        failing(&key, 30, T0 + 2);
+        assert_eq!(key.health().strikes, 1, "the outage is not the key's fault");
+        assert_eq!(key.status(T0 + 5_000), KeyStatus::Active, "its short rest ends on time");
+    }
+
+    #[test]
+    fn a_success_of_a_key_that_was_not_resting_also_ends_an_outage() {
+        let (pool, keys) = pool_of(2);
+        for key in &keys {
+            failing(key, 3, T0);
+        }
+        assert!(matches!(pool.pick(T0 + 1, &[], None, &LocalLimiter::default()), Pick::Key(..)));
+        assert!(pool.is_degraded());
+        keys[0].update_health(Health::enable);
+        keys[0].record(&KeyEvent::Success, &FailurePolicy::default(), T0 + 2);
+        assert!(picked(&pool, T0 + 3, &[]).is_some());
+        assert!(!pool.is_degraded());
+        assert_eq!(keys[1].status(T0 + 3), KeyStatus::Active);
     }
 }

@@ -11,10 +11,11 @@
 //! (it knows; we guess), and both are capped by `max_ms`, so a garbled header cannot bench a key
 //! for a year.
 
+use std::time::SystemTime;
+
 use http::HeaderMap;
 
 use crate::UnixMs;
-use crate::outcome::parse_retry_after;
 
 /// The window a limit belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,6 +190,23 @@ impl QuotaRest {
             QuotaWindow::Credits => self.credits_ms,
         }
     }
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP-date. Returns milliseconds from `now`.
+pub fn parse_retry_after(value: &str, now: UnixMs) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(i64::try_from(seconds).ok()?.saturating_mul(1000));
+    }
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return Some((seconds * 1000.0).min(i64::MAX as f64) as i64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis();
+    Some((i64::try_from(at_ms).ok()? - now).max(0))
 }
 
 #[cfg(test)]

@@ -172,3 +172,14 @@ fn headers_and_body_are_read_together() {
     );
     assert_eq!(limit, RateLimit { window: QuotaWindow::Hourly, reset_after_ms: Some(3_600_000) });
 }
+
+#[test]
+fn retry_after_reads_seconds_and_dates() {
+    let now = 1_445_412_480_000; // Wed, 21 Oct 2015 07:28:00 GMT
+    assert_eq!(parse_retry_after("120", now), Some(120_000));
+    assert_eq!(parse_retry_after(" 1.5 ", now), Some(1_500));
+    assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now), Some(60_000));
+    assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(0));
+    assert_eq!(parse_retry_after("soon", now), None);
+    assert_eq!(parse_retry_after("-5", now), None);
+}
