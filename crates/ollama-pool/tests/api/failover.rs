@@ -78,10 +78,7 @@ async fn a_429_without_retry_after_cools_for_the_configured_default() {
     }
     let key = app.key(&limited).await;
     assert_eq!(key["status"], "cooling");
-    let until =
-        time::OffsetDateTime::parse(key["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
-            .unwrap();
-    let left = (until - time::OffsetDateTime::now_utc()).whole_seconds();
+    let left = seconds_until(&key);
     assert!((38..=42).contains(&left), "{left}");
 }
 
@@ -297,10 +294,7 @@ async fn a_key_out_of_its_weekly_quota_rests_until_the_window_can_have_reset_the
     let key = app.key(&spent).await;
     assert_eq!((key["status"].clone(), key["cause"].clone()), (json!("cooling"), json!("rate_limit")), "{key}");
     assert!(key["reason"].as_str().unwrap().contains("weekly"), "{key}");
-    let until =
-        time::OffsetDateTime::parse(key["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
-            .unwrap();
-    let left = (until - time::OffsetDateTime::now_utc()).whole_seconds();
+    let left = seconds_until(&key);
     assert!((21_590..=21_600).contains(&left), "six hours, then a probe: {left}");
 }
 
@@ -316,9 +310,13 @@ async fn a_reset_the_upstream_gives_beats_the_class_default() {
         assert_eq!(app.post_chat(&chat("m", false)).await.status(), 200);
     }
     let key = app.key(&limited).await;
-    let until =
-        time::OffsetDateTime::parse(key["until"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
-            .unwrap();
-    let left = (until - time::OffsetDateTime::now_utc()).whole_seconds();
+    let left = seconds_until(&key);
     assert!((85..=90).contains(&left), "{left}");
+}
+
+/// Seconds from now until the listed key's hold ends.
+fn seconds_until(key: &Value) -> i64 {
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let until = time::OffsetDateTime::parse(key["until"].as_str().unwrap(), rfc3339).unwrap();
+    (until - time::OffsetDateTime::now_utc()).whole_seconds()
 }

@@ -167,27 +167,9 @@ async fn every_change_of_a_keys_state_is_logged_with_its_reason_and_end() {
     let binary = ServingBinary::start(&["serve"], &[("POOL__PROVIDERS__OLLAMA__URL", &url)]).await;
     let (base, client) = (binary.base.clone(), reqwest::Client::new());
     let secret = "sk-logged-state-change-0123456789";
-    let added: Value = client
-        .post(format!("{base}/admin/api-keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"api_key": secret}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let added: Value = admin_post_json(&client, &base, "/admin/api-keys", json!({"api_key": secret})).await;
     upstream.set_fault(secret, Fault::status(401));
-    let token: Value = client
-        .post(format!("{base}/admin/tokens"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "t"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: Value = admin_post_json(&client, &base, "/admin/tokens", json!({"name": "t"})).await;
     // Act
     let response = client
         .post(format!("{base}/v1/chat/completions"))
@@ -207,4 +189,8 @@ async fn every_change_of_a_keys_state_is_logged_with_its_reason_and_end() {
     assert!(line.contains(id), "the key id: {line}");
     assert!(line.contains("upstream rejected the key (401)") && line.contains("until"), "{line}");
     assert!(!logs.contains(secret), "never the secret");
+}
+
+async fn admin_post_json(client: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
+    client.post(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap().json().await.unwrap()
 }
