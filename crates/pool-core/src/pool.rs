@@ -14,7 +14,8 @@
 //! with the key, to be held for the attempt (and, for a stream, until the stream ends).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -234,7 +235,7 @@ impl PoolKey {
 
     /// May the selector pick this key now?
     pub fn is_eligible(&self, now: UnixMs) -> bool {
-        self.blocked_until.load(Relaxed) <= now && !self.is_expired(now)
+        self.blocked_until.load(Acquire) <= now && !self.is_expired(now)
     }
 
     /// Does this key serve `model` (a canonical name)? A key whose models were never discovered
@@ -353,13 +354,15 @@ impl PoolKey {
         }
     }
 
+    /// `blocked_until` is stored last, with release: a pick that sees a key blocked (acquire)
+    /// also sees why, so a key that just began to rest after errors is still a last resort.
     fn mirror(&self, health: &Health) {
-        self.blocked_until.store(health.blocked_until(), Relaxed);
         let returns_at = health.hold.as_ref().map_or(0, |h| h.until.unwrap_or(UnixMs::MAX));
         self.returns_at.store(returns_at, Relaxed);
         self.clean.store(health.is_clean(), Relaxed);
         let errors = health.hold.as_ref().is_some_and(|h| h.cause == HoldCause::Errors && !h.probe);
         self.resting_after_errors.store(errors, Relaxed);
+        self.blocked_until.store(health.blocked_until(), Release);
     }
 
     /// Its last attempt that ended served: the key to prefer after a failure.
