@@ -23,15 +23,16 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
 use crate::key::{FailurePolicy, KeyEvent};
-use crate::limit::{Admission, Limiter};
+use crate::limit::{Admission, Limiter, Refusal, Subject};
 use crate::outcome::{Answer, Cost, Decision, Verdict, classify};
 use crate::pool::{Pick, PoolKey, Pools};
 use crate::ports::{BodyStream, Clock, Shutdown, TransportError, Upstream, UpstreamRequest, UpstreamResponse};
-use crate::provider::ProviderName;
+use crate::provider::{ProviderKind, ProviderName};
 use crate::quota::QuotaRest;
 use crate::recheck::ModelRechecks;
 use crate::sse::{Framing, inband_error_status};
 use crate::stats::{Dims, Kind, Outcome, Recorder, Timing};
+use crate::token::{AuthError, ClientToken};
 use crate::usage::{Usage, UsageTap};
 
 /// Everything the use case needs, built once at start.
@@ -47,13 +48,20 @@ pub struct Gateway {
     /// No new attempt starts once a request has waited this long for an answer.
     pub deadline_ms: i64,
     pub stats: Arc<Recorder>,
-    /// Enforces the limits of keys (here) and of tokens and client addresses (in the handlers).
+    /// Enforces the limits of keys and tokens (here) and of client addresses (in the handlers' gate).
     pub limiter: Arc<dyn Limiter>,
     /// Keys whose model list a 404 has put in doubt, for the background re-probe.
     pub rechecks: Arc<ModelRechecks>,
     /// Fires when a shutdown's grace period is over: streams still running end with an error
     /// event and are counted before the process exits.
     pub shutdown: Arc<dyn Shutdown>,
+}
+
+/// Why a token may not send a request: the model is not on its allow-list, or a limit is reached.
+#[derive(Debug)]
+pub enum TokenRefusal {
+    Model(AuthError),
+    Limit(Refusal),
 }
 
 /// A client request, ready to go upstream once a key is chosen.
@@ -214,6 +222,16 @@ impl Gateway {
             meter.finish(Ending::refused(status.as_u16(), outcome));
         }
         result
+    }
+
+    /// A token's checks for one request for the canonical `model`: its allow-list, then its
+    /// rates, quotas and concurrency. The admission must live as long as the answer (pass it in
+    /// [`Measure::admission`]); the refusal says which check said no.
+    pub fn admit(&self, token: &ClientToken, kind: ProviderKind, model: &str) -> Result<Admission, TokenRefusal> {
+        let settings = token.settings();
+        settings.check_model(kind, model).map_err(TokenRefusal::Model)?;
+        let now = self.clock.now_ms();
+        self.limiter.admit(Subject::Token(token.id), &settings.limits, now).map_err(TokenRefusal::Limit)
     }
 
     /// Counts a request the gateway answered itself: refused before it went upstream (under

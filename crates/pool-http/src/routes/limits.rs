@@ -13,9 +13,8 @@ use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use pool_core::limit::{Admission, RateInfo, Refusal, Subject, Window};
-use pool_core::provider::ProviderKind;
-use pool_core::token::{ClientToken, TokenSettings};
+use pool_core::limit::{RateInfo, Refusal, Subject, Window};
+use pool_core::proxy::TokenRefusal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -55,18 +54,12 @@ pub(crate) async fn gate(State(state): State<AppState>, request: Request, next: 
     Ok(next.run(request).await)
 }
 
-/// A token's checks for one request for `model`: the allow-list (403), then its rates, quotas
-/// and concurrency (429). The admission must live as long as the answer.
-pub(crate) fn admit(
-    state: &AppState,
-    token: &ClientToken,
-    settings: &TokenSettings,
-    kind: ProviderKind,
-    model: &str,
-) -> Result<Admission, ApiError> {
-    settings.check_model(kind, model)?;
-    let now = state.gateway.clock.now_ms();
-    state.gateway.limiter.admit(Subject::Token(token.id), &settings.limits, now).map_err(|r| refused(&r, "token"))
+/// A token's refusal as HTTP: 403 for a model off its allow-list, 429 for a limit.
+pub(crate) fn token_refused(refusal: TokenRefusal) -> ApiError {
+    match refusal {
+        TokenRefusal::Model(e) => e.into(),
+        TokenRefusal::Limit(r) => refused(&r, "token"),
+    }
 }
 
 /// A 429 naming the limit, with `Retry-After` and the `x-ratelimit-*` headers.

@@ -134,7 +134,7 @@ async fn admit(
     let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
     let Peeked { model, stream } = validate(&body)?;
     let model = model_name::canonical(provider.spec.kind, &model).into_owned();
-    let admission = limits::admit(state, &token, &token.settings(), provider.spec.kind, &model)?;
+    let admission = state.gateway.admit(&token, provider.spec.kind, &model).map_err(limits::token_refused)?;
     Ok(Admitted { provider, token, url, parts, body, model, stream, admission })
 }
 
