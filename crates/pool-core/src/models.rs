@@ -9,7 +9,7 @@
 //! upstream 404) or whose keys were removed stays known until restart: the set exists to bound
 //! statistics labels to names some upstream listed, and a superset of those is still bounded.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -17,8 +17,29 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
 use crate::UnixMs;
-use crate::pool::{ModelSet, PoolKey};
 use crate::provider::ProviderKind;
+
+/// The models one key can use, as its provider listed them for it. Names are canonical
+/// ([`crate::model_name::canonical`]), so `PoolKey::serves` is a plain set lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSet {
+    pub names: BTreeSet<String>,
+    pub discovered_at: UnixMs,
+}
+
+impl ModelSet {
+    /// The seed's categories, derived from what the key really serves (not a global catalogue).
+    pub fn categories(&self) -> Vec<&'static str> {
+        let mut found: Vec<&'static str> = ["kimi", "llama", "qwen"]
+            .into_iter()
+            .filter(|family| self.names.iter().any(|m| m.to_ascii_lowercase().contains(family)))
+            .collect();
+        if found.is_empty() || self.names.len() > found.len() {
+            found.push("general");
+        }
+        found
+    }
+}
 
 /// What a provider's pool knows about models; see the module documentation.
 #[derive(Debug, Default)]
@@ -54,21 +75,12 @@ impl ModelIndex {
         });
     }
 
-    /// Keys joined the pool (or left it: an empty slice). Their names are learnt in one write,
-    /// so loading many keys at start copies the set once.
-    pub fn keys_changed(&self, added: &[Arc<PoolKey>]) {
-        let sets: Vec<Arc<ModelSet>> = added.iter().filter_map(|key| key.models()).collect();
+    /// Keys joined the pool, or left it (no sets), or a key's list changed: their names are
+    /// learnt in one write (so loading many keys at start copies the set once), and lists built
+    /// before are stale. Call it after the keys themselves changed.
+    pub fn changed(&self, sets: &[Arc<ModelSet>]) {
         let names: HashSet<&str> = sets.iter().flat_map(|set| set.names.iter().map(String::as_str)).collect();
         self.learn(names.iter().copied());
-        self.generation.fetch_add(1, Relaxed);
-    }
-
-    /// Records what a discovery found for `key`, whose names must be canonical.
-    pub fn set_models(&self, key: &PoolKey, models: Option<ModelSet>) {
-        if let Some(set) = &models {
-            self.learn(set.names.iter().map(String::as_str));
-        }
-        key.set_models(models);
         self.generation.fetch_add(1, Relaxed);
     }
 }
@@ -82,16 +94,13 @@ pub struct ServedModel {
     pub discovered_at: UnixMs,
 }
 
-/// The union of the models `keys` serve, by name; `None` when no key that has not expired has
-/// been discovered yet (the pool cannot say). Keys resting (cooling, failed) still count: they
-/// serve the model, they are just out for now.
-pub fn served_models(keys: &[Arc<PoolKey>], now: UnixMs) -> Option<Vec<ServedModel>> {
-    let sets: Vec<Arc<ModelSet>> = keys.iter().filter(|k| !k.is_expired(now)).filter_map(|k| k.models()).collect();
+/// The union of the model lists `sets`, by name; `None` when there is none (the pool cannot say).
+pub fn served_models(sets: &[Arc<ModelSet>]) -> Option<Vec<ServedModel>> {
     if sets.is_empty() {
         return None;
     }
     let mut union: BTreeMap<&str, UnixMs> = BTreeMap::new();
-    for set in &sets {
+    for set in sets {
         for name in &set.names {
             let at = union.entry(name.as_str()).or_insert(set.discovered_at);
             *at = (*at).max(set.discovered_at);
@@ -158,81 +167,6 @@ pub fn retain_models(body: &[u8], allowed: impl Fn(&str) -> bool) -> Option<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::KeyId;
-    use crate::pool::Pools;
-    use crate::provider::{ProviderName, ProviderSpec};
-    use crate::secret::Secret;
-
-    const T0: UnixMs = 1_700_000_000_000;
-
-    fn ollama() -> ProviderName {
-        ProviderName::parse("ollama").unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn key(n: u128, expires_at: Option<UnixMs>) -> Arc<PoolKey> {
-        let id = KeyId::from_uuid(uuid::Uuid::from_u128(n));
-        Arc::new(PoolKey::new(id, ollama(), Secret::new(format!("k{n}")), None, T0, expires_at))
-    }
-
-    fn set(names: &[&str], discovered_at: UnixMs) -> Option<ModelSet> {
-        Some(ModelSet { names: names.iter().map(|n| (*n).to_owned()).collect(), discovered_at })
-    }
-
-    fn spec(probe_model: Option<&str>) -> ProviderSpec {
-        ProviderSpec {
-            name: ollama(),
-            kind: ProviderKind::Ollama,
-            url: "http://up".into(),
-            enabled: true,
-            headers: http::HeaderMap::new(),
-            probe_model: probe_model.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn a_pool_serves_the_union_of_its_live_keys_models() {
-        let keys: Vec<_> = (1..=4).map(|n| key(n, None)).chain([key(5, Some(T0))]).collect();
-        keys[0].set_models(set(&["a:latest", "shared:7b"], T0));
-        keys[1].set_models(set(&["shared:7b"], T0 + 5_000));
-        keys[2].set_models(set(&["b:latest"], T0));
-        keys[4].set_models(set(&["expired-only:latest"], T0));
-        let served = served_models(&keys, T0).unwrap_or_default();
-        let names: Vec<_> = served.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["a:latest", "b:latest", "shared:7b"]);
-        assert_eq!(served[2].discovered_at, T0 + 5_000, "the latest discovery");
-        assert_eq!(served_models(&keys[3..], T0), None, "no live key was discovered");
-    }
-
-    #[test]
-    fn the_pool_knows_discovered_and_configured_models_in_one_lookup() {
-        let pools = Pools::from_specs(&[spec(Some("probe"))]);
-        let k = key(1, None);
-        let pool = pools.pool(&ollama()).unwrap_or_else(|| panic!("pool"));
-        pool.add(vec![Arc::clone(&k)]);
-        let before = pool.models.generation();
-        pools.set_models(&k, set(&["mock-gpt:latest"], T0));
-        assert!(pools.known_model(&ollama(), "mock-gpt:latest"));
-        assert!(pools.known_model(&ollama(), "probe:latest"), "the configured probe model, canonical");
-        assert!(!pools.known_model(&ollama(), "made-up:latest"));
-        assert_eq!(pools.model_label(&ollama(), "mock-gpt:latest").as_deref(), Some("mock-gpt:latest"));
-        assert!(pool.models.generation() > before);
-        assert!(k.serves(Some("mock-gpt:latest")));
-    }
-
-    #[test]
-    fn keys_joining_or_leaving_make_built_lists_stale() {
-        let pools = Pools::from_specs(&[spec(None)]);
-        let pool = pools.pool(&ollama()).unwrap_or_else(|| panic!("pool"));
-        let restored = key(1, None);
-        restored.set_models(set(&["from-store:latest"], T0));
-        let g0 = pool.models.generation();
-        pool.add(vec![Arc::clone(&restored)]);
-        let g1 = pool.models.generation();
-        assert!(g1 > g0 && pools.known_model(&ollama(), "from-store:latest"));
-        pool.remove(&[restored.id]);
-        assert!(pool.models.generation() > g1);
-        assert!(pools.known_model(&ollama(), "from-store:latest"), "known names only grow");
-    }
 
     #[test]
     fn a_pool_list_has_the_openai_shape() {

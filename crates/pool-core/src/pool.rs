@@ -13,7 +13,7 @@
 //! it is busy. The pick takes the key's slot and rate through the [`Limiter`] and hands it out
 //! with the key, to be held for the attempt (and, for a stream, until the stream ends).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -25,7 +25,8 @@ use crate::ids::KeyId;
 use crate::key::{FailurePolicy, Health, HoldCause, KeyEvent, KeyStatus, Recent};
 use crate::limit::{Admission, Limiter, Limits, Subject};
 use crate::model_name;
-use crate::models::ModelIndex;
+pub use crate::models::ModelSet;
+use crate::models::{ModelIndex, ServedModel, served_models};
 use crate::provider::{ProviderName, ProviderSpec};
 use crate::secret::{Secret, SecretHash};
 
@@ -84,28 +85,6 @@ impl KeyLimits {
 
     pub fn as_limits(&self) -> Limits {
         Limits { rpm: self.rpm, max_concurrent: self.max_concurrent, ..Limits::default() }
-    }
-}
-
-/// The models one key can use, as its provider listed them for it. Names are canonical
-/// ([`crate::model_name::canonical`]), so [`PoolKey::serves`] is a plain set lookup.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ModelSet {
-    pub names: BTreeSet<String>,
-    pub discovered_at: UnixMs,
-}
-
-impl ModelSet {
-    /// The seed's categories, derived from what the key really serves (not a global catalogue).
-    pub fn categories(&self) -> Vec<&'static str> {
-        let mut found: Vec<&'static str> = ["kimi", "llama", "qwen"]
-            .into_iter()
-            .filter(|family| self.names.iter().any(|m| m.to_ascii_lowercase().contains(family)))
-            .collect();
-        if found.is_empty() || self.names.len() > found.len() {
-            found.push("general");
-        }
-        found
     }
 }
 
@@ -692,6 +671,15 @@ impl KeyPool {
         earliest_at
     }
 
+    /// The union of the models this pool's keys serve; `None` when no key that has not
+    /// expired has been discovered yet (the pool cannot say). Keys resting (cooling, failed)
+    /// still count: they serve the model, they are just out for now.
+    pub fn served_models(&self, now: UnixMs) -> Option<Vec<ServedModel>> {
+        let keys = self.keys.load();
+        let sets: Vec<Arc<ModelSet>> = keys.iter().filter(|k| !k.is_expired(now)).filter_map(|k| k.models()).collect();
+        served_models(&sets)
+    }
+
     pub fn snapshot(&self) -> Arc<Vec<Arc<PoolKey>>> {
         self.keys.load_full()
     }
@@ -722,7 +710,8 @@ impl KeyPool {
             next
         });
         self.changed();
-        self.models.keys_changed(&new);
+        let sets: Vec<Arc<ModelSet>> = new.iter().filter_map(|key| key.models()).collect();
+        self.models.changed(&sets);
     }
 
     /// Removes the keys whose ids are listed; returns how many went.
@@ -735,7 +724,7 @@ impl KeyPool {
             next
         });
         self.changed();
-        self.models.keys_changed(&[]);
+        self.models.changed(&[]);
         removed
     }
 
@@ -814,7 +803,11 @@ impl Pools {
     /// Records what a discovery found for `key` (canonical names), and tells its pool.
     pub fn set_models(&self, key: &PoolKey, models: Option<ModelSet>) {
         match self.pool(&key.provider) {
-            Some(pool) => pool.models.set_models(key, models),
+            Some(pool) => {
+                let set = models.clone().map(Arc::new);
+                key.set_models(models);
+                pool.models.changed(set.as_slice());
+            }
             None => key.set_models(models),
         }
     }
@@ -1173,5 +1166,74 @@ mod tests {
         assert!(picked(&pool, T0 + 3, &[]).is_some());
         assert!(!pool.is_degraded());
         assert_eq!(keys[1].status(T0 + 3), KeyStatus::Active);
+    }
+
+    fn model_set(names: &[&str], discovered_at: UnixMs) -> Option<ModelSet> {
+        Some(ModelSet { names: names.iter().map(|n| (*n).to_owned()).collect(), discovered_at })
+    }
+
+    fn model_spec(probe_model: Option<&str>) -> crate::provider::ProviderSpec {
+        crate::provider::ProviderSpec {
+            name: provider(),
+            kind: crate::provider::ProviderKind::Ollama,
+            url: "http://up".into(),
+            enabled: true,
+            headers: http::HeaderMap::new(),
+            probe_model: probe_model.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_pool_serves_the_union_of_its_live_keys_models() {
+        let pools = Pools::from_specs(&[model_spec(None)]);
+        let pool = pools.pool(&provider()).unwrap_or_else(|| panic!("pool"));
+        let expiring = |n: u128| {
+            let id = KeyId::from_uuid(Uuid::from_u128(n));
+            Arc::new(PoolKey::new(id, provider(), Secret::new(format!("k{n}")), None, T0, Some(T0)))
+        };
+        let keys: Vec<_> = (1..=4).map(key).chain([expiring(5)]).collect();
+        keys[0].set_models(model_set(&["a:latest", "shared:7b"], T0));
+        keys[1].set_models(model_set(&["shared:7b"], T0 + 5_000));
+        keys[2].set_models(model_set(&["b:latest"], T0));
+        keys[4].set_models(model_set(&["expired-only:latest"], T0));
+        assert_eq!(pool.served_models(T0), None, "no key yet");
+        pool.add(vec![Arc::clone(&keys[3])]);
+        assert_eq!(pool.served_models(T0), None, "no live key was discovered");
+        pool.add(keys.iter().take(3).chain(keys.iter().skip(4)).cloned().collect());
+        let served = pool.served_models(T0).unwrap_or_default();
+        let names: Vec<_> = served.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a:latest", "b:latest", "shared:7b"]);
+        assert_eq!(served[2].discovered_at, T0 + 5_000, "the latest discovery");
+    }
+
+    #[test]
+    fn the_pool_knows_discovered_and_configured_models_in_one_lookup() {
+        let pools = Pools::from_specs(&[model_spec(Some("probe"))]);
+        let k = key(1);
+        let pool = pools.pool(&provider()).unwrap_or_else(|| panic!("pool"));
+        pool.add(vec![Arc::clone(&k)]);
+        let before = pool.models.generation();
+        pools.set_models(&k, model_set(&["mock-gpt:latest"], T0));
+        assert!(pools.known_model(&provider(), "mock-gpt:latest"));
+        assert!(pools.known_model(&provider(), "probe:latest"), "the configured probe model, canonical");
+        assert!(!pools.known_model(&provider(), "made-up:latest"));
+        assert_eq!(pools.model_label(&provider(), "mock-gpt:latest").as_deref(), Some("mock-gpt:latest"));
+        assert!(pool.models.generation() > before);
+        assert!(k.serves(Some("mock-gpt:latest")));
+    }
+
+    #[test]
+    fn keys_joining_or_leaving_make_built_lists_stale() {
+        let pools = Pools::from_specs(&[model_spec(None)]);
+        let pool = pools.pool(&provider()).unwrap_or_else(|| panic!("pool"));
+        let restored = key(1);
+        restored.set_models(model_set(&["from-store:latest"], T0));
+        let g0 = pool.models.generation();
+        pool.add(vec![Arc::clone(&restored)]);
+        let g1 = pool.models.generation();
+        assert!(g1 > g0 && pools.known_model(&provider(), "from-store:latest"));
+        pool.remove(&[restored.id]);
+        assert!(pool.models.generation() > g1);
+        assert!(pools.known_model(&provider(), "from-store:latest"), "known names only grow");
     }
 }

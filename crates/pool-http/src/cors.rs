@@ -18,7 +18,7 @@ use crate::request_id::X_REQUEST_ID;
 
 /// The headers a browser script may read from an answer.
 static EXPOSED: LazyLock<HeaderValue> = LazyLock::new(|| {
-    joined([RETRY_AFTER, X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS].into_iter().chain(crate::routes::rate_header_names()))
+    joined([RETRY_AFTER, X_REQUEST_ID, X_CACHE, X_POOL_ATTEMPTS].into_iter().chain(crate::wire::rate_header_names()))
 });
 
 /// The headers a browser may send.

@@ -1,6 +1,9 @@
-//! Small wire-format helpers shared by the handlers: RFC 3339 times and OpenAI's reset durations.
+//! Small wire-format helpers shared by the handlers: RFC 3339 times, OpenAI's reset durations
+//! and its `x-ratelimit-*` headers.
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use pool_core::UnixMs;
+use pool_core::limit::{RateInfo, Window};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -26,6 +29,37 @@ pub fn reset_text(ms: i64) -> String {
         (0, 0) => format!("{seconds}s"),
         (0, m) => format!("{m}m{seconds}s"),
         (h, m) => format!("{h}h{m}m{seconds}s"),
+    }
+}
+
+/// The headers a refusal or an admitted answer carries: limit, remaining, reset.
+const REQUEST_HEADERS: [&str; 3] =
+    ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"];
+const TOKEN_HEADERS: [&str; 3] =
+    ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"];
+
+/// Every `x-ratelimit-*` header, for browsers to read too (CORS).
+pub(crate) fn rate_header_names() -> impl Iterator<Item = HeaderName> {
+    REQUEST_HEADERS.into_iter().chain(TOKEN_HEADERS).map(HeaderName::from_static)
+}
+
+/// The `x-ratelimit-*` headers of a token's or an address's windows.
+pub(crate) fn rate_headers(info: &RateInfo) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(window) = &info.requests {
+        put_window(&mut headers, REQUEST_HEADERS, window);
+    }
+    if let Some(window) = &info.tokens {
+        put_window(&mut headers, TOKEN_HEADERS, window);
+    }
+    headers
+}
+
+fn put_window(headers: &mut HeaderMap, [limit, remaining, reset]: [&'static str; 3], window: &Window) {
+    headers.insert(HeaderName::from_static(limit), HeaderValue::from(window.limit));
+    headers.insert(HeaderName::from_static(remaining), HeaderValue::from(window.remaining));
+    if let Ok(value) = HeaderValue::try_from(reset_text(window.reset_ms)) {
+        headers.insert(HeaderName::from_static(reset), value);
     }
 }
 

@@ -9,27 +9,16 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
 use axum::http::header::USER_AGENT;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use pool_core::limit::{RateInfo, Refusal, Subject, Window};
+use pool_core::limit::{Refusal, Subject};
 use pool_core::proxy::TokenRefusal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::reset_text;
-
-/// The headers a refusal or an admitted answer carries: limit, remaining, reset.
-const REQUEST_HEADERS: [&str; 3] =
-    ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"];
-const TOKEN_HEADERS: [&str; 3] =
-    ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"];
-
-/// Every `x-ratelimit-*` header, for browsers to read too (CORS).
-pub(crate) fn rate_header_names() -> impl Iterator<Item = HeaderName> {
-    REQUEST_HEADERS.into_iter().chain(TOKEN_HEADERS).map(HeaderName::from_static)
-}
+use crate::wire::rate_headers;
 
 /// Middleware of the client routes, before authentication: a blocked user agent gets 403; a
 /// client address over `limits.ip_rpm` gets 429. The address comes from the connection's
@@ -72,24 +61,5 @@ fn refused(refusal: &Refusal, subject: &str) -> ApiError {
         retry_after_s: Some(retry_after_s),
         headers: Some(Box::new(rate_headers(&refusal.info))),
         ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
-    }
-}
-
-pub(crate) fn rate_headers(info: &RateInfo) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(window) = &info.requests {
-        put_window(&mut headers, REQUEST_HEADERS, window);
-    }
-    if let Some(window) = &info.tokens {
-        put_window(&mut headers, TOKEN_HEADERS, window);
-    }
-    headers
-}
-
-fn put_window(headers: &mut HeaderMap, [limit, remaining, reset]: [&'static str; 3], window: &Window) {
-    headers.insert(HeaderName::from_static(limit), HeaderValue::from(window.limit));
-    headers.insert(HeaderName::from_static(remaining), HeaderValue::from(window.remaining));
-    if let Ok(value) = HeaderValue::try_from(reset_text(window.reset_ms)) {
-        headers.insert(HeaderName::from_static(reset), value);
     }
 }

@@ -17,8 +17,6 @@ pub use admin::providers::enabled_setting;
 pub use models::refresh_models;
 mod proxy;
 
-pub(crate) use limits::rate_header_names;
-
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, patch, post};

@@ -2,7 +2,7 @@
 //! never mixed between providers. A token with a model allow-list sees only the models it may use.
 //!
 //! A list is what the pool serves: the union of the models discovered on the provider's keys
-//! ([`pool_core::models::served_models`]), not one key's view. Only while no key has been
+//! ([`pool_core::pool::KeyPool::served_models`]), not one key's view. Only while no key has been
 //! discovered is the list fetched through the gateway (spending one key). Either way it is cached
 //! per provider and shape, rebuilt after its TTL or as soon as the pool's keys or their models
 //! change (the pool's model generation), and refreshed in the background once a client has asked
@@ -13,7 +13,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use pool_core::models::{ServedModel, openai_list, retain_models, served_models, to_openai_list};
+use pool_core::models::{ServedModel, openai_list, retain_models, to_openai_list};
 use pool_core::provider::ProviderKind;
 use pool_core::proxy::{Body, ForwardRequest};
 use pool_core::token::ClientToken;
@@ -97,8 +97,8 @@ async fn build(state: &AppState, provider: &ProviderRuntime, list: ModelList) ->
     // Read before the keys: a change while building leaves the list stale, not wrongly fresh.
     let generation = generation(state, provider);
     let now = state.gateway.clock.now_ms();
-    let keys = state.gateway.pools.pool(&provider.spec.name).map(|pool| pool.snapshot()).unwrap_or_default();
-    let body = match served_models(&keys, now) {
+    let served = state.gateway.pools.pool(&provider.spec.name).and_then(|pool| pool.served_models(now));
+    let body = match served {
         Some(models) => Bytes::from(render(provider, list, &models).to_string()),
         None => fetch(state, provider, list).await?,
     };

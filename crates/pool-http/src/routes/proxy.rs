@@ -174,7 +174,7 @@ fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) 
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
     let Admitted { provider, token, url, parts, body, model, stream, admission } = admitted;
-    let rate_headers = limits::rate_headers(&admission.info);
+    let rate_headers = crate::wire::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
             let (provider, token) = (&provider.spec.name, Some(token.id));
