@@ -134,9 +134,7 @@ impl Listener {
             tracing::debug!(error = %error, "accepting a client connection failed");
             return;
         }
-        if error.raw_os_error().is_some() {
-            self.connections.count_out_of_descriptors();
-        }
+        self.connections.count_exhausted();
         if let Some(suppressed) = self.exhaustion_warning.due() {
             tracing::warn!(
                 error = %error,

@@ -72,7 +72,7 @@ pub struct Slot(Arc<Capacity>);
 impl Slot {
     /// Keeps the slot until `response`'s body is done with (its last byte sent, or the client gone).
     pub fn hold_until_answered(self, response: Response) -> Response {
-        response.map(|body| Body::new(Held { body, _slot: self }))
+        response.map(|body| Body::new(Holding::new(body, self)))
     }
 }
 
@@ -82,13 +82,19 @@ impl Drop for Slot {
     }
 }
 
-/// A body that frees its request's slot when it is dropped.
-struct Held {
+/// A body that keeps `guard` until it is dropped: after its last byte, or when the client left.
+pub struct Holding<G> {
     body: Body,
-    _slot: Slot,
+    _guard: G,
 }
 
-impl http_body::Body for Held {
+impl<G> Holding<G> {
+    pub fn new(body: Body, guard: G) -> Self {
+        Self { body, _guard: guard }
+    }
+}
+
+impl<G: Unpin> http_body::Body for Holding<G> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -110,7 +116,7 @@ impl http_body::Body for Held {
 pub struct Connections {
     open: AtomicUsize,
     shed: AtomicU64,
-    out_of_descriptors: AtomicU64,
+    exhausted: AtomicU64,
 }
 
 impl Connections {
@@ -133,13 +139,14 @@ impl Connections {
         self.shed.load(Relaxed)
     }
 
-    /// An accept that failed for want of file descriptors (EMFILE, ENFILE).
-    pub fn count_out_of_descriptors(&self) {
-        self.out_of_descriptors.fetch_add(1, Relaxed);
+    /// An accept that failed for want of file descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM).
+    pub fn count_exhausted(&self) {
+        self.exhausted.fetch_add(1, Relaxed);
     }
 
-    pub fn out_of_descriptors(&self) -> u64 {
-        self.out_of_descriptors.load(Relaxed)
+    pub fn exhausted(&self) -> u64 {
+        self.exhausted.load(Relaxed)
     }
 }
 

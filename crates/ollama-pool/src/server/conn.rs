@@ -26,11 +26,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::{Request, Response, Version};
+use pool_http::capacity::Holding;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -93,7 +92,7 @@ fn serve(
     let answered = router.call(request);
     async move {
         let response = answered.await?;
-        Ok(response.map(|body| Tracked { body, _busy: busy }))
+        Ok(response.map(|body| Holding::new(body, busy)))
     }
 }
 
@@ -121,7 +120,7 @@ impl Tracker {
 }
 
 /// A request being answered, until its answer's body is dropped.
-struct Busy(Arc<Tracker>);
+pub(super) struct Busy(Arc<Tracker>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -135,28 +134,8 @@ impl Drop for Busy {
     }
 }
 
-/// An answer's body that keeps its connection busy until it is dropped.
-pub(super) struct Tracked {
-    body: Body,
-    _busy: Busy,
-}
-
-impl http_body::Body for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
+/// An answer's body, which keeps its connection busy until it is dropped.
+pub(super) type Tracked = Holding<Busy>;
 
 /// The connection's socket; a read that waits past the connection's deadline fails.
 pub(super) struct Watched {

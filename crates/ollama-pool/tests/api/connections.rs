@@ -164,7 +164,7 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout_no
     // Assert
     assert!(second.starts_with("HTTP/1.1 200"), "idle within keep-alive is fine: {second}");
     let (_, after) = closed.expect("an idle connection is closed");
-    assert!(after >= Duration::from_millis(3500), "kept for the keep-alive timeout: {after:?}");
+    assert!(after >= Duration::from_millis(5500), "kept for the keep-alive timeout: {after:?}");
 }
 
 #[tokio::test]
@@ -267,7 +267,7 @@ async fn fifty_slowloris_connections_do_not_stop_a_normal_client_and_are_all_clo
 
 #[tokio::test]
 async fn beyond_max_connections_new_ones_are_shed_while_an_open_one_is_still_served() {
-    // Arrange: four connections allowed, four open
+    // Arrange: four connections allowed, four open (the helper's client may hold one of them)
     let app = app_with(&[("POOL__SERVER__MAX_CONNECTIONS", "4")]).await;
     let target = addr(&app.base);
     let mut first = Pinned::open(target).await;
@@ -290,7 +290,8 @@ async fn beyond_max_connections_new_ones_are_shed_while_an_open_one_is_still_ser
     let (answer, _) = shed.expect("the connection beyond the limit is closed");
     assert!(answer.is_empty(), "closed without an answer");
     assert_eq!(first.get("/health").await.0, 200, "the open connection is still served");
-    assert_eq!(first.metric("pool_client_connections_shed_total").await, shed_before + 1.0);
+    assert!(first.metric("pool_client_connections_shed_total").await > shed_before, "the shed one is counted");
+    assert!(first.metric("pool_client_connections").await <= 4.0, "never more than the limit open");
     drop(idle);
     let deadline = Instant::now() + PATIENCE;
     while !health_on_a_new_connection(target).await {
@@ -415,7 +416,7 @@ async fn at_the_file_descriptor_limit_the_gateway_keeps_serving_blames_no_key_an
         flood.push(TcpStream::connect(target).await.unwrap());
     }
     let deadline = Instant::now() + PATIENCE;
-    while held[0].metric("pool_accept_out_of_descriptors_total").await < 1.0 {
+    while held[0].metric("pool_accept_exhausted_total").await < 1.0 {
         assert!(Instant::now() < deadline, "the gateway never ran out of descriptors");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -113,10 +113,10 @@ fn load(out: &mut String, state: &AppState) {
             connections.shed(),
         ),
         (
-            "pool_accept_out_of_descriptors_total",
+            "pool_accept_exhausted_total",
             "counter",
-            "Accepts that failed for want of file descriptors (EMFILE, ENFILE)",
-            connections.out_of_descriptors(),
+            "Accepts that failed for want of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)",
+            connections.exhausted(),
         ),
         (
             "pool_concurrent_requests",
