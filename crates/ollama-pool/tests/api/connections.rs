@@ -147,7 +147,7 @@ async fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
 async fn an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout_not_the_header_timeout() {
     // Arrange: a header timeout shorter than the keep-alive one
     let app =
-        app_with(&[("POOL__SERVER__HEADER_READ_TIMEOUT_SECS", "1"), ("POOL__SERVER__KEEP_ALIVE_TIMEOUT_SECS", "4")])
+        app_with(&[("POOL__SERVER__HEADER_READ_TIMEOUT_SECS", "1"), ("POOL__SERVER__KEEP_ALIVE_TIMEOUT_SECS", "6")])
             .await;
     let mut stream = TcpStream::connect(addr(&app.base)).await.unwrap();
     let request = b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n";
