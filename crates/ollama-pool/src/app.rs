@@ -27,7 +27,6 @@ use pool_core::stats::Recorder;
 use pool_core::token::TokenIndex;
 use pool_http::cache::ResponseCache;
 use pool_http::capacity::{Capacity, Connections};
-use pool_http::extract::BodyPace;
 use pool_http::jobs::Jobs;
 use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services, StatsRetention};
 use tokio::net::TcpListener;
@@ -35,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin_token::{self, AdminTokenSource};
-use crate::config::{Config, ServerConfig, duration};
-use crate::server::{self, Clock, Limits};
+use crate::config::{Config, duration};
+use crate::server::{self, Limits};
 
 pub struct App {
     pub state: AppState,
@@ -119,7 +118,7 @@ impl App {
             admin: AdminCredential::from_hash(admin_hash),
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,
-                body_pace: body_pace(&config.server),
+                body_pace: config.server.body_pace(),
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                 probe_concurrency: config.health.concurrency,
                 stats_retention: StatsRetention {
@@ -144,7 +143,11 @@ impl App {
             streams_stop,
             grace: duration(config.server.shutdown_grace_secs),
             metrics_listen: Some(config.metrics.listen.clone()).filter(|l| !l.is_empty()),
-            limits: connection_limits(&config.server),
+            // The default `max_connections` comes from the descriptor limit, raised first.
+            limits: Limits {
+                clock: config.server.clock(),
+                max_connections: server::fds::max_connections(config.server.max_connections),
+            },
         })
     }
 
@@ -182,25 +185,6 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// How slowly a client may send a request body.
-fn body_pace(server: &ServerConfig) -> BodyPace {
-    BodyPace {
-        timeout: duration(server.body_read_timeout_secs),
-        min_rate: server.min_body_rate_bytes_per_sec,
-        grace: duration(server.min_body_rate_grace_secs),
-    }
-}
-
-/// The connection limits; the default `max_connections` comes from the descriptor limit,
-/// raised to its hard limit first.
-fn connection_limits(server: &ServerConfig) -> Limits {
-    let clock = Clock {
-        header_read: duration(server.header_read_timeout_secs),
-        keep_alive: duration(server.keep_alive_timeout_secs),
-    };
-    Limits { clock, max_connections: server::fds::max_connections(server.max_connections) }
 }
 
 /// The configured master key, parsed.

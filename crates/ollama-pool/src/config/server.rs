@@ -2,7 +2,11 @@
 //! and the shutdown grace.
 
 use anyhow::bail;
+use pool_http::extract::BodyPace;
 use serde::Deserialize;
+
+use super::duration;
+use crate::server::Clock;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +46,23 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// How slowly a client may send a request body.
+    pub fn body_pace(&self) -> BodyPace {
+        BodyPace {
+            timeout: duration(self.body_read_timeout_secs),
+            min_rate: self.min_body_rate_bytes_per_sec,
+            grace: duration(self.min_body_rate_grace_secs),
+        }
+    }
+
+    /// How long a connection may take over a request head, and stay idle.
+    pub fn clock(&self) -> Clock {
+        Clock {
+            header_read: duration(self.header_read_timeout_secs),
+            keep_alive: duration(self.keep_alive_timeout_secs),
+        }
+    }
+
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         for (name, value) in [
             ("header_read_timeout_secs", self.header_read_timeout_secs),
