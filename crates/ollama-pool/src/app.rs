@@ -1,19 +1,18 @@
 //! Wiring: the one place the application is assembled, and its life cycle.
 //!
 //! `App::build` connects the store (behind encryption at rest when a master key is set), loads
-//! keys and tokens into memory and builds the shared state; `App::serve` runs the server on a
-//! bound listener until the shutdown token fires, then drains in-flight requests for the grace
-//! period and flushes counters one last time. Tests bind port 0 and call the same two functions.
+//! keys and tokens into memory and builds the shared state; `App::serve` runs the server
+//! ([`crate::server`]) on a bound listener until the shutdown token fires, then drains in-flight
+//! requests for the grace period and flushes counters one last time. Tests bind port 0 and call
+//! the same two functions.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
 use pool_adapters::upstream::{HttpUpstream, Timeouts, proxies_from_env};
@@ -27,6 +26,7 @@ use pool_core::registry::Registry;
 use pool_core::stats::Recorder;
 use pool_core::token::TokenIndex;
 use pool_http::cache::ResponseCache;
+use pool_http::capacity::{Capacity, Connections};
 use pool_http::jobs::Jobs;
 use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services, StatsRetention};
 use tokio::net::TcpListener;
@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin_token::{self, AdminTokenSource};
 use crate::config::{Config, duration};
+use crate::server::{self, Limits};
 
 pub struct App {
     pub state: AppState,
@@ -49,6 +50,8 @@ pub struct App {
     grace: Duration,
     /// A separate address for `/metrics`, if configured.
     metrics_listen: Option<String>,
+    /// What a client connection may take and hold.
+    limits: Limits,
 }
 
 impl App {
@@ -115,6 +118,7 @@ impl App {
             admin: AdminCredential::from_hash(admin_hash),
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,
+                body_pace: config.server.body_pace(),
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                 probe_concurrency: config.health.concurrency,
                 stats_retention: StatsRetention {
@@ -127,6 +131,8 @@ impl App {
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),
             last_prune: AtomicI64::new(0),
+            capacity: Capacity::new(config.server.max_concurrent_requests),
+            connections: Arc::new(Connections::default()),
         };
         Ok(App {
             state: AppState::new(services),
@@ -137,6 +143,11 @@ impl App {
             streams_stop,
             grace: duration(config.server.shutdown_grace_secs),
             metrics_listen: Some(config.metrics.listen.clone()).filter(|l| !l.is_empty()),
+            // The default `max_connections` comes from the descriptor limit, raised first.
+            limits: Limits {
+                clock: config.server.clock(),
+                max_connections: server::fds::max_connections(config.server.max_connections),
+            },
         })
     }
 
@@ -152,27 +163,15 @@ impl App {
         if let Some(addr) = &self.metrics_listen {
             let metrics = TcpListener::bind(addr).await.with_context(|| format!("binding metrics.listen {addr}"))?;
             tracing::info!(address = %addr, "serving /metrics without a token");
-            let server = axum::serve(metrics, pool_http::metrics_router(self.state.clone()))
-                .with_graceful_shutdown(background.clone().cancelled_owned());
-            tasks.spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            });
+            let router = pool_http::metrics_router(self.state.clone());
+            let connections = Arc::new(Connections::default());
+            tasks.spawn(server::run(metrics, router, self.limits, connections, background.clone()));
         }
-        // Connect info: the client's address, for per-address limits.
-        let app = pool_http::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        // Nagle's algorithm would hold each small stream event until the client acknowledged
-        // the previous one: answers leave as soon as they are written.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not turn off Nagle's algorithm on a client connection");
-            }
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let router = pool_http::router(self.state.clone());
+        let server = server::run(listener, router, self.limits, Arc::clone(&self.state.connections), shutdown.clone());
         let grace = self.grace;
         tokio::select! {
-            served = server.into_future() => served.context("serving HTTP")?,
+            () = server => {}
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; closing the remaining connections");
             }

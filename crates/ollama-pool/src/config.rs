@@ -19,8 +19,10 @@ use pool_core::quota::QuotaRest;
 use serde::Deserialize;
 
 mod quota_rest;
+mod server;
 
 pub use quota_rest::QuotaRestConfig;
+pub use server::ServerConfig;
 
 /// The example configuration, every option commented.
 pub const EXAMPLE: &str = include_str!("../../../ollama-pool.example.toml");
@@ -197,12 +199,6 @@ impl LimitsConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    pub shutdown_grace_secs: f64,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
     pub format: String,
@@ -301,12 +297,6 @@ impl CacheConfig {
     }
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self { shutdown_grace_secs: 30.0 }
-    }
-}
-
 impl Default for LogConfig {
     fn default() -> Self {
         Self { format: "text".into(), level: "info".into() }
@@ -394,6 +384,7 @@ impl Config {
             }
         }
         self.limits.client_rules()?;
+        self.server.validate()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

@@ -10,4 +10,5 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod keys_cli;
+pub mod server;
 pub mod telemetry;

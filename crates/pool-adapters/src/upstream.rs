@@ -197,8 +197,9 @@ fn sending_failed(error: &hyper_util::client::legacy::Error) -> TransportError {
     if error.is_connect() { TransportError::Connect } else { TransportError::Dropped }
 }
 
-/// EMFILE, ENFILE, ENOMEM, ENOBUFS: the gateway ran out, the upstream did nothing.
-fn is_local_exhaustion(error: &std::io::Error) -> bool {
+/// EMFILE, ENFILE, ENOMEM, ENOBUFS: the gateway ran out, the upstream did nothing. (The
+/// client listener's accept loop backs off on the same errors.)
+pub fn is_local_exhaustion(error: &std::io::Error) -> bool {
     matches!(error.kind(), std::io::ErrorKind::OutOfMemory) || matches!(error.raw_os_error(), Some(12 | 23 | 24 | 105))
 }
 

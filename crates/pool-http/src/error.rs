@@ -53,6 +53,14 @@ impl ApiError {
         }
     }
 
+    /// A request body that arrived too slowly.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("request_timeout"),
+            ..Self::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", message)
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }

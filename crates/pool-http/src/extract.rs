@@ -1,5 +1,14 @@
-//! Extractors that fail in the OpenAI error shape: bodies with a size limit, JSON, the bearer
-//! token, and the admin credential.
+//! Extractors that fail in the OpenAI error shape: bodies with a size limit and a pace, JSON,
+//! the bearer token, and the admin credential.
+//!
+//! A body that arrives too slowly (not whole within `server.body_read_timeout_secs`, or below
+//! `server.min_body_rate_bytes_per_sec` on average once the grace has passed) is answered 408;
+//! the connection is then closed by hyper, since the rest of the body was never read. The check
+//! costs nothing while the body is already buffered: the timer exists only once a read waits.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -7,8 +16,10 @@ use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,16 +31,116 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes with a 413.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a whole request body, refusing more than `limit` bytes with a 413 and a body slower
+/// than `pace` with a 408.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, pace: &BodyPace) -> Result<Bytes, ApiError> {
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
+    match Limited::new(Paced::new(body, *pace), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
+        Err(e) if e.downcast_ref::<TooSlow>().is_some() => Err(ApiError::request_timeout(pace.describe())),
         Err(_) => Err(ApiError::bad_request("Could not read the request body")),
+    }
+}
+
+/// How slowly a client may send a request body.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyPace {
+    /// The longest a whole body may take, from the end of the request head.
+    pub timeout: Duration,
+    /// Bytes per second the body must average once `grace` has passed; 0: no minimum.
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+impl BodyPace {
+    /// How long after its start a body that has sent `received` bytes may wait for more: at
+    /// least the grace, then as long as the average stays at the minimum rate, never past the
+    /// timeout.
+    fn due(&self, received: u64) -> Duration {
+        if self.min_rate == 0 {
+            return self.timeout;
+        }
+        let paced = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        paced.max(self.grace).min(self.timeout)
+    }
+
+    fn describe(&self) -> String {
+        let mut message = format!("The request body did not arrive within {} s", self.timeout.as_secs_f64());
+        if self.min_rate > 0 {
+            message.push_str(&format!(
+                " at {} bytes/s or more (after the first {} s)",
+                self.min_rate,
+                self.grace.as_secs_f64()
+            ));
+        }
+        message
+    }
+}
+
+/// The error of a body that fell behind its pace.
+#[derive(Debug)]
+struct TooSlow;
+
+impl std::fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body arrived too slowly")
+    }
+}
+
+impl std::error::Error for TooSlow {}
+
+/// A request body held to a [`BodyPace`].
+struct Paced {
+    body: Body,
+    pace: BodyPace,
+    started: Instant,
+    received: u64,
+    /// Made at the first read that waits.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Paced {
+    fn new(body: Body, pace: BodyPace) -> Self {
+        Self { body, pace, started: Instant::now(), received: 0, timer: None }
+    }
+
+    /// Whether the body has fallen behind; if not, the timer wakes the task when it would.
+    fn behind(&mut self, cx: &mut Context<'_>) -> bool {
+        let due = self.started + self.pace.due(self.received);
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl http_body::Body for Paced {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.received += frame.data_ref().map_or(0, |data| data.len() as u64);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Pending if self.behind(cx) => Poll::Ready(Some(Err(TooSlow.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -46,7 +157,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
+        let settings = &state.settings;
+        let bytes = read_body(&parts.headers, body, settings.max_body_bytes, &settings.body_pace).await?;
         parse_json(&bytes).map(AppJson)
     }
 }
@@ -73,6 +185,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, value.parse().unwrap_or_else(|_| panic!("header")));
         h
+    }
+
+    #[test]
+    fn a_body_may_wait_the_grace_then_as_long_as_its_average_holds_never_past_the_timeout() {
+        let pace = BodyPace { timeout: Duration::from_secs(60), min_rate: 1000, grace: Duration::from_secs(5) };
+        assert_eq!(pace.due(0), Duration::from_secs(5));
+        assert_eq!(pace.due(10_000), Duration::from_secs(10));
+        assert_eq!(pace.due(1_000_000), Duration::from_secs(60));
+        let unpaced = BodyPace { min_rate: 0, ..pace };
+        assert_eq!(unpaced.due(0), Duration::from_secs(60));
     }
 
     #[test]

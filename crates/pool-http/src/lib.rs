@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod cache;
+pub mod capacity;
 mod cors;
 pub mod edge;
 pub mod error;

@@ -53,12 +53,18 @@ pub struct Services {
     pub storage: &'static str,
     /// When statistics were last pruned.
     pub last_prune: AtomicI64,
+    /// Requests answered at once, under `server.max_concurrent_requests`.
+    pub capacity: Arc<crate::capacity::Capacity>,
+    /// Client connections, counted by the accept loop, for `/metrics`.
+    pub connections: Arc<crate::capacity::Connections>,
 }
 
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    /// How slowly a request body may arrive (408 beyond).
+    pub body_pace: crate::extract::BodyPace,
     /// How long a fetched model list is served before it is fetched again.
     pub models_ttl_ms: i64,
     /// Probes running at once.

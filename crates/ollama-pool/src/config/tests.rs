@@ -173,3 +173,20 @@ fn the_default_quota_rests_are_the_domain_defaults() {
     let config = Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(config.proxy.quota_rest(), pool_core::quota::QuotaRest::default());
 }
+
+#[test]
+fn connection_limits_must_be_positive_and_zero_connections_means_sized_from_the_descriptor_limit() {
+    let defaults = Config::load_from(None, env(&[])).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(defaults.server.max_connections, 0);
+    for (key, value) in [
+        ("POOL__SERVER__HEADER_READ_TIMEOUT_SECS", "0"),
+        ("POOL__SERVER__KEEP_ALIVE_TIMEOUT_SECS", "-1"),
+        ("POOL__SERVER__BODY_READ_TIMEOUT_SECS", "0"),
+        ("POOL__SERVER__MIN_BODY_RATE_GRACE_SECS", "-1"),
+        ("POOL__SERVER__MAX_CONCURRENT_REQUESTS", "0"),
+    ] {
+        assert!(Config::load_from(None, env(&[(key, value)])).is_err(), "{key} = {value}");
+    }
+    let tuned = env(&[("POOL__SERVER__MIN_BODY_RATE_BYTES_PER_SEC", "0"), ("POOL__SERVER__MAX_CONNECTIONS", "10")]);
+    assert!(Config::load_from(None, tuned).is_ok(), "no minimum rate, a fixed connection cap");
+}

@@ -274,9 +274,21 @@ impl ServingBinary {
     /// Runs `ollama-pool ARGS` (ending in `serve`) with the test admin token and `env`, and waits
     /// until `/health` answers.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-pool")), args, env).await
+    }
+
+    /// As [`ServingBinary::start`], with the process's file-descriptor limit (soft and hard)
+    /// set to `limit` by the shell that execs it.
+    pub async fn start_with_fd_limit(limit: u64, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut shell = tokio::process::Command::new("bash");
+        shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_ollama-pool"));
+        Self::start_with(shell, args, env).await
+    }
+
+    async fn start_with(mut command: tokio::process::Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_addr();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-pool"))
+        let child = command
             .args(args)
             .current_dir(dir.path())
             .env("POOL_ADMIN_TOKEN", ADMIN)

@@ -12,6 +12,7 @@ mod attempts;
 mod bad_input;
 mod cache;
 mod cli;
+mod connections;
 mod control;
 mod failover;
 mod helpers;

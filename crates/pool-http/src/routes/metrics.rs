@@ -97,7 +97,43 @@ fn render(state: &AppState) -> String {
     family(&mut out, "pool_stats_dropped_total", "counter", "Events not recorded because the backlog was full");
     let _ = writeln!(out, "pool_stats_dropped_total{{kind=\"request\"}} {}", dropped.requests);
     let _ = writeln!(out, "pool_stats_dropped_total{{kind=\"attempt\"}} {}", dropped.attempts);
+    load(&mut out, state);
     out
+}
+
+/// What clients hold: connections, and requests under the cap.
+fn load(out: &mut String, state: &AppState) {
+    let (connections, capacity) = (&state.connections, &state.capacity);
+    for (name, kind, help, value) in [
+        ("pool_client_connections", "gauge", "Client connections open", connections.open() as u64),
+        (
+            "pool_client_connections_shed_total",
+            "counter",
+            "Client connections closed at once because server.max_connections were open",
+            connections.shed(),
+        ),
+        (
+            "pool_accept_exhausted_total",
+            "counter",
+            "Accepts that failed for want of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)",
+            connections.exhausted(),
+        ),
+        (
+            "pool_concurrent_requests",
+            "gauge",
+            "Requests being answered, under server.max_concurrent_requests",
+            capacity.in_use() as u64,
+        ),
+        (
+            "pool_requests_overloaded_total",
+            "counter",
+            "Requests refused with 503 because server.max_concurrent_requests were being answered",
+            capacity.refused(),
+        ),
+    ] {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -75,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "Method not allowed")
         })
-        .layer(axum::middleware::from_fn(edge))
+        .layer(from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -84,5 +84,6 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::open_export))
         .fallback(|| async { ApiError::not_found("Unknown route") })
+        .layer(axum::middleware::from_fn(crate::edge::nosniff_only))
         .with_state(state)
 }

@@ -131,7 +131,8 @@ async fn admit(
         ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
     })?;
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, state.settings.max_body_bytes).await?;
+    let settings = &state.settings;
+    let body = read_body(&parts.headers, body, settings.max_body_bytes, &settings.body_pace).await?;
     let Peeked { model, stream } = validate(&body)?;
     let model = model_name::canonical(provider.spec.kind, &model).into_owned();
     let admission = state.gateway.admit(&token, provider.spec.kind, &model).map_err(limits::token_refused)?;
