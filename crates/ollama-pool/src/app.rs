@@ -28,7 +28,7 @@ use pool_core::token::TokenIndex;
 use pool_http::cache::ResponseCache;
 use pool_http::capacity::{Capacity, Connections};
 use pool_http::jobs::Jobs;
-use pool_http::{AdminCredential, AppState, HttpSettings, Providers, Services, StatsRetention};
+use pool_http::{AdminCredential, AppState, ConsoleSettings, HttpSettings, Providers, Services, StatsRetention};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -127,6 +127,7 @@ impl App {
                 },
                 attempts_header: config.proxy.attempts_header,
                 clients: config.limits.client_rules()?,
+                console: ConsoleSettings { sessions: config.console.sessions() },
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),

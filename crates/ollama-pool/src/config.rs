@@ -18,9 +18,11 @@ use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
 use pool_core::quota::QuotaRest;
 use serde::Deserialize;
 
+mod console;
 mod quota_rest;
 mod server;
 
+pub use console::ConsoleConfig;
 pub use quota_rest::QuotaRestConfig;
 pub use server::ServerConfig;
 
@@ -62,6 +64,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -385,6 +389,7 @@ impl Config {
         }
         self.limits.client_rules()?;
         self.server.validate()?;
+        self.console.validate()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }

@@ -25,10 +25,11 @@ use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, TokenUsage,
-    UsageQuery,
+    KeyRecord, KeyStore, NewKey, SessionStore, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore,
+    TokenUsage, UsageQuery,
 };
-use pool_core::secret::Secret;
+use pool_core::secret::{Secret, SecretHash};
+use pool_core::session::SessionRecord;
 use pool_core::stats::{Rollups, SummaryRow, UsagePoint};
 use pool_core::token::TokenDelta;
 use secrecy::zeroize::Zeroize;
@@ -310,12 +311,44 @@ impl StatsStore for EncryptingStore {
         self.inner.stats_hours(provider, since).await
     }
 
+    async fn stats_minutes(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
+        self.inner.stats_minutes(provider, since).await
+    }
+
     async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError> {
         self.inner.usage_series(query).await
     }
 
     async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<TokenUsage>, StoreError> {
         self.inner.token_usage_since(since).await
+    }
+}
+
+/// Sessions hold only hashes: passed through.
+#[async_trait]
+impl SessionStore for EncryptingStore {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.inner.insert_session(session).await
+    }
+
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.session_by_hash(hash).await
+    }
+
+    async fn touch_session(&self, id: &str, last_seen: UnixMs) -> Result<bool, StoreError> {
+        self.inner.touch_session(id, last_seen).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_session(id).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.list_sessions().await
+    }
+
+    async fn prune_sessions(&self, seen_before: UnixMs, created_before: UnixMs) -> Result<u64, StoreError> {
+        self.inner.prune_sessions(seen_before, created_before).await
     }
 }
 

@@ -115,7 +115,8 @@ impl ClientRules {
         client
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether an address is one of the trusted proxies (whose `X-Forwarded-*` headers count).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|cidr| cidr.contains(ip))
     }
 }

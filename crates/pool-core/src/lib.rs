@@ -34,6 +34,7 @@ pub mod quota;
 pub mod recheck;
 pub mod registry;
 pub mod secret;
+pub mod session;
 pub mod sse;
 pub mod stats;
 pub mod token;

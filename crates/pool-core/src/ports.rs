@@ -16,6 +16,7 @@ use crate::key::Health;
 use crate::limit::Limits;
 use crate::pool::{CounterValues, KeyDelta, KeyLimits, ModelSet};
 use crate::secret::{Secret, SecretHash};
+use crate::session::SessionRecord;
 use crate::stats::{Rollups, SummaryRow, UsagePoint};
 use crate::token::TokenDelta;
 
@@ -165,6 +166,9 @@ pub trait StatsStore: Send + Sync {
     async fn stats_hours(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError>;
     /// One subject's series, one point per non-empty bucket, oldest first.
     async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError>;
+    /// The client requests of the per-minute rollup from `since` on, of one provider or all,
+    /// summed per (minute, outcome): `provider` and `model` are empty and `status` 0.
+    async fn stats_minutes(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError>;
     /// Per client token, the requests it was admitted for (everything but `rejected`) and the
     /// tokens they used, from the hour `since` on.
     async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<TokenUsage>, StoreError>;
@@ -178,9 +182,24 @@ pub struct TokenUsage {
     pub tokens: u64,
 }
 
+/// Console sessions (see [`crate::session`]): only the hash of a session's secret is stored.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError>;
+    /// Records a use; returns whether the session exists.
+    async fn touch_session(&self, id: &str, last_seen: UnixMs) -> Result<bool, StoreError>;
+    /// Returns whether a session was deleted.
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every stored session, newest first.
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Deletes sessions last seen before `seen_before` or signed in before `created_before`.
+    async fn prune_sessions(&self, seen_before: UnixMs, created_before: UnixMs) -> Result<u64, StoreError>;
+}
+
 /// The store of record: SQLite or PostgreSQL.
-pub trait Store: KeyStore + TokenStore + SettingsStore + StatsStore {}
-impl<T: KeyStore + TokenStore + SettingsStore + StatsStore> Store for T {}
+pub trait Store: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore {}
+impl<T: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore> Store for T {}
 
 /// The one way the domain learns the time.
 pub trait Clock: Send + Sync {

@@ -28,8 +28,10 @@ pub use metrics::{CounterLabels, Histogram, Measure, Metrics, Snapshot};
 
 mod metrics;
 mod summary;
+mod trend;
 
 pub use summary::{Granularity, HourPoint, ModelCount, StatsSummary, SummaryRow, Totals, UsagePoint};
+pub use trend::{Trend, TrendPoint, TrendRange};
 
 pub const MINUTE_MS: UnixMs = 60_000;
 pub const HOUR_MS: UnixMs = 3_600_000;

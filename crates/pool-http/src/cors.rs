@@ -1,5 +1,5 @@
-//! CORS for browsers: any origin may call the API, since credentials are bearer tokens, never
-//! cookies. Every header value is built once; a request pays for a few header inserts.
+//! CORS for browsers: any origin may call the API with a bearer token. The console's
+//! cookie-bound answers get none of these headers (`console::cookie_bound`). Every header value is built once; a request pays for a few header inserts.
 //!
 //! (tower-http's `CorsLayer` did the same but cloned its whole configuration, vectors
 //! included, on every request: about 3 % of the gateway's CPU per proxied request.)

@@ -1,5 +1,5 @@
 //! The outermost layer of every route, in one middleware: the request id ([`request_id`]), the
-//! request's log span, CORS ([`cors`]), the cap on requests answered at once ([`capacity`]),
+//! request's log span, CORS ([`cors`], never on the console's cookie-bound answers), the cap on requests answered at once ([`capacity`]),
 //! `X-Content-Type-Options: nosniff` on every answer, and marking credentials as sensitive so
 //! that no debug print of the headers can show them.
 //!
@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, Span};
 
 use crate::capacity::{self, Slot};
-use crate::cors;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::state::AppState;
+use crate::{console, cors};
 
 /// Settles the request id and puts it on the request (for the layers inside) and on whatever
 /// response comes back, errors and the 404 fallback included; takes the request's slot under the
@@ -33,15 +33,18 @@ pub async fn edge(State(state): State<AppState>, mut request: Request, next: Nex
             value.set_sensitive(true);
         }
     }
+    let cors = !console::cookie_bound(&request);
     let mut response = match admit(&state, &request) {
         Err(refused) => {
             tracing::debug!(path = request.uri().path(), "refused a request: every slot is taken");
             let mut response = refused.into_response();
-            cors::decorate(response.headers_mut());
+            if cors {
+                cors::decorate(response.headers_mut());
+            }
             response
         }
         Ok(slot) => {
-            let response = answer(request, next, &id).await;
+            let response = answer(request, next, &id, cors).await;
             match slot {
                 Some(slot) => slot.hold_until_answered(response),
                 None => response,
@@ -62,15 +65,20 @@ fn admit(state: &AppState, request: &Request) -> Result<Option<Slot>, crate::err
     state.capacity.admit().map(Some)
 }
 
-async fn answer(request: Request, next: Next, id: &HeaderValue) -> Response {
+/// `cors`: whether the answer gets CORS headers (never one bound to the console's cookie).
+async fn answer(request: Request, next: Next, id: &HeaderValue, cors: bool) -> Response {
     if request.method() == Method::OPTIONS {
         let mut response = StatusCode::OK.into_response();
-        cors::preflight(response.headers_mut());
+        if cors {
+            cors::preflight(response.headers_mut());
+        }
         return response;
     }
     let span = span(&request, id);
     let mut response = handle(request, next).instrument(span).await;
-    cors::decorate(response.headers_mut());
+    if cors {
+        cors::decorate(response.headers_mut());
+    }
     response
 }
 

@@ -163,7 +163,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
     }
 }
 
-/// Proof that the request carries the admin token.
+/// Proof that the request carries the admin token, or the cookie of a console session (with
+/// its CSRF token for a write: see [`crate::console::session`]).
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
@@ -172,7 +173,8 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer(&parts.headers) {
             Some(token) if state.admin.verify(token) => Ok(Admin),
-            _ => Err(ApiError::unauthorized("Admin token required")),
+            Some(_) => Err(ApiError::unauthorized("Admin token required")),
+            None => crate::console::session::admit(parts, state).await.map(|()| Admin),
         }
     }
 }

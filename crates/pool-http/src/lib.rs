@@ -7,6 +7,7 @@
 pub mod attempts;
 pub mod cache;
 pub mod capacity;
+pub mod console;
 mod cors;
 pub mod edge;
 pub mod error;
@@ -19,5 +20,6 @@ mod wire;
 
 pub use routes::{metrics_router, router};
 pub use state::{
-    AdminCredential, AppState, Flushed, HttpSettings, ProviderRuntime, Providers, Services, StatsRetention,
+    AdminCredential, AppState, ConsoleSettings, Flushed, HttpSettings, ProviderRuntime, Providers, Services,
+    StatsRetention,
 };

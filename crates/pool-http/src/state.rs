@@ -74,6 +74,14 @@ pub struct HttpSettings {
     pub attempts_header: bool,
     /// Who may call the client API: blocked user agents, requests per client address.
     pub clients: pool_core::client::ClientRules,
+    /// The web console's settings.
+    pub console: ConsoleSettings,
+}
+
+/// How the console's browser sessions live.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleSettings {
+    pub sessions: pool_core::session::SessionPolicy,
 }
 
 /// How long statistics rollups are kept.

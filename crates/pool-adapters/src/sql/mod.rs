@@ -21,6 +21,7 @@ mod deltas;
 mod ports;
 mod postgres;
 mod rows;
+mod sessions;
 mod sqlite;
 mod stats;
 

@@ -151,6 +151,8 @@ impl_store_ports!(PgStore);
 use pool_core::UnixMs;
 super::stats::impl_stats_store!(SqliteStore, sqlx::Sqlite);
 super::stats::impl_stats_store!(PgStore, sqlx::Postgres);
+super::sessions::impl_session_store!(SqliteStore);
+super::sessions::impl_session_store!(PgStore);
 
 /// The ids a batch insert returned, in the order the caller gave the keys (a database may
 /// return them in any order), each once.

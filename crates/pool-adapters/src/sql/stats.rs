@@ -106,6 +106,16 @@ pub(crate) fn select_hours() -> String {
     )
 }
 
+/// `$1`: provider ('' for all); `$2`: the first minute. Only requests, summed per (minute,
+/// outcome): the short trend of the console.
+pub(crate) fn select_minutes() -> String {
+    format!(
+        "SELECT bucket, kind, '' AS provider, '' AS model, CAST(0 AS BIGINT) AS status, outcome, {} FROM {MINUTES} \
+         WHERE kind = 'request' AND bucket >= $2 AND ($1 = '' OR provider = $1) GROUP BY bucket, kind, outcome",
+        counters(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+    )
+}
+
 /// `$1`: the first hour.
 pub(crate) const SELECT_TOKEN_USAGE: &str = "SELECT token_id, CAST(SUM(events) AS BIGINT) AS events, \
      CAST(SUM(total_tokens) AS BIGINT) AS total_tokens FROM stats_hour \
@@ -267,6 +277,17 @@ macro_rules! impl_stats_store {
                 since: UnixMs,
             ) -> Result<Vec<pool_core::stats::SummaryRow>, StoreError> {
                 let sql = $crate::sql::stats::select_hours();
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.unwrap_or("")).bind(since);
+                let found = query.fetch_all(&self.pool).await.map_err(db_error)?;
+                found.iter().map($crate::sql::stats::summary_row).collect()
+            }
+
+            async fn stats_minutes(
+                &self,
+                provider: Option<&str>,
+                since: UnixMs,
+            ) -> Result<Vec<pool_core::stats::SummaryRow>, StoreError> {
+                let sql = $crate::sql::stats::select_minutes();
                 let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.unwrap_or("")).bind(since);
                 let found = query.fetch_all(&self.pool).await.map_err(db_error)?;
                 found.iter().map($crate::sql::stats::summary_row).collect()

@@ -186,6 +186,9 @@ impl StatsStore for Watching {
     async fn stats_hours(&self, _: Option<&str>, _: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
         Ok(Vec::new())
     }
+    async fn stats_minutes(&self, _: Option<&str>, _: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
+        Ok(Vec::new())
+    }
     async fn usage_series(&self, _: &crate::ports::UsageQuery) -> Result<Vec<UsagePoint>, StoreError> {
         Ok(Vec::new())
     }

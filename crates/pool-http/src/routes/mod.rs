@@ -21,6 +21,7 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, patch, post};
 
+use crate::console::{assets, session};
 use crate::edge::edge;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,7 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/verify-key", post(admin::control::verify))
         .route("/admin/keys/stats", get(admin::stats::list))
         .route("/admin/stats", get(admin::traffic::admin_stats))
+        .route("/admin/stats/trend", get(admin::trend::trend))
         .route("/admin/public-stats", get(admin::traffic::public_stats))
+        .route("/stats.json", get(admin::traffic::public_stats))
         .route("/admin/api-keys/{id}/usage", get(admin::traffic::key_usage))
         .route("/admin/tokens/{id}/usage", get(admin::traffic::token_usage))
         .route("/admin/models/usage", get(admin::traffic::model_usage))
@@ -52,7 +55,15 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
         .route("/admin/tokens/{id}", delete(admin::tokens::revoke).patch(admin::tokens::update))
         .route("/admin/cache/stats", get(admin::cache::stats))
-        .route("/admin/cache/clear", post(admin::cache::clear));
+        .route("/admin/cache/clear", post(admin::cache::clear))
+        .route("/admin/session", post(session::sign_in).get(session::show).delete(session::sign_out))
+        .route("/admin/sessions", get(session::list))
+        .route("/admin/sessions/{id}", delete(session::revoke))
+        .route("/", get(assets::landing))
+        .route("/dashboard", get(assets::dashboard))
+        .route("/stats", get(assets::stats_page))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/assets/{*path}", get(assets::file));
     let mut client = Router::new();
     for prefix in ["", "/{provider}"] {
         client = client

@@ -8,6 +8,7 @@ pub mod providers;
 pub mod stats;
 pub mod tokens;
 pub mod traffic;
+pub mod trend;
 pub mod validate;
 
 use std::collections::BTreeMap;

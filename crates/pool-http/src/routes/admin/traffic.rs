@@ -28,11 +28,11 @@ use crate::wire::iso;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderQuery {
-    provider: Option<String>,
+    pub(super) provider: Option<String>,
 }
 
 /// The statistics store could not be read: the figures are unknown, not zero.
-fn unavailable(e: &StoreError) -> ApiError {
+pub(super) fn unavailable(e: &StoreError) -> ApiError {
     match e {
         StoreError::Corrupt(_) | StoreError::Conflict => ApiError::internal("reading statistics failed", e),
         StoreError::Backend(_) => {
@@ -51,7 +51,7 @@ async fn summary(state: &AppState, provider: Option<&str>) -> Result<StatsSummar
 }
 
 /// The provider filter, checked against the configured providers (`None`: all together).
-fn provider_filter(state: &AppState, q: &ProviderQuery) -> Result<Option<String>, ApiError> {
+pub(super) fn provider_filter(state: &AppState, q: &ProviderQuery) -> Result<Option<String>, ApiError> {
     q.provider.as_deref().map(|p| provider_or_default(state, Some(p)).map(|p| p.spec.name.to_string())).transpose()
 }
 

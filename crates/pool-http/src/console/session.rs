@@ -1,0 +1,301 @@
+//! Admin sessions for the browser: the admin token, presented once to `POST /admin/session`,
+//! becomes an `HttpOnly; SameSite=Strict` cookie naming a server-side session (see
+//! `pool_core::session`). The token itself is never stored by the page.
+//!
+//! A call made with the cookie is admin; a state-changing one (anything but `GET`/`HEAD`) must
+//! also carry the session's CSRF token as `X-CSRF-Token`, compared in constant time. The session
+//! routes answer the CSRF token, so the page keeps it in memory only. `GET /admin/session`
+//! answers 200 whether or not a session exists, so a page never has to probe with a failing
+//! request.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pool_core::UnixMs;
+use pool_core::secret::ct_eq;
+use pool_core::session::{
+    SESSION_BYTES, SessionPolicy, SessionRecord, csrf_token, format_secret, kept_agent, looks_like_secret, secret_hash,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::{Admin, AppJson};
+use crate::state::AppState;
+use crate::wire::iso;
+
+/// The cookie's name.
+pub const COOKIE_NAME: &str = "pool_session";
+/// The header a cookie-authenticated write must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Longest admin token the sign-in reads (the configured one is far shorter).
+const MAX_TOKEN_BYTES: usize = 1024;
+
+/// The session value of a `Cookie` header, if it has one of our form.
+pub fn cookie_in(header: &[u8]) -> Option<&str> {
+    let header = std::str::from_utf8(header).ok()?;
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim())
+        .filter(|value| looks_like_secret(value))
+}
+
+fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers.get_all(COOKIE).iter().find_map(|v| cookie_in(v.as_bytes()))
+}
+
+/// A session the request's cookie names, live at `now`; an expired one is deleted on sight.
+async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: UnixMs,
+) -> Result<Option<(SessionRecord, String)>, ApiError> {
+    let Some(secret) = cookie(headers) else { return Ok(None) };
+    let store = &state.registry.store;
+    let Some(session) = store.session_by_hash(&secret_hash(secret)).await? else { return Ok(None) };
+    let policy = state.settings.console.sessions;
+    if !policy.is_live(&session, now) {
+        store.delete_session(&session.id).await?;
+        return Ok(None);
+    }
+    if policy.worth_touching(&session, now) && !store.touch_session(&session.id, now).await? {
+        return Ok(None);
+    }
+    let csrf = csrf_token(secret);
+    Ok(Some((SessionRecord { last_seen: now.max(session.last_seen), ..session }, csrf)))
+}
+
+/// The cookie half of [`Admin`]: a live session, and for a write its CSRF token.
+pub(crate) async fn admit(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let now = state.gateway.clock.now_ms();
+    let Some((_, csrf)) = current(state, &parts.headers, now).await? else {
+        return Err(ApiError::unauthorized("Admin token or console session required"));
+    };
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    check_csrf(&parts.headers, &csrf)
+}
+
+fn check_csrf(headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
+    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct_eq(presented, csrf) {
+        Ok(())
+    } else {
+        Err(ApiError {
+            code: Some("csrf_failed"),
+            ..ApiError::new(StatusCode::FORBIDDEN, "permission_error", "Missing or wrong X-CSRF-Token for this session")
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    token: String,
+}
+
+/// What the session routes answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    signed_in: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_minutes: Option<i64>,
+}
+
+impl SessionInfo {
+    const SIGNED_OUT: Self =
+        Self { signed_in: false, id: None, csrf_token: None, created_at: None, expires_at: None, idle_minutes: None };
+
+    fn of(session: &SessionRecord, csrf: String, policy: &SessionPolicy) -> Self {
+        Self {
+            signed_in: true,
+            id: Some(session.id.clone()),
+            csrf_token: Some(csrf),
+            created_at: iso(Some(session.created_at)),
+            expires_at: iso(Some(policy.expires_at(session))),
+            idle_minutes: Some(policy.idle_ms / 60_000),
+        }
+    }
+}
+
+/// `POST /admin/session {"token"}`: a session for the admin token, in a fresh cookie.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    AppJson(body): AppJson<SignIn>,
+) -> Result<Response, ApiError> {
+    if body.token.len() > MAX_TOKEN_BYTES || !state.admin.verify(body.token.trim()) {
+        return Err(ApiError::unauthorized("Wrong admin token"));
+    }
+    let now = state.gateway.clock.now_ms();
+    let policy = state.settings.console.sessions;
+    let store = &state.registry.store;
+    store.prune_sessions(now - policy.idle_ms, now - policy.max_ms).await?;
+    let mut random = [0u8; SESSION_BYTES];
+    getrandom::fill(&mut random).map_err(|e| ApiError::internal("the OS random source failed", &e))?;
+    let secret = format_secret(&random);
+    let address = peer.map(|ip| {
+        let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        state.settings.clients.client_ip(ip, forwarded).to_string()
+    });
+    let session = SessionRecord {
+        id: Uuid::now_v7().to_string(),
+        hash: secret_hash(&secret),
+        created_at: now,
+        last_seen: now,
+        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).and_then(kept_agent),
+        address,
+    };
+    store.insert_session(&session).await?;
+    tracing::info!(session = %session.id, "console session opened");
+    let secure = behind_tls(&state, peer, &headers);
+    let max_age = policy.max_ms / 1000;
+    let set =
+        format!("{COOKIE_NAME}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}", secure_flag(secure));
+    let info = SessionInfo::of(&session, csrf_token(&secret), &policy);
+    Ok(with_cookie(Json(info).into_response(), &set))
+}
+
+/// `GET /admin/session`: 200 either way.
+pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionInfo>, ApiError> {
+    let now = state.gateway.clock.now_ms();
+    let policy = state.settings.console.sessions;
+    Ok(Json(match current(&state, &headers, now).await? {
+        Some((session, csrf)) => SessionInfo::of(&session, csrf, &policy),
+        None => SessionInfo::SIGNED_OUT,
+    }))
+}
+
+/// `DELETE /admin/session`: signs out on the server (CSRF token required) and clears the cookie.
+pub async fn sign_out(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let now = state.gateway.clock.now_ms();
+    if let Some((session, csrf)) = current(&state, &headers, now).await? {
+        check_csrf(&headers, &csrf)?;
+        state.registry.store.delete_session(&session.id).await?;
+        tracing::info!(session = %session.id, "console session closed");
+    }
+    let secure = behind_tls(&state, peer, &headers);
+    let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}", secure_flag(secure));
+    Ok(with_cookie(Json(SessionInfo::SIGNED_OUT).into_response(), &clear))
+}
+
+/// One session as listed: never its secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedSession {
+    id: String,
+    created_at: Option<String>,
+    last_seen: Option<String>,
+    expires_at: Option<String>,
+    user_agent: Option<String>,
+    address: Option<String>,
+    /// The session of this request.
+    current: bool,
+}
+
+#[derive(Serialize)]
+pub struct SessionList {
+    sessions: Vec<ListedSession>,
+}
+
+/// `GET /admin/sessions`: the live sessions, newest first.
+pub async fn list(_: Admin, State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionList>, ApiError> {
+    let now = state.gateway.clock.now_ms();
+    let policy = state.settings.console.sessions;
+    let mine = cookie(&headers).map(secret_hash);
+    let sessions = state.registry.store.list_sessions().await?;
+    let sessions = sessions
+        .into_iter()
+        .filter(|s| policy.is_live(s, now))
+        .map(|s| ListedSession {
+            current: mine.is_some_and(|h| pool_core::secret::ct_eq_hash(&h, &s.hash)),
+            created_at: iso(Some(s.created_at)),
+            last_seen: iso(Some(s.last_seen)),
+            expires_at: iso(Some(policy.expires_at(&s))),
+            id: s.id,
+            user_agent: s.user_agent,
+            address: s.address,
+        })
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+/// `DELETE /admin/sessions/{id}`: ends a session at once.
+pub async fn revoke(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if id.len() > 64 || !state.registry.store.delete_session(&id).await? {
+        return Err(ApiError::not_found("No session with that id"));
+    }
+    tracing::info!(session = %id, "console session revoked");
+    Ok(Json(serde_json::json!({"success": true})))
+}
+
+/// The TCP peer's address, when the server put it on the request (the binary always does).
+pub struct Peer(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip())))
+    }
+}
+
+/// Whether the browser reached us over TLS: told by a trusted proxy (`X-Forwarded-Proto:
+/// https`), as the gateway itself speaks plain HTTP.
+fn behind_tls(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+    let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    let https = proto.is_some_and(|p| p.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
+    https && peer.is_some_and(|ip| state.settings.clients.trusts(ip.to_canonical()))
+}
+
+fn secure_flag(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = HeaderValue::try_from(cookie) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    super::no_cache(response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_junk_is_ignored() {
+        let secret = "ab".repeat(32);
+        let header = format!("theme=dark; {COOKIE_NAME}={secret}; other=1");
+        assert_eq!(cookie_in(header.as_bytes()), Some(secret.as_str()));
+        assert_eq!(cookie_in(format!("{COOKIE_NAME}=short").as_bytes()), None);
+        assert_eq!(cookie_in(b"x=1"), None);
+    }
+}
