@@ -109,6 +109,8 @@ pub struct ListQuery {
     status: Option<String>,
     search: Option<String>,
     fetch: Option<String>,
+    /// `created` (default: oldest first) or `requests` (most used first).
+    sort: Option<String>,
 }
 
 pub async fn list(
@@ -120,7 +122,12 @@ pub async fn list(
     let now = state.gateway.clock.now_ms();
     let provider = q.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
     let status = status_filter(q.status.as_deref())?;
-    let keys = listed_keys(&state, provider.as_ref().map(|p| &p.spec.name), status, q.search.as_deref(), now);
+    let mut keys = listed_keys(&state, provider.as_ref().map(|p| &p.spec.name), status, q.search.as_deref(), now);
+    match q.sort.as_deref() {
+        None | Some("created") => {}
+        Some("requests") => keys.sort_by_key(|k| std::cmp::Reverse(k.counters.requests.load(std::sync::atomic::Ordering::Relaxed))),
+        Some(_) => return Err(ApiError::invalid_param("sort", "sort is one of created, requests")),
+    }
     let page = Page::of(keys.len(), q.page, q.page_size, q.fetch.as_deref() == Some("all"));
     let items: Vec<Value> = page.slice(&keys).map(|k| key_json(k, now)).collect();
     let (total, page_size, total_pages, page) = (page.total, page.page_size, page.total_pages(), page.page);
