@@ -44,3 +44,27 @@ if [ -n "${POOL_TEST_POSTGRES_URL:-}" ]; then
     POOL_TEST_API_DATABASE=postgres cargo nextest run -p ollama-pool --test api --locked --no-fail-fast
     drop_test_databases
 fi
+
+# The web console in a real browser: Debian's Chromium driven by playwright-core (tests/browser).
+# The tests start the debug binary built above; screenshots land in target/screenshots/.
+browser_tests() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing ${missing[*]} for the browser tests"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null || true
+    fi
+    if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        if [ "${CI:-}" = "true" ]; then
+            echo "the browser tests need /usr/bin/chromium, node and npm, and CI needs them" >&2
+            exit 1
+        fi
+        echo "Chromium or node is missing: the browser tests are skipped (set CI=true to make that an error)"
+        return 0
+    fi
+    cargo build -p ollama-pool --bin ollama-pool --locked
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+}
+browser_tests

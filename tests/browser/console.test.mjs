@@ -188,16 +188,16 @@ describe('signed in', () => {
   test('on a phone the navigation sits on top and tables become cards', async () => {
     const { context, page, problems } = await open({ viewport: { width: 390, height: 844 } });
     await signIn(page, gw.base);
-    await shot(page, 'phone-overview');
+    await shot(page, 'phone-overview', false);
     await page.goto(`${gw.base}/dashboard#keys`);
     await page.waitForSelector('#keys-list tbody tr');
     assert.equal(await page.$eval('#keys-list thead', (el) => getComputedStyle(el).display), 'none');
     assert.equal(await page.$eval('#keys-list tbody tr', (el) => getComputedStyle(el).display), 'block');
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 390, `the page is ${width} px wide`);
-    await shot(page, 'phone-keys');
+    await shot(page, 'phone-keys', false);
     await page.goto(`${gw.base}/`);
-    await shot(page, 'phone-landing');
+    await shot(page, 'phone-landing', false);
     assert.deepEqual(problems, []);
     await context.close();
   });

@@ -116,8 +116,8 @@ export async function signIn(page, base) {
   await page.waitForSelector('#overview-cards .metric');
 }
 
-export async function shot(page, name) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+export async function shot(page, name, fullPage = true) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 const axeSource = readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');

@@ -13,6 +13,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod connections;
+mod console;
 mod control;
 mod failover;
 mod helpers;

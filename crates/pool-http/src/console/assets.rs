@@ -106,6 +106,30 @@ mod tests {
     }
 
     #[test]
+    fn every_vendored_file_is_in_versions_with_its_sha256() {
+        let versions =
+            Assets::get("VERSIONS").map(|f| String::from_utf8_lossy(&f.data).into_owned()).unwrap_or_default();
+        let listed: Vec<(&str, &str)> = versions
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                Some((*fields.iter().find(|f| f.starts_with("vendor/"))?, *fields.last()?))
+            })
+            .collect();
+        let vendored: Vec<String> =
+            Assets::iter().filter(|n| n.starts_with("vendor/")).map(|n| n.into_owned()).collect();
+        assert!(!vendored.is_empty());
+        for name in vendored {
+            let (_, sha) =
+                listed.iter().find(|(path, _)| *path == name).unwrap_or_else(|| panic!("{name} not in VERSIONS"));
+            let hash = Assets::get(&name).map(|f| f.metadata.sha256_hash()).unwrap_or_default();
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(&hex, sha, "{name}");
+        }
+    }
+
+    #[test]
     fn every_page_and_module_is_embedded_with_a_known_type() {
         for page in ["index.html", "dashboard.html", "stats.html"] {
             assert!(Assets::get(page).is_some(), "{page}");

@@ -125,7 +125,9 @@ pub async fn list(
     let mut keys = listed_keys(&state, provider.as_ref().map(|p| &p.spec.name), status, q.search.as_deref(), now);
     match q.sort.as_deref() {
         None | Some("created") => {}
-        Some("requests") => keys.sort_by_key(|k| std::cmp::Reverse(k.counters.requests.load(std::sync::atomic::Ordering::Relaxed))),
+        Some("requests") => {
+            keys.sort_by_key(|k| std::cmp::Reverse(k.counters.requests.load(std::sync::atomic::Ordering::Relaxed)))
+        }
         Some(_) => return Err(ApiError::invalid_param("sort", "sort is one of created, requests")),
     }
     let page = Page::of(keys.len(), q.page, q.page_size, q.fetch.as_deref() == Some("all"));
