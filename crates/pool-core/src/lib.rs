@@ -9,6 +9,7 @@
 //!   [`models`]: what a pool serves, and model lists.
 //! - [`limit`]: rate limits, daily quotas and concurrency for tokens, keys and client addresses,
 //!   behind the [`limit::Limiter`] port.
+//! - [`request`]: what routing reads from a client's body, and the checks it must pass.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
@@ -33,6 +34,7 @@ pub mod proxy;
 pub mod quota;
 pub mod recheck;
 pub mod registry;
+pub mod request;
 pub mod secret;
 pub mod sse;
 pub mod stats;

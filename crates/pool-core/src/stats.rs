@@ -175,15 +175,20 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds `other` in, saturating: an upstream that reports absurd usage cannot wrap a sum.
     pub fn add(&mut self, other: &Self) {
-        self.events += other.events;
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
-        self.partial += other.partial;
-        self.latency_ms += other.latency_ms;
-        self.ttfb_ms += other.ttfb_ms;
-        self.overhead_us += other.overhead_us;
+        for (sum, n) in [
+            (&mut self.events, other.events),
+            (&mut self.prompt_tokens, other.prompt_tokens),
+            (&mut self.completion_tokens, other.completion_tokens),
+            (&mut self.total_tokens, other.total_tokens),
+            (&mut self.partial, other.partial),
+            (&mut self.latency_ms, other.latency_ms),
+            (&mut self.ttfb_ms, other.ttfb_ms),
+            (&mut self.overhead_us, other.overhead_us),
+        ] {
+            *sum = sum.saturating_add(n);
+        }
     }
 
     pub fn with_usage(mut self, usage: Option<Usage>) -> Self {

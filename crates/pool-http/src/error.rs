@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use pool_core::ports::StoreError;
 use pool_core::proxy::ProxyError;
+use pool_core::request::Refused;
 use pool_core::token::AuthError;
 use serde_json::json;
 
@@ -116,6 +117,12 @@ impl From<AuthError> for ApiError {
             AuthError::Expired => Self::unauthorized(e.to_string()).with_code("token_expired"),
             AuthError::Missing | AuthError::Unknown => Self::unauthorized(e.to_string()),
         }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        Self { param: e.param(), ..Self::bad_request(e.to_string()) }
     }
 }
 

@@ -209,3 +209,10 @@ async fn rows_on_their_way_to_the_store_still_count_as_backlog() {
     let after = recorder.flush_state();
     assert_eq!((after.backlog_rows, after.failures), (2, 1), "given back after the failure");
 }
+
+#[test]
+fn absurd_usage_saturates_instead_of_wrapping() {
+    let mut tally = Tally { events: 1, total_tokens: u64::MAX, ..Tally::default() };
+    tally.add(&Tally { events: 1, total_tokens: 5, ..Tally::default() });
+    assert_eq!((tally.events, tally.total_tokens), (2, u64::MAX));
+}
