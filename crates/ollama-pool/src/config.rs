@@ -311,7 +311,6 @@ impl Config {
 
     /// As [`Config::load`], with the environment given explicitly (tests).
     pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("POOL")).collect();
         let mut builder = config::Config::builder();
         if let Some(file) = file {
             if !file.exists() {
@@ -319,6 +318,21 @@ impl Config {
             }
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
         }
+        Self::assemble(builder, env)
+    }
+
+    /// A configuration from TOML text alone, without the environment (the fuzz target).
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let source = config::File::from_str(text, config::FileFormat::Toml);
+        Self::assemble(config::Config::builder().add_source(source), std::iter::empty())
+    }
+
+    /// Lays the environment over the defaults and whatever `builder` holds, then validates.
+    fn assemble(
+        mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("POOL")).collect();
         let structured = config::Environment::with_prefix("POOL")
             .prefix_separator("__")
             .separator("__")
