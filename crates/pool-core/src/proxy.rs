@@ -357,6 +357,7 @@ impl Gateway {
             }
             (Served::Whole(bytes), None) => Body::Full(bytes),
             (Served::Stream(held), meter) => {
+                key.judge(&KeyEvent::Success, &self.policy, self.clock.now_ms());
                 let meter = meter.map(|mut m| {
                     m.served_us = waited;
                     m.committed_us = Some(self.clock.monotonic_us());
@@ -633,10 +634,15 @@ impl Relay {
         out.freeze()
     }
 
+    /// The stream ended: the key's attempt is counted, and judged again only if it broke (its
+    /// success was judged when its first event arrived).
     fn finish(&mut self, event: &KeyEvent, outcome: Outcome) {
         self.finished = true;
         self.permit = None;
-        self.key.record(event, &self.policy, self.clock.now_ms());
+        self.key.count(event);
+        if !matches!(event, KeyEvent::Success) {
+            self.key.judge(event, &self.policy, self.clock.now_ms());
+        }
         self.count(outcome);
     }
 
