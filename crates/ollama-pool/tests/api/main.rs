@@ -27,5 +27,6 @@ mod rotation;
 mod routing;
 mod secrets;
 mod stats;
+mod store_faults;
 mod streaming;
 mod tokens;
