@@ -14,6 +14,7 @@ mod cache;
 mod cli;
 mod connections;
 mod control;
+mod crashes;
 mod failover;
 mod helpers;
 mod import;
