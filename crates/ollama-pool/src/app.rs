@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
+use pool_adapters::guard::GuardedStore;
 use pool_adapters::upstream::{HttpUpstream, Timeouts, proxies_from_env};
 use pool_core::limit::LocalLimiter;
 use pool_core::pool::Pools;
@@ -24,6 +25,7 @@ use pool_core::proxy::Gateway;
 use pool_core::recheck::ModelRechecks;
 use pool_core::registry::Registry;
 use pool_core::stats::Recorder;
+use pool_core::store_health::StoreHealth;
 use pool_core::token::TokenIndex;
 use pool_http::cache::ResponseCache;
 use pool_http::capacity::{Capacity, Connections};
@@ -56,7 +58,10 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = open_store(config).await?;
+        let store_health = Arc::new(StoreHealth::default());
+        let deadline = duration(config.database.statement_timeout_secs);
+        let store: Arc<dyn Store> =
+            Arc::new(GuardedStore::new(open_store(config).await?, deadline, Arc::clone(&store_health)));
         if config.master_key.is_none() {
             tracing::warn!(
                 "upstream keys are stored in plaintext; to encrypt them, set POOL_MASTER_KEY (or master_key) \
@@ -88,7 +93,7 @@ impl App {
             rechecks: Arc::new(ModelRechecks::default()),
             shutdown: Arc::new(StopStreams(streams_stop.clone())),
         };
-        let restored = pool_core::limit::restore_today(store.as_ref(), gateway.limiter.as_ref(), now_ms())
+        let restored = pool_core::accounting::restore_today(store.as_ref(), gateway.limiter.as_ref(), now_ms())
             .await
             .context("reading today's token usage for the daily quotas")?;
         tracing::debug!(tokens = restored, "restored today's token usage");
@@ -130,6 +135,7 @@ impl App {
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),
+            store_health,
             last_prune: AtomicI64::new(0),
             capacity: Capacity::new(config.server.max_concurrent_requests),
             connections: Arc::new(Connections::default()),
@@ -201,9 +207,10 @@ pub fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
 /// ciphertext. Both checks read every key once more before the registry loads them: a startup
 /// cost of milliseconds per ten thousand keys.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = pool_adapters::sql::connect(&config.database.url).await.with_context(|| {
-        format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
-    })?;
+    let store =
+        pool_adapters::sql::connect_with(&config.database.url, &config.database.tuning()).await.with_context(|| {
+            format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
+        })?;
     let Some(key) = master_key(config)? else {
         cipher::refuse_sealed(store.as_ref()).await?;
         return Ok(store);
@@ -313,13 +320,23 @@ async fn flush_loop(state: AppState, interval: Duration, cancel: CancellationTok
 }
 
 async fn flush_once(state: &AppState) {
+    let was_ok = state.store_health.is_ok();
     match state.flush().await {
         Ok(report) => {
-            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters")
+            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters");
+            if report.is_empty() && !state.store_health.is_ok() {
+                // Nothing to write, so nothing found out whether the store takes writes again.
+                let _ = state.probe_store().await;
+            }
         }
-        Err(e) => {
+        // Logged once per outage, and once when it ends; `/health` and `/metrics` tell the rest.
+        Err(e) if was_ok => {
             tracing::warn!(error.cause_chain = %e, "flushing counters failed; they stay in memory until the next flush")
         }
+        Err(e) => tracing::debug!(error.cause_chain = %e, "flushing counters failed again"),
+    }
+    if !was_ok && state.store_health.is_ok() {
+        tracing::info!("the store takes writes again; the counts held in memory are written");
     }
     let pruned = state.prune_stats_hourly().await;
     if let Err(e) = pruned {

@@ -71,6 +71,11 @@ pub struct Config {
 pub struct DatabaseConfig {
     #[serde(default = "default_database_url")]
     pub url: String,
+    /// The longest one store call may take (PostgreSQL's `statement_timeout`, and a deadline on
+    /// the gateway's side, so a stalled connection fails too); it then fails, and what it carried
+    /// waits for the next flush.
+    #[serde(default = "default_statement_timeout_secs")]
+    pub statement_timeout_secs: f64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -215,10 +220,19 @@ fn default_provider() -> String {
 fn default_database_url() -> String {
     "sqlite://data/pool.db".into()
 }
+fn default_statement_timeout_secs() -> f64 {
+    10.0
+}
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: default_database_url() }
+        Self { url: default_database_url(), statement_timeout_secs: default_statement_timeout_secs() }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn tuning(&self) -> pool_adapters::sql::Tuning {
+        pool_adapters::sql::Tuning { statement_timeout: duration(self.statement_timeout_secs) }
     }
 }
 
@@ -271,7 +285,7 @@ fn secs(ms: i64) -> u64 {
 impl Default for StatsConfig {
     fn default() -> Self {
         Self {
-            flush_interval_secs: 5.0,
+            flush_interval_secs: 1.0,
             max_backlog_rows: 100_000,
             minute_retention_hours: 48,
             hour_retention_days: 90,
@@ -392,6 +406,7 @@ impl Config {
             self.proxy.request_deadline_secs,
             self.health.recovery_interval_secs,
             self.stats.flush_interval_secs,
+            self.database.statement_timeout_secs,
         ] {
             if !(value.is_finite() && value > 0.0) {
                 bail!("timeouts and intervals must be positive numbers of seconds");

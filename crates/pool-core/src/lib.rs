@@ -13,11 +13,14 @@
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
+//! - [`accounting`]: the use cases that move counts between memory and the store (flushes,
+//!   the day's usage read back at start); [`store_health`]: whether the store takes writes.
 //!
 //! A key design decision: time is always passed in as unix milliseconds (`now`), never read here,
 //! so every rule is a plain unit test. The only place that reads a clock is the [`ports::Clock`]
 //! the proxy use case is handed.
 
+pub mod accounting;
 pub mod client;
 pub mod ids;
 pub mod import;
@@ -38,6 +41,7 @@ pub mod request;
 pub mod secret;
 pub mod sse;
 pub mod stats;
+pub mod store_health;
 pub mod token;
 pub mod usage;
 

@@ -66,6 +66,14 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }
 
+    /// The store did not take a write (or answer a read): nothing was changed, and the client
+    /// may try again. The cause is logged, never shown (it may name the database's host).
+    pub fn storage_unavailable(cause: &dyn std::error::Error) -> Self {
+        tracing::warn!(error.cause_chain = %cause_chain(cause), "store unavailable");
+        let message = "The store is unavailable; nothing was changed. Requests are still served; try again shortly";
+        Self { retry_after_s: Some(5), ..Self::unavailable(message).with_code("storage_unavailable") }
+    }
+
     /// A failure of ours: logged with its cause, shown to the client without it.
     pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
         tracing::error!(error.cause_chain = %cause_chain(cause), "{context}");
@@ -152,7 +160,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => Self::new(StatusCode::CONFLICT, "invalid_request_error", "Record already exists"),
-            other => Self::internal("store operation failed", &other),
+            StoreError::Backend(_) => Self::storage_unavailable(&e),
+            StoreError::Corrupt(_) => Self::internal("store operation failed", &e),
         }
     }
 }

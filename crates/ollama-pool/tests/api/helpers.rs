@@ -309,6 +309,13 @@ impl ServingBinary {
         Self { base, child, _dir: dir }
     }
 
+    /// Kills it with SIGKILL (no shutdown, no final flush: a crash) and waits until it is gone.
+    pub async fn kill(mut self) {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
     /// Stops it with SIGTERM; returns whether it exited cleanly, its stderr and its stdout.
     pub async fn stop(mut self) -> (bool, String, String) {
         use tokio::io::AsyncReadExt;

@@ -91,6 +91,13 @@ fn render(state: &AppState) -> String {
     let _ = writeln!(out, "pool_stats_flush_lag_seconds {}", (now - since).max(0) as f64 / 1000.0);
     family(&mut out, "pool_stats_flush_failures", "gauge", "Statistics flushes that failed in a row");
     let _ = writeln!(out, "pool_stats_flush_failures {}", flush.failures);
+    family(&mut out, "pool_stats_flush_failures_total", "counter", "Statistics flushes that failed");
+    let _ = writeln!(out, "pool_stats_flush_failures_total {}", flush.failures_total);
+    let health = &state.store_health;
+    family(&mut out, "pool_store_up", "gauge", "1 while the store takes writes, 0 while its writes fail");
+    let _ = writeln!(out, "pool_store_up {}", u8::from(health.is_ok()));
+    family(&mut out, "pool_store_errors_total", "counter", "Store calls that failed (the backend, or its deadline)");
+    let _ = writeln!(out, "pool_store_errors_total {}", health.failed_calls());
     family(&mut out, "pool_stats_backlog_rows", "gauge", "Statistics rows waiting to be written");
     let _ = writeln!(out, "pool_stats_backlog_rows {}", flush.backlog_rows);
     let dropped = stats.dropped();
