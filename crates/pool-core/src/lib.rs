@@ -10,6 +10,7 @@
 //! - [`limit`]: rate limits, daily quotas and concurrency for tokens, keys and client addresses,
 //!   behind the [`limit::Limiter`] port.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
+//! - [`buffer`]: the budget of bytes held in memory at once (bodies and answers read whole).
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
 //!
@@ -17,6 +18,7 @@
 //! so every rule is a plain unit test. The only place that reads a clock is the [`ports::Clock`]
 //! the proxy use case is handed.
 
+pub mod buffer;
 pub mod client;
 pub mod ids;
 pub mod import;
