@@ -17,6 +17,7 @@ use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
 use pool_adapters::guard::GuardedStore;
 use pool_adapters::upstream::{HttpUpstream, Timeouts, proxies_from_env};
+use pool_core::buffer::BufferBudget;
 use pool_core::limit::LocalLimiter;
 use pool_core::pool::Pools;
 use pool_core::ports::{Shutdown, Store};
@@ -87,6 +88,7 @@ impl App {
             upstream: Arc::new(upstream(config)?),
             clock: Arc::new(SystemClock),
             max_response_bytes: config.proxy.max_response_bytes,
+            buffers: buffer_budget(config),
             deadline_ms: secs_ms(config.proxy.request_deadline_secs),
             stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
             limiter: Arc::new(LocalLimiter::default()),
@@ -124,6 +126,7 @@ impl App {
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,
                 body_pace: config.server.body_pace(),
+                buffer_wait: config.proxy.buffer_wait(),
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                 probe_concurrency: config.health.concurrency,
                 stats_retention: StatsRetention {
@@ -359,4 +362,18 @@ async fn models_loop(state: AppState, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
         }
     }
+}
+
+/// The buffer budget, logged once: with a body limit above it, the largest bodies are refused.
+fn buffer_budget(config: &Config) -> Arc<BufferBudget> {
+    let budget = config.proxy.buffer_budget();
+    tracing::info!(bytes = budget, "buffer budget for bodies and answers read whole");
+    if budget < config.proxy.max_body_bytes {
+        tracing::warn!(
+            budget,
+            max_body_bytes = config.proxy.max_body_bytes,
+            "proxy.buffer_budget_bytes is below proxy.max_body_bytes: the largest bodies will be refused with 503"
+        );
+    }
+    BufferBudget::new(budget)
 }

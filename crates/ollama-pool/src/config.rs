@@ -18,6 +18,7 @@ use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
 use pool_core::quota::QuotaRest;
 use serde::Deserialize;
 
+mod memory;
 mod quota_rest;
 mod server;
 
@@ -96,6 +97,11 @@ pub struct ProxyConfig {
     pub max_attempts: u32,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    /// Bytes of request bodies and upstream answers held in memory at once, all requests
+    /// together; 0 = the smaller of 256 MiB and an eighth of the machine's memory.
+    pub buffer_budget_bytes: u64,
+    /// How long a request waits for room in the budget before its 503 `server_busy`.
+    pub buffer_wait_ms: u64,
     pub connect_timeout_secs: f64,
     pub first_byte_timeout_secs: f64,
     pub idle_timeout_secs: f64,
@@ -242,6 +248,8 @@ impl Default for ProxyConfig {
             max_attempts: FailurePolicy::default().max_attempts,
             max_body_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
+            buffer_budget_bytes: 0,
+            buffer_wait_ms: 2000,
             connect_timeout_secs: 10.0,
             first_byte_timeout_secs: 300.0,
             idle_timeout_secs: 120.0,
@@ -275,6 +283,15 @@ impl ProxyConfig {
     /// How long a key rests for each quota window, for the gateway.
     pub fn quota_rest(&self) -> QuotaRest {
         self.quota_rest.to_rest()
+    }
+
+    /// The buffer budget in bytes (`buffer_budget_bytes`, or its default for this machine).
+    pub fn buffer_budget(&self) -> usize {
+        memory::buffer_budget(self.buffer_budget_bytes)
+    }
+
+    pub fn buffer_wait(&self) -> Duration {
+        Duration::from_millis(self.buffer_wait_ms)
     }
 }
 

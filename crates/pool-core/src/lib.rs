@@ -11,6 +11,7 @@
 //!   behind the [`limit::Limiter`] port.
 //! - [`request`]: what routing reads from a client's body, and the checks it must pass.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
+//! - [`buffer`]: the budget of bytes held in memory at once (bodies and answers read whole).
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
 //! - [`accounting`]: the use cases that move counts between memory and the store (flushes,
@@ -21,6 +22,7 @@
 //! the proxy use case is handed.
 
 pub mod accounting;
+pub mod buffer;
 pub mod client;
 pub mod ids;
 pub mod import;

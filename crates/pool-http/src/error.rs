@@ -148,6 +148,7 @@ impl From<ProxyError> for ApiError {
             ProxyError::Undeliverable { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_undeliverable")
             }
+            ProxyError::Busy { budget, .. } => crate::capacity::server_busy(budget),
             ProxyError::AllFailed { retry_after_s, .. } => Self {
                 retry_after_s,
                 ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_failed")

@@ -67,6 +67,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// How slowly a request body may arrive (408 beyond).
     pub body_pace: crate::extract::BodyPace,
+    /// How long a request waits for room in the buffer budget before its 503.
+    pub buffer_wait: std::time::Duration,
     /// How long a fetched model list is served before it is fetched again.
     pub models_ttl_ms: i64,
     /// Probes running at once.

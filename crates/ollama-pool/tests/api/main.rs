@@ -22,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod limits_clients;
 mod limits_keys;
+mod memory;
 mod models;
 mod request_id;
 mod rotation;

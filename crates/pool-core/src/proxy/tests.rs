@@ -102,6 +102,7 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
         upstream: Arc::new(Scripted(Mutex::new(scripts))),
         clock: Arc::new(FixedClock(AtomicI64::new(T0))),
         max_response_bytes: 1 << 20,
+        buffers: BufferBudget::new(1 << 30),
         deadline_ms: 60_000,
         stats: Arc::new(Recorder::new(10_000)),
         limiter: Arc::new(LocalLimiter::default()),
@@ -234,6 +235,36 @@ async fn an_answer_too_large_to_read_fails_the_request_and_blames_no_key() {
     assert!(matches!(&result, Err(ProxyError::Undeliverable { notes, .. }) if notes.len() == 1), "{:?}", result.err());
     assert!(keys.iter().all(|k| k.health().is_clean() && k.counters.failures.load(Relaxed) == 0));
     assert!(gw.forward(request()).await.is_err(), "the next request is not refused for want of a key");
+}
+
+#[tokio::test]
+async fn an_answer_read_whole_holds_the_buffer_budget_until_its_delivery_is_dropped() {
+    let (mut gw, keys) = gateway(&["a"], &[("a", Script::Large(4))]);
+    gw.buffers = BufferBudget::new(4096);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gw.buffers.in_use(), 4096, "the whole answer is reserved");
+    drop(delivery);
+    assert_eq!(gw.buffers.in_use(), 0);
+    gw.buffers = BufferBudget::new(3000);
+    let result = gw.forward(request()).await;
+    assert!(matches!(&result, Err(ProxyError::Busy { notes, .. }) if notes.len() == 1), "{:?}", result.err());
+    assert_eq!(gw.buffers.in_use(), 0, "a refused answer gives its bytes back");
+    assert!(keys[0].health().is_clean() && keys[0].counters.failures.load(Relaxed) == 0, "no key is blamed");
+}
+
+#[tokio::test]
+async fn a_held_first_stream_event_holds_the_buffer_budget_until_it_is_passed_on() {
+    let script = Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: 2\n\n")]);
+    let (mut gw, _) = gateway(&["a"], &[("a", script)]);
+    gw.buffers = BufferBudget::new(1 << 20);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gw.buffers.in_use(), "data: 1\n\n".len());
+    let Body::Stream(mut stream) = delivery.body else { panic!("a stream") };
+    let first = stream.next().await;
+    assert!(matches!(first, Some(Ok(_))), "{first:?}");
+    assert_eq!(gw.buffers.in_use(), 0, "passed on, the held event no longer counts");
+    gw.buffers = BufferBudget::new(4);
+    assert!(matches!(gw.forward(request()).await, Err(ProxyError::Busy { .. })), "an event beyond the budget");
 }
 
 #[tokio::test]

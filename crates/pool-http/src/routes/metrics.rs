@@ -108,9 +108,9 @@ fn render(state: &AppState) -> String {
     out
 }
 
-/// What clients hold: connections, and requests under the cap.
+/// What clients hold: connections, requests under the cap, and bytes under the budget.
 fn load(out: &mut String, state: &AppState) {
-    let (connections, capacity) = (&state.connections, &state.capacity);
+    let (connections, capacity, buffers) = (&state.connections, &state.capacity, &state.gateway.buffers);
     for (name, kind, help, value) in [
         ("pool_client_connections", "gauge", "Client connections open", connections.open() as u64),
         (
@@ -136,6 +136,24 @@ fn load(out: &mut String, state: &AppState) {
             "counter",
             "Requests refused with 503 because server.max_concurrent_requests were being answered",
             capacity.refused(),
+        ),
+        (
+            "pool_buffer_budget_bytes",
+            "gauge",
+            "Bytes bodies read whole may hold at once (proxy.buffer_budget_bytes)",
+            buffers.limit() as u64,
+        ),
+        (
+            "pool_buffer_bytes",
+            "gauge",
+            "Bytes of request bodies and upstream answers held now",
+            buffers.in_use() as u64,
+        ),
+        (
+            "pool_requests_busy_total",
+            "counter",
+            "Requests refused with 503 server_busy because their bytes did not fit in the buffer budget",
+            buffers.refused(),
         ),
     ] {
         family(out, name, kind, help);

@@ -17,6 +17,7 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use pool_core::buffer::Reservation;
 use pool_core::ids::TokenId;
 use pool_core::limit::Admission;
 use pool_core::model_name;
@@ -31,6 +32,7 @@ use super::limits;
 use crate::attempts::{self, X_POOL_ATTEMPTS};
 use crate::cache::X_CACHE;
 use crate::cache::hook::{self as cache, Lookup};
+use crate::capacity::Holding;
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
 use crate::state::{AppState, ProviderRuntime};
@@ -75,6 +77,8 @@ struct Admitted {
     /// The token's limits' admission: its concurrency slot is held, and its usage charged, until
     /// the answer is complete.
     admission: Admission,
+    /// The buffer budget the body takes, until it has gone upstream.
+    reservation: Reservation,
 }
 
 async fn proxy(
@@ -126,12 +130,11 @@ async fn admit(
         ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
     })?;
     let (parts, body) = request.into_parts();
-    let settings = &state.settings;
-    let body = read_body(&parts.headers, body, settings.max_body_bytes, &settings.body_pace).await?;
+    let (body, reservation) = read_body(&parts.headers, body, state).await?;
     let Peeked { model, stream } = request::peek(&body)?;
     let model = model_name::canonical(provider.spec.kind, &model).into_owned();
     let admission = state.gateway.admit(&token, provider.spec.kind, &model).map_err(limits::token_refused)?;
-    Ok(Admitted { provider, token, url, parts, body, model, stream, admission })
+    Ok(Admitted { provider, token, url, parts, body, model, stream, admission, reservation })
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
@@ -169,7 +172,7 @@ fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) 
 }
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
-    let Admitted { provider, token, url, parts, body, model, stream, admission } = admitted;
+    let Admitted { provider, token, url, parts, body, model, stream, admission, reservation } = admitted;
     let rate_headers = crate::wire::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
@@ -198,6 +201,7 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
             measure: Some(measure),
         })
         .await;
+    drop(reservation);
     let mut response = answer(state, cached, result);
     response.headers_mut().extend(rate_headers);
     Ok(response)
@@ -240,6 +244,11 @@ pub(crate) fn respond(delivery: proxy::Delivery) -> Response {
     let body = match delivery.body {
         proxy::Body::Full(bytes) => Body::from(bytes),
         proxy::Body::Stream(stream) => Body::from_stream(stream),
+    };
+    // A whole body holds its bytes of the buffer budget until it is sent.
+    let body = match delivery.reservation {
+        Some(reservation) => Body::new(Holding::new(body, reservation)),
+        None => body,
     };
     let mut response = (delivery.status, delivery.headers, body).into_response();
     if streaming {
