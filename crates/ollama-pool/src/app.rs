@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use pool_adapters::cipher::{self, EncryptingStore, MasterKey};
 use pool_adapters::clock::{SystemClock, now_ms};
+use pool_adapters::guard::GuardedStore;
 use pool_adapters::upstream::{HttpUpstream, Timeouts, proxies_from_env};
+use pool_core::buffer::BufferBudget;
 use pool_core::limit::LocalLimiter;
 use pool_core::pool::Pools;
 use pool_core::ports::{Shutdown, Store};
@@ -24,6 +26,7 @@ use pool_core::proxy::Gateway;
 use pool_core::recheck::ModelRechecks;
 use pool_core::registry::Registry;
 use pool_core::stats::Recorder;
+use pool_core::store_health::StoreHealth;
 use pool_core::token::TokenIndex;
 use pool_http::cache::ResponseCache;
 use pool_http::capacity::{Capacity, Connections};
@@ -56,7 +59,10 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = open_store(config).await?;
+        let store_health = Arc::new(StoreHealth::default());
+        let deadline = duration(config.database.statement_timeout_secs);
+        let store: Arc<dyn Store> =
+            Arc::new(GuardedStore::new(open_store(config).await?, deadline, Arc::clone(&store_health)));
         if config.master_key.is_none() {
             tracing::warn!(
                 "upstream keys are stored in plaintext; to encrypt them, set POOL_MASTER_KEY (or master_key) \
@@ -82,13 +88,14 @@ impl App {
             upstream: Arc::new(upstream(config)?),
             clock: Arc::new(SystemClock),
             max_response_bytes: config.proxy.max_response_bytes,
+            buffers: buffer_budget(config),
             deadline_ms: secs_ms(config.proxy.request_deadline_secs),
             stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
             limiter: Arc::new(LocalLimiter::default()),
             rechecks: Arc::new(ModelRechecks::default()),
             shutdown: Arc::new(StopStreams(streams_stop.clone())),
         };
-        let restored = pool_core::limit::restore_today(store.as_ref(), gateway.limiter.as_ref(), now_ms())
+        let restored = pool_core::accounting::restore_today(store.as_ref(), gateway.limiter.as_ref(), now_ms())
             .await
             .context("reading today's token usage for the daily quotas")?;
         tracing::debug!(tokens = restored, "restored today's token usage");
@@ -119,6 +126,7 @@ impl App {
             settings: HttpSettings {
                 max_body_bytes: config.proxy.max_body_bytes,
                 body_pace: config.server.body_pace(),
+                buffer_wait: config.proxy.buffer_wait(),
                 models_ttl_ms: i64::try_from(config.proxy.models_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                 probe_concurrency: config.health.concurrency,
                 stats_retention: StatsRetention {
@@ -131,6 +139,7 @@ impl App {
             },
             started_at: now_ms(),
             storage: pool_adapters::sql::backend_name(&config.database.url),
+            store_health,
             last_prune: AtomicI64::new(0),
             capacity: Capacity::new(config.server.max_concurrent_requests),
             connections: Arc::new(Connections::default()),
@@ -202,9 +211,10 @@ pub fn master_key(config: &Config) -> anyhow::Result<Option<MasterKey>> {
 /// ciphertext. Both checks read every key once more before the registry loads them: a startup
 /// cost of milliseconds per ten thousand keys.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = pool_adapters::sql::connect(&config.database.url).await.with_context(|| {
-        format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
-    })?;
+    let store =
+        pool_adapters::sql::connect_with(&config.database.url, &config.database.tuning()).await.with_context(|| {
+            format!("opening the database ({})", pool_adapters::sql::backend_name(&config.database.url))
+        })?;
     let Some(key) = master_key(config)? else {
         cipher::refuse_sealed(store.as_ref()).await?;
         return Ok(store);
@@ -314,13 +324,23 @@ async fn flush_loop(state: AppState, interval: Duration, cancel: CancellationTok
 }
 
 async fn flush_once(state: &AppState) {
+    let was_ok = state.store_health.is_ok();
     match state.flush().await {
         Ok(report) => {
-            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters")
+            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters");
+            if report.is_empty() && !state.store_health.is_ok() {
+                // Nothing to write, so nothing found out whether the store takes writes again.
+                let _ = state.probe_store().await;
+            }
         }
-        Err(e) => {
+        // Logged once per outage, and once when it ends; `/health` and `/metrics` tell the rest.
+        Err(e) if was_ok => {
             tracing::warn!(error.cause_chain = %e, "flushing counters failed; they stay in memory until the next flush")
         }
+        Err(e) => tracing::debug!(error.cause_chain = %e, "flushing counters failed again"),
+    }
+    if !was_ok && state.store_health.is_ok() {
+        tracing::info!("the store takes writes again; the counts held in memory are written");
     }
     let pruned = state.prune_stats_hourly().await;
     if let Err(e) = pruned {
@@ -343,4 +363,18 @@ async fn models_loop(state: AppState, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
         }
     }
+}
+
+/// The buffer budget, logged once: with a body limit above it, the largest bodies are refused.
+fn buffer_budget(config: &Config) -> Arc<BufferBudget> {
+    let budget = config.proxy.buffer_budget();
+    tracing::info!(bytes = budget, "buffer budget for bodies and answers read whole");
+    if budget < config.proxy.max_body_bytes {
+        tracing::warn!(
+            budget,
+            max_body_bytes = config.proxy.max_body_bytes,
+            "proxy.buffer_budget_bytes is below proxy.max_body_bytes: the largest bodies will be refused with 503"
+        );
+    }
+    BufferBudget::new(budget)
 }

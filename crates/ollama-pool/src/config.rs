@@ -19,6 +19,7 @@ use pool_core::quota::QuotaRest;
 use serde::Deserialize;
 
 mod console;
+mod memory;
 mod quota_rest;
 mod server;
 
@@ -75,6 +76,11 @@ pub struct Config {
 pub struct DatabaseConfig {
     #[serde(default = "default_database_url")]
     pub url: String,
+    /// The longest one store call may take (PostgreSQL's `statement_timeout`, and a deadline on
+    /// the gateway's side, so a stalled connection fails too); it then fails, and what it carried
+    /// waits for the next flush.
+    #[serde(default = "default_statement_timeout_secs")]
+    pub statement_timeout_secs: f64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -95,6 +101,11 @@ pub struct ProxyConfig {
     pub max_attempts: u32,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    /// Bytes of request bodies and upstream answers held in memory at once, all requests
+    /// together; 0 = the smaller of 256 MiB and an eighth of the machine's memory.
+    pub buffer_budget_bytes: u64,
+    /// How long a request waits for room in the budget before its 503 `server_busy`.
+    pub buffer_wait_ms: u64,
     pub connect_timeout_secs: f64,
     pub first_byte_timeout_secs: f64,
     pub idle_timeout_secs: f64,
@@ -219,10 +230,19 @@ fn default_provider() -> String {
 fn default_database_url() -> String {
     "sqlite://data/pool.db".into()
 }
+fn default_statement_timeout_secs() -> f64 {
+    10.0
+}
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: default_database_url() }
+        Self { url: default_database_url(), statement_timeout_secs: default_statement_timeout_secs() }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn tuning(&self) -> pool_adapters::sql::Tuning {
+        pool_adapters::sql::Tuning { statement_timeout: duration(self.statement_timeout_secs) }
     }
 }
 
@@ -232,6 +252,8 @@ impl Default for ProxyConfig {
             max_attempts: FailurePolicy::default().max_attempts,
             max_body_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
+            buffer_budget_bytes: 0,
+            buffer_wait_ms: 2000,
             connect_timeout_secs: 10.0,
             first_byte_timeout_secs: 300.0,
             idle_timeout_secs: 120.0,
@@ -266,6 +288,15 @@ impl ProxyConfig {
     pub fn quota_rest(&self) -> QuotaRest {
         self.quota_rest.to_rest()
     }
+
+    /// The buffer budget in bytes (`buffer_budget_bytes`, or its default for this machine).
+    pub fn buffer_budget(&self) -> usize {
+        memory::buffer_budget(self.buffer_budget_bytes)
+    }
+
+    pub fn buffer_wait(&self) -> Duration {
+        Duration::from_millis(self.buffer_wait_ms)
+    }
 }
 
 fn secs(ms: i64) -> u64 {
@@ -275,7 +306,7 @@ fn secs(ms: i64) -> u64 {
 impl Default for StatsConfig {
     fn default() -> Self {
         Self {
-            flush_interval_secs: 5.0,
+            flush_interval_secs: 1.0,
             max_backlog_rows: 100_000,
             minute_retention_hours: 48,
             hour_retention_days: 90,
@@ -315,7 +346,6 @@ impl Config {
 
     /// As [`Config::load`], with the environment given explicitly (tests).
     pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("POOL")).collect();
         let mut builder = config::Config::builder();
         if let Some(file) = file {
             if !file.exists() {
@@ -323,6 +353,21 @@ impl Config {
             }
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
         }
+        Self::assemble(builder, env)
+    }
+
+    /// A configuration from TOML text alone, without the environment (the fuzz target).
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let source = config::File::from_str(text, config::FileFormat::Toml);
+        Self::assemble(config::Config::builder().add_source(source), std::iter::empty())
+    }
+
+    /// Lays the environment over the defaults and whatever `builder` holds, then validates.
+    fn assemble(
+        mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let env: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("POOL")).collect();
         let structured = config::Environment::with_prefix("POOL")
             .prefix_separator("__")
             .separator("__")
@@ -382,6 +427,7 @@ impl Config {
             self.proxy.request_deadline_secs,
             self.health.recovery_interval_secs,
             self.stats.flush_interval_secs,
+            self.database.statement_timeout_secs,
         ] {
             if !(value.is_finite() && value > 0.0) {
                 bail!("timeouts and intervals must be positive numbers of seconds");

@@ -5,8 +5,10 @@
 //! - [`upstream`]: the HTTP client that talks to providers, owner of every upstream timeout.
 //! - [`clock`]: the system clock behind the domain's `Clock` port.
 //! - [`cipher`]: upstream keys encrypted at rest, a decorator around any store.
+//! - [`guard`]: a deadline on every store call, and the store's health as calls find it.
 
 pub mod cipher;
 pub mod clock;
+pub mod guard;
 pub mod sql;
 pub mod upstream;

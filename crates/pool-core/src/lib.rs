@@ -9,14 +9,20 @@
 //!   [`models`]: what a pool serves, and model lists.
 //! - [`limit`]: rate limits, daily quotas and concurrency for tokens, keys and client addresses,
 //!   behind the [`limit::Limiter`] port.
+//! - [`request`]: what routing reads from a client's body, and the checks it must pass.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
+//! - [`buffer`]: the budget of bytes held in memory at once (bodies and answers read whole).
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
+//! - [`accounting`]: the use cases that move counts between memory and the store (flushes,
+//!   the day's usage read back at start); [`store_health`]: whether the store takes writes.
 //!
 //! A key design decision: time is always passed in as unix milliseconds (`now`), never read here,
 //! so every rule is a plain unit test. The only place that reads a clock is the [`ports::Clock`]
 //! the proxy use case is handed.
 
+pub mod accounting;
+pub mod buffer;
 pub mod client;
 pub mod ids;
 pub mod import;
@@ -33,10 +39,12 @@ pub mod proxy;
 pub mod quota;
 pub mod recheck;
 pub mod registry;
+pub mod request;
 pub mod secret;
 pub mod session;
 pub mod sse;
 pub mod stats;
+pub mod store_health;
 pub mod token;
 pub mod usage;
 

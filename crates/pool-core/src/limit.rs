@@ -234,17 +234,3 @@ pub fn ceil_secs(ms: i64) -> u64 {
 
 #[cfg(test)]
 mod tests;
-
-/// Restores every token's use of the current UTC day from the statistics, so a restart does not
-/// hand out a second daily quota. Returns the number of tokens restored.
-pub async fn restore_today(
-    stats: &dyn crate::ports::StatsStore,
-    limiter: &dyn Limiter,
-    now: UnixMs,
-) -> Result<usize, crate::ports::StoreError> {
-    let used = stats.token_usage_since(crate::stats::day_of(now)).await?;
-    for u in &used {
-        limiter.restore_day(Subject::Token(u.token), u.requests, u.tokens, now);
-    }
-    Ok(used.len())
-}

@@ -263,16 +263,37 @@ impl PoolKey {
         c.last_used.fetch_max(now, Relaxed);
     }
 
-    /// Records how an attempt ended: counters, the window, then the health transition. A
-    /// success on a clean key writes two atomics and takes no lock.
+    /// Records how an attempt ended: its counters, then its judgement ([`PoolKey::judge`]).
     pub fn record(&self, event: &KeyEvent, policy: &FailurePolicy, now: UnixMs) {
+        self.count(event);
+        self.judge(event, policy, now);
+    }
+
+    /// Counts an ended attempt as served or failed, for the key's statistics. A stream is
+    /// counted when it ends ([`PoolKey::judge`] saw its success when it began).
+    pub fn count(&self, event: &KeyEvent) {
+        let c = &self.counters;
+        let (total, pending) = match event {
+            KeyEvent::Neutral => return,
+            KeyEvent::Success => (&c.successes, &c.pending_successes),
+            KeyEvent::RateLimited { .. } | KeyEvent::Rejected { .. } | KeyEvent::Transient { .. } => {
+                (&c.failures, &c.pending_failures)
+            }
+        };
+        total.fetch_add(1, Relaxed);
+        pending.fetch_add(1, Relaxed);
+    }
+
+    /// What an outcome says about the key's health: the last success or failure, the recent
+    /// window, then the health transition. A success on a clean key writes two atomics and
+    /// takes no lock. A stream is judged a success as soon as its first event arrived: it lasts
+    /// seconds, and errors of other requests meanwhile must not judge the key without it.
+    pub fn judge(&self, event: &KeyEvent, policy: &FailurePolicy, now: UnixMs) {
         let c = &self.counters;
         let width = policy.errors_window_ms / WINDOW_BUCKETS as i64;
         let recent = match event {
             KeyEvent::Neutral => return,
             KeyEvent::Success => {
-                c.successes.fetch_add(1, Relaxed);
-                c.pending_successes.fetch_add(1, Relaxed);
                 c.last_success.fetch_max(now, Relaxed);
                 self.window.add(now, width, false);
                 if let Some(pool) = self.pool.get().filter(|pool| pool.degraded.load(Relaxed)) {
@@ -285,8 +306,6 @@ impl PoolKey {
                 Recent::default()
             }
             KeyEvent::RateLimited { .. } | KeyEvent::Rejected { .. } | KeyEvent::Transient { .. } => {
-                c.failures.fetch_add(1, Relaxed);
-                c.pending_failures.fetch_add(1, Relaxed);
                 c.last_failure.fetch_max(now, Relaxed);
                 if !matches!(event, KeyEvent::Transient { .. }) {
                     Recent::default()

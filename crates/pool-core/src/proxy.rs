@@ -17,10 +17,11 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::UnixMs;
+use crate::buffer::{BufferBudget, Reservation};
 use crate::ids::{KeyId, TokenId};
 use crate::key::{FailurePolicy, KeyEvent};
 use crate::limit::{Admission, Limiter, Refusal, Subject};
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Largest upstream body read whole (non-stream answers, the held first stream event).
     pub max_response_bytes: usize,
+    /// The bytes all requests may hold in memory at once; an answer that does not fit is 503.
+    pub buffers: Arc<BufferBudget>,
     /// No new attempt starts once a request has waited this long for an answer.
     pub deadline_ms: i64,
     pub stats: Arc<Recorder>,
@@ -109,6 +112,8 @@ pub struct Delivery {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Body,
+    /// The buffer budget a whole body holds: keep it until the body is sent.
+    pub reservation: Option<Reservation>,
     /// The key that served, after the attempts that failed.
     pub served_by: KeyId,
     pub failed_attempts: Vec<AttemptNote>,
@@ -127,6 +132,9 @@ pub enum ProxyError {
     /// The upstream answered, but the gateway cannot deliver it (larger than it reads whole).
     #[error("The upstream answer could not be delivered: {reason}")]
     Undeliverable { reason: String, notes: Vec<AttemptNote> },
+    /// The answer did not fit in the gateway's buffer budget.
+    #[error("The gateway is holding as many bytes as it may; retry shortly")]
+    Busy { budget: usize, notes: Vec<AttemptNote> },
 }
 
 impl ProxyError {
@@ -136,13 +144,14 @@ impl ProxyError {
             Self::UnknownProvider(_) | Self::ModelNotServed { .. } => (StatusCode::NOT_FOUND, Outcome::Rejected),
             Self::NoKey { .. } => (StatusCode::SERVICE_UNAVAILABLE, Outcome::NoKey),
             Self::AllFailed { .. } | Self::Undeliverable { .. } => (StatusCode::BAD_GATEWAY, Outcome::Failed),
+            Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Failed),
         }
     }
 
     /// Every attempt that failed, in order.
     pub fn notes(&self) -> &[AttemptNote] {
         match self {
-            Self::AllFailed { notes, .. } | Self::Undeliverable { notes, .. } => notes,
+            Self::AllFailed { notes, .. } | Self::Undeliverable { notes, .. } | Self::Busy { notes, .. } => notes,
             Self::UnknownProvider(_) | Self::NoKey { .. } | Self::ModelNotServed { .. } => &[],
         }
     }
@@ -154,20 +163,39 @@ fn no_key_detail(limited: bool) -> &'static str {
 
 enum Attempt {
     Served(StatusCode, HeaderMap, Served),
-    Failed { event: KeyEvent, cost: Cost, decision: Decision, status: u16, answer: Option<Passed> },
-    Undeliverable { decision: Decision, status: u16 },
+    Failed {
+        event: KeyEvent,
+        cost: Cost,
+        decision: Decision,
+        status: u16,
+        answer: Option<Passed>,
+    },
+    Undeliverable {
+        decision: Decision,
+        status: u16,
+    },
+    /// The answer did not fit in the buffer budget.
+    Busy {
+        status: u16,
+    },
 }
 
 /// A non-2xx answer kept while other keys are tried: the client gets it if no key serves.
 struct Passed {
     status: StatusCode,
     headers: HeaderMap,
-    body: Bytes,
+    body: Buffered,
 }
 
 enum Served {
-    Whole(Bytes),
+    Whole(Buffered),
     Stream(Held),
+}
+
+/// Bytes read whole, with the budget they hold.
+struct Buffered {
+    bytes: Bytes,
+    reservation: Reservation,
 }
 
 /// A stream held up to its first complete event.
@@ -177,6 +205,8 @@ struct Held {
     rest: BodyStream,
     /// The key's slot, held until the stream ends.
     permit: Admission,
+    /// The budget the held bytes take, until they are passed on.
+    reservation: Reservation,
 }
 
 /// How a request ended, for its count.
@@ -298,8 +328,9 @@ impl Gateway {
             }
             match attempt {
                 Attempt::Served(status, headers, served) => {
-                    let body = self.commit(&key, status, served, meter.take(), waited);
-                    return Ok(Delivery { status, headers, body, served_by: key.id, failed_attempts: progress.notes });
+                    let (body, reservation) = self.commit(&key, status, served, meter.take(), waited);
+                    let failed_attempts = progress.notes;
+                    return Ok(Delivery { status, headers, body, reservation, served_by: key.id, failed_attempts });
                 }
                 Attempt::Failed { event, cost, decision, status, answer } => {
                     key.record(&event, &self.policy, self.clock.now_ms());
@@ -324,6 +355,14 @@ impl Gateway {
                     progress.notes.push(AttemptNote { key: key.id, outcome: decision.note.clone() });
                     return Err(ProxyError::Undeliverable { reason: decision.note, notes: progress.notes });
                 }
+                Attempt::Busy { status } => {
+                    if let Some(meter) = meter.as_ref() {
+                        meter.attempt(key.id, status, Outcome::Failed, waited);
+                    }
+                    progress.notes.push(AttemptNote { key: key.id, outcome: "buffer budget full".into() });
+                    self.buffers.count_refused();
+                    return Err(ProxyError::Busy { budget: self.buffers.limit(), notes: progress.notes });
+                }
             }
         }
         let now = self.clock.now_ms();
@@ -331,8 +370,8 @@ impl Gateway {
         self.give_up(req, progress, retry_at, false, meter)
     }
 
-    /// The answer the client gets once it is committed: a whole body is counted now, a stream
-    /// when it ends.
+    /// The answer the client gets once it is committed (with the budget a whole body holds): a
+    /// whole body is counted now, a stream when it ends.
     fn commit(
         &self,
         key: &Arc<PoolKey>,
@@ -340,9 +379,9 @@ impl Gateway {
         served: Served,
         meter: Option<Meter>,
         waited: u64,
-    ) -> Body {
+    ) -> (Body, Option<Reservation>) {
         match (served, meter) {
-            (Served::Whole(bytes), Some(mut meter)) => {
+            (Served::Whole(Buffered { bytes, reservation }), Some(mut meter)) => {
                 meter.served_us = waited;
                 let (outcome, usage) = if status.is_success() {
                     (Outcome::Success, Usage::of_body(&bytes))
@@ -353,16 +392,17 @@ impl Gateway {
                     meter.model_unknown();
                 }
                 meter.finish(Ending { served: Some(key.id), status: status.as_u16(), outcome, usage, partial: false });
-                Body::Full(bytes)
+                (Body::Full(bytes), Some(reservation))
             }
-            (Served::Whole(bytes), None) => Body::Full(bytes),
+            (Served::Whole(Buffered { bytes, reservation }), None) => (Body::Full(bytes), Some(reservation)),
             (Served::Stream(held), meter) => {
+                key.judge(&KeyEvent::Success, &self.policy, self.clock.now_ms());
                 let meter = meter.map(|mut m| {
                     m.served_us = waited;
                     m.committed_us = Some(self.clock.monotonic_us());
                     m
                 });
-                Body::Stream(Box::pin(self.relay(key, held, status, meter)))
+                (Body::Stream(Box::pin(self.relay(key, held, status, meter))), None)
             }
         }
     }
@@ -383,11 +423,12 @@ impl Gateway {
                 meter.model_unknown();
                 meter.finish(Ending::refused(passed.status.as_u16(), Outcome::ClientError));
             }
-            let body = Body::Full(passed.body);
+            let Buffered { bytes, reservation } = passed.body;
             return Ok(Delivery {
                 status: passed.status,
                 headers: passed.headers,
-                body,
+                body: Body::Full(bytes),
+                reservation: Some(reservation),
                 served_by: key,
                 failed_attempts: notes,
             });
@@ -404,6 +445,7 @@ impl Gateway {
         let strip = meter.as_ref().is_some_and(|m| m.strip_usage);
         Relay {
             held: Some(held.bytes),
+            held_reservation: Some(held.reservation),
             rest: held.rest,
             key: Arc::clone(key),
             policy: self.policy.clone(),
@@ -440,13 +482,13 @@ impl Gateway {
         }
         let status = response.status;
         let headers = client_headers(&response.headers);
-        let upstream_headers = response.headers;
-        let body = match read_body(response.body, self.max_response_bytes).await {
+        let body = match self.read_body(response.body, &response.headers).await {
             Ok(body) => body,
-            Err(e) => return self.broken(&e, status.as_u16()),
+            Err(unread) => return self.unread(unread, status.as_u16()),
         };
         let model_listed = req.model.as_deref().is_some_and(|m| key.lists(m));
-        let answer = Answer::Status { status: status.as_u16(), headers: &upstream_headers, body: &body, model_listed };
+        let answer =
+            Answer::Status { status: status.as_u16(), headers: &response.headers, body: &body.bytes, model_listed };
         let decision = classify(answer, &self.quota, self.clock.now_ms());
         match decision.verdict.clone() {
             Verdict::Retry { event, cost } => {
@@ -467,20 +509,39 @@ impl Gateway {
         }
     }
 
+    /// A body that could not be read whole: broken on the way, or beyond the buffer budget.
+    fn unread(&self, unread: Unread, status: u16) -> Attempt {
+        match unread {
+            Unread::Transport(e) => self.broken(&e, status),
+            Unread::Busy => Attempt::Busy { status },
+        }
+    }
+
     async fn read_whole(&self, key: &Arc<PoolKey>, response: UpstreamResponse) -> Attempt {
-        match read_body(response.body, self.max_response_bytes).await {
+        match self.read_body(response.body, &response.headers).await {
             Ok(body) => {
                 key.record(&KeyEvent::Success, &self.policy, self.clock.now_ms());
                 Attempt::Served(response.status, client_headers(&response.headers), Served::Whole(body))
             }
-            Err(e) => self.broken(&e, response.status.as_u16()),
+            Err(unread) => self.unread(unread, response.status.as_u16()),
         }
     }
 
+    /// Reads an upstream body whole, under the size limit and within the buffer budget (its
+    /// declared length reserved up front, else grown as chunks arrive).
+    async fn read_body(&self, body: BodyStream, headers: &HeaderMap) -> Result<Buffered, Unread> {
+        let declared = header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok());
+        let mut hold = Hold { reservation: self.buffers.empty(), limit: self.max_response_bytes };
+        hold.cover(declared.unwrap_or(0))?;
+        let bytes = read_body(body, &mut hold, declared.unwrap_or(0)).await?;
+        Ok(Buffered { bytes, reservation: hold.reservation })
+    }
+
     async fn hold_stream(&self, framing: Framing, response: UpstreamResponse, permit: Admission) -> Attempt {
-        let (bytes, first_len, rest) = match hold_first_event(framing, response.body, self.max_response_bytes).await {
+        let hold = Hold { reservation: self.buffers.empty(), limit: self.max_response_bytes };
+        let (bytes, first_len, rest, reservation) = match hold_first_event(framing, response.body, hold).await {
             Ok(parts) => parts,
-            Err(e) => return self.broken(&e, response.status.as_u16()),
+            Err(unread) => return self.unread(unread, response.status.as_u16()),
         };
         if let Some(status) = inband_error_status(framing, &bytes[..first_len]) {
             let decision = classify(Answer::InBand { status }, &self.quota, self.clock.now_ms());
@@ -488,7 +549,7 @@ impl Gateway {
                 return Attempt::Failed { event, cost, decision, status, answer: None };
             }
         }
-        let held = Held { framing, bytes, rest, permit };
+        let held = Held { framing, bytes, rest, permit, reservation };
         Attempt::Served(response.status, client_headers(&response.headers), Served::Stream(held))
     }
 }
@@ -511,52 +572,76 @@ fn client_headers(upstream: &HeaderMap) -> HeaderMap {
     headers
 }
 
-async fn read_body(mut body: BodyStream, limit: usize) -> Result<Bytes, TransportError> {
+/// Why an upstream body was not read whole.
+enum Unread {
+    Transport(TransportError),
+    /// It did not fit in the buffer budget.
+    Busy,
+}
+
+impl From<TransportError> for Unread {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+
+/// What a body being read may take: up to `limit` bytes, each one reserved in the budget.
+struct Hold {
+    reservation: Reservation,
+    limit: usize,
+}
+
+impl Hold {
+    /// Makes room for `total` bytes in all.
+    fn cover(&mut self, total: usize) -> Result<(), Unread> {
+        if total > self.limit {
+            return Err(TransportError::TooLarge.into());
+        }
+        self.reservation.cover(total).map_err(|_| Unread::Busy)
+    }
+}
+
+/// Reads a body whole (one chunk is kept as it came; more are copied into one buffer of
+/// `capacity` bytes, or as grown).
+async fn read_body(mut body: BodyStream, hold: &mut Hold, capacity: usize) -> Result<Bytes, Unread> {
     let Some(first) = body.next().await.transpose()? else {
         return Ok(Bytes::new());
     };
-    if first.len() > limit {
-        return Err(TransportError::TooLarge);
-    }
+    hold.cover(first.len())?;
     let Some(second) = body.next().await.transpose()? else {
         return Ok(first);
     };
-    if first.len() + second.len() > limit {
-        return Err(TransportError::TooLarge);
-    }
-    let mut buf = BytesMut::from(&first[..]);
+    hold.cover(first.len() + second.len())?;
+    let mut buf = BytesMut::with_capacity(capacity.max(first.len() + second.len()));
+    buf.extend_from_slice(&first);
     buf.extend_from_slice(&second);
     while let Some(chunk) = body.next().await.transpose()? {
-        if buf.len() + chunk.len() > limit {
-            return Err(TransportError::TooLarge);
-        }
+        hold.cover(buf.len() + chunk.len())?;
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
 }
 
-/// Reads until the first complete event; returns the bytes held, the first event's length, and
-/// the rest of the stream.
+/// Reads until the first complete event; returns the bytes held, the first event's length, the
+/// rest of the stream, and the budget the held bytes take.
 async fn hold_first_event(
     framing: Framing,
     mut body: BodyStream,
-    limit: usize,
-) -> Result<(Bytes, usize, BodyStream), TransportError> {
+    mut hold: Hold,
+) -> Result<(Bytes, usize, BodyStream, Reservation), Unread> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await.transpose()? {
+        hold.cover(buf.len() + chunk.len())?;
         buf.extend_from_slice(&chunk);
         if let Some(len) = framing.first_event_len(&buf) {
-            return Ok((buf.freeze(), len, body));
-        }
-        if buf.len() > limit {
-            return Err(TransportError::TooLarge);
+            return Ok((buf.freeze(), len, body, hold.reservation));
         }
     }
     if buf.is_empty() {
-        return Err(TransportError::Dropped);
+        return Err(TransportError::Dropped.into());
     }
     let len = buf.len();
-    Ok((buf.freeze(), len, body))
+    Ok((buf.freeze(), len, body, hold.reservation))
 }
 
 /// The client's side of a committed stream: the held bytes, then the upstream's, then either a
@@ -566,6 +651,8 @@ async fn hold_first_event(
 /// When the shutdown's grace period ends first, it ends with an error event and is counted.
 struct Relay {
     held: Option<Bytes>,
+    /// The budget the held bytes take, given back once they are passed on.
+    held_reservation: Option<Reservation>,
     rest: BodyStream,
     key: Arc<PoolKey>,
     policy: FailurePolicy,
@@ -588,6 +675,8 @@ impl Stream for Relay {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(held) = self.held.take() {
             let out = self.tap.feed(&held);
+            drop(held);
+            self.held_reservation = None;
             if !out.is_empty() {
                 return Poll::Ready(Some(Ok(out)));
             }
@@ -633,10 +722,15 @@ impl Relay {
         out.freeze()
     }
 
+    /// The stream ended: the key's attempt is counted, and judged again only if it broke (its
+    /// success was judged when its first event arrived).
     fn finish(&mut self, event: &KeyEvent, outcome: Outcome) {
         self.finished = true;
         self.permit = None;
-        self.key.record(event, &self.policy, self.clock.now_ms());
+        self.key.count(event);
+        if !matches!(event, KeyEvent::Success) {
+            self.key.judge(event, &self.policy, self.clock.now_ms());
+        }
         self.count(outcome);
     }
 

@@ -2,7 +2,7 @@
 //! kept in step.
 //!
 //! Every change goes to the store first and then to memory, so a change the store refused never
-//! shows in rotation. Counters go the other way: they grow in memory on the hot path and reach the
+//! shows in rotation (and the caller can answer that nothing changed). Counters go the other way: they grow in memory on the hot path and reach the
 //! store through [`Registry::flush`], a few times a minute and at shutdown. A flush that fails
 //! gives its deltas back, so nothing counted is lost while the database is away.
 //!
@@ -17,7 +17,8 @@ use futures_util::lock::Mutex;
 
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
-use crate::pool::{KeyDelta, KeyLimits, PoolKey, Pools};
+use crate::key::Health;
+use crate::pool::{CounterValues, KeyDelta, KeyLimits, PoolKey, Pools};
 use crate::ports::{NewKey, Store, StoreError, TokenRecord};
 use crate::provider::ProviderName;
 use crate::token::{ClientToken, TokenDelta, TokenIndex, TokenSettings};
@@ -114,11 +115,44 @@ impl Registry {
         Ok(token)
     }
 
-    /// Revokes a token: gone from memory at once, then from the store.
+    /// Revokes a token: deleted from the store, then from memory. A store that fails leaves the
+    /// token working, as the store still holds it; a revocation acknowledged holds across
+    /// restarts.
     pub async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError> {
-        let removed = self.tokens.remove(id);
         let deleted = self.store.delete_token(id).await?;
+        let removed = self.tokens.remove(id);
         Ok(removed.is_some() || deleted)
+    }
+
+    /// Applies an operator's change of health (enable, disable, lift cooldowns) to some keys:
+    /// written to the store first, applied in memory only once the store has it. Returns the
+    /// number of keys whose health changed.
+    pub async fn change_health(
+        &self,
+        keys: &[Arc<PoolKey>],
+        change: impl Fn(&mut Health),
+    ) -> Result<usize, StoreError> {
+        let deltas: Vec<KeyDelta> = keys
+            .iter()
+            .filter_map(|key| {
+                let before = key.health();
+                let mut after = before.clone();
+                change(&mut after);
+                (after != before).then(|| KeyDelta {
+                    id: key.id,
+                    counters: CounterValues::default(),
+                    health: Some(after),
+                    models: None,
+                })
+            })
+            .collect();
+        if !deltas.is_empty() {
+            self.store.flush_keys(&deltas).await?;
+        }
+        for key in keys {
+            key.update_health(&change);
+        }
+        Ok(deltas.len())
     }
 
     /// Changes a token's settings: `change` gets the current ones and returns the new ones (or an

@@ -3,7 +3,7 @@
 //!
 //! The hot path adds to a [`Recorder`]: a sharded in-memory map from (minute, [`Dims`]) to a
 //! [`Tally`], one short lock per record and no store round trip. A background flush takes what
-//! accumulated ([`Recorder::flush`]) and writes it to the store as atomic increments of four
+//! accumulated ([`Recorder::take_flight`], driven by [`crate::accounting::flush_stats`]) and writes it to the store as atomic increments of four
 //! rollups ([`Rollups`]): per minute and per hour with every dimension, per hour without key and
 //! token (what dashboards read), and all-time totals. A flush that fails gives its rows back;
 //! the backlog is bounded by a row cap, beyond which new rows are dropped and counted, so a long
@@ -20,7 +20,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
-use crate::ports::{StatsStore, StoreError};
 use crate::provider::ProviderName;
 use crate::usage::Usage;
 
@@ -177,15 +176,20 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds `other` in, saturating: an upstream that reports absurd usage cannot wrap a sum.
     pub fn add(&mut self, other: &Self) {
-        self.events += other.events;
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
-        self.partial += other.partial;
-        self.latency_ms += other.latency_ms;
-        self.ttfb_ms += other.ttfb_ms;
-        self.overhead_us += other.overhead_us;
+        for (sum, n) in [
+            (&mut self.events, other.events),
+            (&mut self.prompt_tokens, other.prompt_tokens),
+            (&mut self.completion_tokens, other.completion_tokens),
+            (&mut self.total_tokens, other.total_tokens),
+            (&mut self.partial, other.partial),
+            (&mut self.latency_ms, other.latency_ms),
+            (&mut self.ttfb_ms, other.ttfb_ms),
+            (&mut self.overhead_us, other.overhead_us),
+        ] {
+            *sum = sum.saturating_add(n);
+        }
     }
 
     pub fn with_usage(mut self, usage: Option<Usage>) -> Self {
@@ -241,6 +245,8 @@ pub struct FlushState {
     pub last_ok: UnixMs,
     /// Flushes that failed in a row.
     pub failures: u64,
+    /// Flushes that failed since start.
+    pub failures_total: u64,
     /// Rows not yet written: waiting for the next flush, or in one under way.
     pub backlog_rows: usize,
 }
@@ -259,6 +265,7 @@ pub struct Recorder {
     dropped_attempts: AtomicU64,
     last_flush_ok: AtomicI64,
     flush_failures: AtomicU64,
+    flush_failures_total: AtomicU64,
     /// Rows taken by flushes under way.
     flushing: AtomicUsize,
     pub metrics: Metrics,
@@ -275,6 +282,7 @@ impl Recorder {
             dropped_attempts: AtomicU64::new(0),
             last_flush_ok: AtomicI64::new(0),
             flush_failures: AtomicU64::new(0),
+            flush_failures_total: AtomicU64::new(0),
             flushing: AtomicUsize::new(0),
             metrics: Metrics::default(),
         }
@@ -334,32 +342,13 @@ impl Recorder {
         }
     }
 
-    /// Writes what accumulated to the store; on failure the rows stay for the next flush.
-    /// Returns the number of rows written.
-    pub async fn flush(&self, store: &dyn StatsStore, now: UnixMs) -> Result<usize, StoreError> {
+    /// Takes every row accumulated since the last take for a flush: until the flight is told it
+    /// [`Flight::landed`], the rows still count as backlog, and a flight that failed (or was
+    /// dropped half-way, as when its store call timed out) gives them back.
+    pub fn take_flight(&self) -> Flight<'_> {
         let rows = self.take();
-        if rows.is_empty() {
-            self.flushed(now);
-            return Ok(0);
-        }
-        // Rows on their way to the store still wait: the backlog counts them until they land.
-        let taken = rows.len();
-        self.flushing.fetch_add(taken, Relaxed);
-        let written = store.add_stats(&Rollups::of(&rows)).await;
-        if written.is_err() {
-            self.restore(rows);
-        }
-        self.flushing.fetch_sub(taken, Relaxed);
-        match written {
-            Ok(()) => {
-                self.flushed(now);
-                Ok(taken)
-            }
-            Err(e) => {
-                self.flush_failures.fetch_add(1, Relaxed);
-                Err(e)
-            }
-        }
+        self.flushing.fetch_add(rows.len(), Relaxed);
+        Flight { recorder: self, rows }
     }
 
     fn flushed(&self, now: UnixMs) {
@@ -375,8 +364,45 @@ impl Recorder {
         FlushState {
             last_ok: self.last_flush_ok.load(Relaxed),
             failures: self.flush_failures.load(Relaxed),
+            failures_total: self.flush_failures_total.load(Relaxed),
             backlog_rows: self.shards.iter().map(|s| lock(s).len()).sum::<usize>() + self.flushing.load(Relaxed),
         }
+    }
+}
+
+/// The rows of one flush on their way to the store (see [`Recorder::take_flight`]).
+pub struct Flight<'a> {
+    recorder: &'a Recorder,
+    rows: Vec<StatsRow>,
+}
+
+impl Flight<'_> {
+    pub fn rows(&self) -> &[StatsRow] {
+        &self.rows
+    }
+
+    /// The store took the rows: they leave the backlog. Returns how many there were.
+    pub fn landed(mut self, now: UnixMs) -> usize {
+        let rows = std::mem::take(&mut self.rows);
+        self.recorder.flushing.fetch_sub(rows.len(), Relaxed);
+        self.recorder.flushed(now);
+        rows.len()
+    }
+}
+
+/// A flight that did not land (the store failed, or the flush was cancelled) gives its rows
+/// back, subject to the backlog cap like new rows, and counts as a failed flush.
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let rows = std::mem::take(&mut self.rows);
+        if rows.is_empty() {
+            return;
+        }
+        let taken = rows.len();
+        self.recorder.restore(rows);
+        self.recorder.flushing.fetch_sub(taken, Relaxed);
+        self.recorder.flush_failures.fetch_add(1, Relaxed);
+        self.recorder.flush_failures_total.fetch_add(1, Relaxed);
     }
 }
 

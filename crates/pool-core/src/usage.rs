@@ -59,11 +59,15 @@ impl Answer {
         if let Some(u) = &self.usage {
             let prompt = u.prompt_tokens.or(u.input_tokens).unwrap_or(0);
             let completion = u.completion_tokens.or(u.output_tokens).unwrap_or(0);
-            return Some(Usage { prompt, completion, total: u.total_tokens.unwrap_or(prompt + completion) });
+            return Some(Usage {
+                prompt,
+                completion,
+                total: u.total_tokens.unwrap_or(prompt.saturating_add(completion)),
+            });
         }
         (self.prompt_eval_count.is_some() || self.eval_count.is_some()).then(|| {
             let (prompt, completion) = (self.prompt_eval_count.unwrap_or(0), self.eval_count.unwrap_or(0));
-            Usage { prompt, completion, total: prompt + completion }
+            Usage { prompt, completion, total: prompt.saturating_add(completion) }
         })
     }
 }
@@ -150,6 +154,9 @@ mod tests {
         assert_eq!(Usage::of_body(b"not json"), None);
         let anthropic_style = br#"{"content":[{"text":"x"}],"usage":{"input_tokens":4,"output_tokens":6}}"#;
         assert_eq!(Usage::of_body(anthropic_style), Some(Usage { prompt: 4, completion: 6, total: 10 }));
+        let max = u64::MAX;
+        let huge = format!(r#"{{"usage":{{"prompt_tokens":{max},"completion_tokens":1}}}}"#);
+        assert_eq!(Usage::of_body(huge.as_bytes()).map(|u| u.total), Some(max), "a hostile count saturates");
         assert_eq!(
             Usage::of_body(br#"{"usage":null,"eval_count":2}"#),
             Some(Usage { prompt: 0, completion: 2, total: 2 })

@@ -63,6 +63,7 @@ mod tests {
             status,
             headers: HeaderMap::new(),
             body: Body::Full(bytes::Bytes::new()),
+            reservation: None,
             served_by: id(7),
             failed_attempts: failed,
         }

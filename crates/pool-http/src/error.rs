@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use pool_core::ports::StoreError;
 use pool_core::proxy::ProxyError;
+use pool_core::request::Refused;
 use pool_core::token::AuthError;
 use serde_json::json;
 
@@ -65,6 +66,14 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }
 
+    /// The store did not take a write (or answer a read): nothing was changed, and the client
+    /// may try again. The cause is logged, never shown (it may name the database's host).
+    pub fn storage_unavailable(cause: &dyn std::error::Error) -> Self {
+        tracing::warn!(error.cause_chain = %cause_chain(cause), "store unavailable");
+        let message = "The store is unavailable; nothing was changed. Requests are still served; try again shortly";
+        Self { retry_after_s: Some(5), ..Self::unavailable(message).with_code("storage_unavailable") }
+    }
+
     /// A failure of ours: logged with its cause, shown to the client without it.
     pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
         tracing::error!(error.cause_chain = %cause_chain(cause), "{context}");
@@ -119,6 +128,12 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        Self { param: e.param(), ..Self::bad_request(e.to_string()) }
+    }
+}
+
 impl From<ProxyError> for ApiError {
     fn from(e: ProxyError) -> Self {
         let message = e.to_string();
@@ -133,6 +148,7 @@ impl From<ProxyError> for ApiError {
             ProxyError::Undeliverable { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_undeliverable")
             }
+            ProxyError::Busy { budget, .. } => crate::capacity::server_busy(budget),
             ProxyError::AllFailed { retry_after_s, .. } => Self {
                 retry_after_s,
                 ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_failed")
@@ -145,7 +161,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => Self::new(StatusCode::CONFLICT, "invalid_request_error", "Record already exists"),
-            other => Self::internal("store operation failed", &other),
+            StoreError::Backend(_) => Self::storage_unavailable(&e),
+            StoreError::Corrupt(_) => Self::internal("store operation failed", &e),
         }
     }
 }

@@ -5,8 +5,14 @@
 //! `server.min_body_rate_bytes_per_sec` on average once the grace has passed) is answered 408;
 //! the connection is then closed by hyper, since the rest of the body was never read. The check
 //! costs nothing while the body is already buffered: the timer exists only once a read waits.
+//!
+//! A body read whole takes its bytes from the gateway's buffer budget
+//! ([`pool_core::buffer`]): its declared length up front, or chunk by chunk. When they do not
+//! fit, the request waits up to `proxy.buffer_wait_ms` for room and is then answered 503
+//! `server_busy`, so a burst of large bodies queues or is refused instead of exhausting memory.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,14 +21,15 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use pool_core::buffer::{BufferBudget, Reservation};
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive), if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -31,18 +38,78 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes with a 413 and a body slower
-/// than `pace` with a 408.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, pace: &BodyPace) -> Result<Bytes, ApiError> {
+/// Reads a whole request body, refusing more than `proxy.max_body_bytes` with a 413, a body
+/// slower than its pace with a 408, and one that finds no room in the buffer budget within
+/// `proxy.buffer_wait_ms` with a 503. The reservation holds the body's bytes: keep it as long
+/// as the bytes.
+pub async fn read_body(headers: &HeaderMap, body: Body, state: &Services) -> Result<(Bytes, Reservation), ApiError> {
+    let settings = &state.settings;
+    let (limit, pace) = (settings.max_body_bytes, &settings.body_pace);
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(Paced::new(body, *pace), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(e) if e.downcast_ref::<TooSlow>().is_some() => Err(ApiError::request_timeout(pace.describe())),
-        Err(_) => Err(ApiError::bad_request("Could not read the request body")),
+    let declared = declared.map_or(0, |n| n as usize);
+    let room = Room { budget: &state.gateway.buffers, until: Instant::now() + settings.buffer_wait };
+    let mut reservation = room.reserve(declared).await?;
+    let mut body = Limited::new(Paced::new(body, *pace), limit);
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|e| body_error(&*e, limit, pace))?.into_data() else { continue };
+        let total = first.as_ref().map_or(0, Bytes::len) + buf.len() + data.len();
+        room.cover(&mut reservation, total).await?;
+        // One chunk is kept as it came; a second starts one buffer of the declared size.
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            held => {
+                if let Some(held) = held {
+                    buf.reserve(declared.max(total));
+                    buf.extend_from_slice(&held);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok((first.unwrap_or_else(|| buf.freeze()), reservation))
+}
+
+fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), limit: usize, pace: &BodyPace) -> ApiError {
+    if e.downcast_ref::<LengthLimitError>().is_some() {
+        ApiError::too_large(limit)
+    } else if e.downcast_ref::<TooSlow>().is_some() {
+        ApiError::request_timeout(pace.describe())
+    } else {
+        ApiError::bad_request("Could not read the request body")
+    }
+}
+
+/// Room in the buffer budget for one request body, waited for until a deadline.
+struct Room<'a> {
+    budget: &'a Arc<BufferBudget>,
+    until: Instant,
+}
+
+impl Room<'_> {
+    async fn reserve(&self, bytes: usize) -> Result<Reservation, ApiError> {
+        let mut reservation = self.budget.empty();
+        self.cover(&mut reservation, bytes).await?;
+        Ok(reservation)
+    }
+
+    /// Grows `reservation` to `total` bytes, waiting for room until the deadline.
+    async fn cover(&self, reservation: &mut Reservation, total: usize) -> Result<(), ApiError> {
+        let more = total.saturating_sub(reservation.bytes());
+        if more == 0 || reservation.grow(more).is_ok() {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(self.until, reservation.grow_waiting(more)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => {
+                self.budget.count_refused();
+                Err(crate::capacity::server_busy(self.budget.limit()))
+            }
+        }
     }
 }
 
@@ -157,8 +224,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let settings = &state.settings;
-        let bytes = read_body(&parts.headers, body, settings.max_body_bytes, &settings.body_pace).await?;
+        let (bytes, _reservation) = read_body(&parts.headers, body, state).await?;
         parse_json(&bytes).map(AppJson)
     }
 }

@@ -51,6 +51,8 @@ pub struct Services {
     pub started_at: UnixMs,
     /// "sqlite" or "postgres", for `/health`.
     pub storage: &'static str,
+    /// Whether the store takes writes, as the last calls found it (see `pool_adapters::guard`).
+    pub store_health: Arc<pool_core::store_health::StoreHealth>,
     /// When statistics were last pruned.
     pub last_prune: AtomicI64,
     /// Requests answered at once, under `server.max_concurrent_requests`.
@@ -65,6 +67,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// How slowly a request body may arrive (408 beyond).
     pub body_pace: crate::extract::BodyPace,
+    /// How long a request waits for room in the buffer budget before its 503.
+    pub buffer_wait: std::time::Duration,
     /// How long a fetched model list is served before it is fetched again.
     pub models_ttl_ms: i64,
     /// Probes running at once.
@@ -99,15 +103,30 @@ pub struct Flushed {
     pub stats: usize,
 }
 
+impl Flushed {
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0 && self.tokens == 0 && self.stats == 0
+    }
+}
+
+/// The setting a probe writes to find out whether the store takes writes again.
+const PROBE_SETTING: &str = "store.last_probe";
+
 impl Services {
     /// Writes every in-memory counter to the store: key and token counters, then statistics.
     /// What could not be written stays in memory for the next flush.
     pub async fn flush(&self) -> Result<Flushed, StoreError> {
         let now = self.gateway.clock.now_ms();
         let counters = self.registry.flush().await;
-        let stats = self.gateway.stats.flush(self.registry.store.as_ref(), now).await;
+        let stats = pool_core::accounting::flush_stats(&self.gateway.stats, self.registry.store.as_ref(), now).await;
         let counters = counters?;
         Ok(Flushed { keys: counters.keys, tokens: counters.tokens, stats: stats? })
+    }
+
+    /// Writes one small value, to learn whether the store takes writes (its health follows).
+    pub async fn probe_store(&self) -> Result<(), StoreError> {
+        let now = self.gateway.clock.now_ms();
+        self.registry.store.put_setting(PROBE_SETTING, &now.to_string()).await
     }
 
     /// Deletes rollup rows past their retention, at most once an hour.

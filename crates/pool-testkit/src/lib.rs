@@ -15,6 +15,7 @@
 //! ```
 
 mod body;
+mod fault_proxy;
 mod faults;
 mod ollama;
 mod openai;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::fault_proxy::FaultProxy;
 pub use crate::faults::{Fault, Outage, RecordedRequest};
 use crate::state::Inner;
 

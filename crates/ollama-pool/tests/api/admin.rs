@@ -150,7 +150,8 @@ async fn health_reports_version_uptime_and_key_states_without_auth() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptimeSeconds"].is_u64());
-    assert_eq!(health["storage"], crate::helpers::test_backend());
+    assert_eq!(health["storageBackend"], crate::helpers::test_backend());
+    assert_eq!(health["storage"], "ok");
     assert_eq!(health["providers"]["ollama"]["keys"]["total"], 2);
     assert_eq!(health["providers"]["ollama"]["keys"]["byStatus"]["failed"], 1);
     assert_eq!(health["providers"]["openrouter"]["enabled"], true);

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::helpers::{
-    ADMIN, Options, ServingBinary, TestApp, chat, error_of, free_addr, fresh_postgres_database, postgres_url,
+    ADMIN, Options, ServingBinary, TestApp, chat, error_of, free_addr, fresh_postgres_database, metric, postgres_url,
     spawn_app_with, test_backend,
 };
 
@@ -94,13 +94,6 @@ impl Pinned {
         assert_eq!(status, 200);
         metric(&String::from_utf8_lossy(&body), name)
     }
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
-    line.and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
 /// Opens a connection, writes `bytes`, and returns how long until the gateway closed it.

@@ -176,6 +176,11 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
     }
 
+    /// A gauge or counter without labels of `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric(&self.admin_get("/metrics").await.text().await.expect("metrics"), name)
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         self.get_as(&self.token, path).await.json().await.expect("json")
     }
@@ -217,6 +222,14 @@ impl Drop for TestApp {
 }
 
 /// The error object of an OpenAI-shaped error response, after checking the shape.
+/// A gauge or counter without labels, read from `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+    line.and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
 pub async fn error_of(response: Response) -> Value {
     let body: Value = response.json().await.expect("error body is JSON");
     let error = body["error"].clone();
@@ -307,6 +320,13 @@ impl ServingBinary {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { base, child, _dir: dir }
+    }
+
+    /// Kills it with SIGKILL (no shutdown, no final flush: a crash) and waits until it is gone.
+    pub async fn kill(mut self) {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+        self.child.wait().await.unwrap();
     }
 
     /// Stops it with SIGTERM; returns whether it exited cleanly, its stderr and its stdout.

@@ -80,7 +80,7 @@ async fn the_gateway_works_the_same_on_postgresql() {
     let again = spawn_app_with(Options { db_url: Some(url), ..Options::new() }).await;
     // Assert
     let health: Value = again.get_json("/health").await;
-    assert_eq!(health["storage"], "postgres");
+    assert_eq!(health["storageBackend"], "postgres");
     assert_eq!(again.key(&bad).await["status"], "failed");
     assert_eq!(again.key(&good).await["success_count"], 5);
 }

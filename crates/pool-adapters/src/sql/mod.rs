@@ -27,6 +27,7 @@ mod stats;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pool_core::ports::{Store, StoreError};
 use sqlx::SqlSafeStr;
@@ -40,10 +41,62 @@ pub use sqlite::SqliteStore;
 /// `sqlite://path`, `sqlite:path` and `sqlite::memory:` open SQLite; `postgres://…` and
 /// `postgresql://…` open PostgreSQL.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, &Tuning::default()).await
+}
+
+/// How long the database may take, set per connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// The longest a statement may run (PostgreSQL's `statement_timeout`), and the longest a
+    /// call waits for a connection from the pool (or, on SQLite, for another process's lock).
+    pub statement_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self { statement_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// [`connect`], with `tuning`.
+pub async fn connect_with(url: &str, tuning: &Tuning) -> Result<Arc<dyn Store>, StoreError> {
     match backend_name(url) {
-        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
-        "postgres" => Ok(Arc::new(PgStore::connect(url).await?)),
+        "sqlite" => Ok(Arc::new(SqliteStore::connect_with(url, tuning).await?)),
+        "postgres" => Ok(Arc::new(PgStore::connect_with(url, tuning).await?)),
         _ => Err(StoreError::Backend(Box::new(UnsupportedUrl))),
+    }
+}
+
+/// Why a database call failed, in a few fixed words safe to show in `/health` (a driver's
+/// message may name a host, a user or a path).
+pub(crate) fn fault_reason(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            match code.parse::<i32>().map(|c| c & 0xff) {
+                // SQLite's (extended) result codes: the primary code is the low byte.
+                Ok(5 | 6) => "the database is locked by another process",
+                Ok(8) => "the database is read-only",
+                Ok(10) => "the database had an I/O error",
+                Ok(13) => "the disk is full",
+                Ok(14) => "the database file cannot be opened",
+                Ok(11 | 26) => "the database file is damaged",
+                _ => match code {
+                    "57014" => "a statement timed out",
+                    "57P01" | "57P02" | "57P03" => "the database server is restarting or shutting down",
+                    "53100" => "the disk is full",
+                    "25006" => "the database is read-only",
+                    c if c.starts_with("08") => "the connection to the database failed",
+                    c if c.starts_with("53") => "the database server is out of resources",
+                    _ => "the database refused the statement",
+                },
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => "the connection to the database failed",
+        sqlx::Error::PoolTimedOut => "no database connection within the timeout",
+        sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => "the database connection pool is closed",
+        _ => "the database call failed",
     }
 }
 

@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 
 use super::deltas::{HealthColumns, ModelColumns, bindable};
 use super::rows::KeyRow;
-use super::{db_error, migrate, migrator};
+use super::{Tuning, db_error, migrate, migrator};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -86,7 +86,13 @@ impl PgStore {
     /// Connects to `postgres://…` (or `postgresql://…`) and migrates the schema the connection's
     /// `search_path` names first (usually `public`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::open(PgConnectOptions::from_str(url).map_err(db_error)?).await
+        Self::connect_with(url, &Tuning::default()).await
+    }
+
+    /// [`PgStore::connect`] with `tuning`: every statement ends after `statement_timeout` on
+    /// the server, and a call waits no longer than that for a connection.
+    pub async fn connect_with(url: &str, tuning: &Tuning) -> Result<Self, StoreError> {
+        Self::open(PgConnectOptions::from_str(url).map_err(db_error)?, tuning).await
     }
 
     /// Like [`PgStore::connect`], but every connection works in `schema` (created if missing):
@@ -95,18 +101,20 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(db_error)?;
         let schema = quote_ident(schema);
         create_schema(&options, &schema).await?;
-        Self::open(options.options([("search_path", schema)])).await
+        Self::open(options.options([("search_path", schema)]), &Tuning::default()).await
     }
 
-    async fn open(options: PgConnectOptions) -> Result<Self, StoreError> {
-        // A short acquire timeout: while the database is away, a flush gives up in seconds and keeps
-        // its rows for the next one, and admin reads answer 503 instead of hanging.
+    async fn open(options: PgConnectOptions, tuning: &Tuning) -> Result<Self, StoreError> {
+        let timeout = tuning.statement_timeout;
+        let options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis().max(1)))]);
+        // A bounded acquire timeout: while the database is away, a flush gives up in seconds and
+        // keeps its rows for the next one, and admin calls answer 503 instead of hanging.
         let pool = PgPoolOptions::new()
             .max_connections(8)
             // Two open from the start: an admin read beside a background flush does not wait
             // for a connection to be set up.
             .min_connections(2)
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(timeout.min(std::time::Duration::from_secs(5)))
             .connect_with(options)
             .await
             .map_err(db_error)?;

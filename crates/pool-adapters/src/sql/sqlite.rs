@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::deltas::{HealthColumns, ModelColumns, bindable};
 use super::rows::KeyRow;
-use super::{db_error, migrate, migrator};
+use super::{Tuning, db_error, migrate, migrator};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
@@ -79,12 +79,23 @@ impl SqliteStore {
     /// Opens (creating the file and its directories if missing) and migrates a SQLite database:
     /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &Tuning::default()).await
+    }
+
+    /// [`SqliteStore::connect`], waiting at most `tuning.statement_timeout` for a lock another
+    /// connection holds.
+    pub async fn connect_with(url: &str, tuning: &Tuning) -> Result<Self, StoreError> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = connect_options(url)?;
+        // Half the deadline: a lock held elsewhere fails as "locked", before the deadline cuts in.
+        let options = connect_options(url)?.busy_timeout((tuning.statement_timeout / 2).min(Duration::from_secs(5)));
         if !in_memory {
             create_parent_dir(options.get_filename())?;
         }
-        let pool = pool_options(in_memory).connect_with(options).await.map_err(db_error)?;
+        let pool = pool_options(in_memory)
+            .acquire_timeout(tuning.statement_timeout)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
         migrate(&migrator(MIGRATIONS), &pool).await?;
         Ok(Self { pool })
     }

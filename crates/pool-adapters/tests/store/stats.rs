@@ -49,7 +49,7 @@ fn serve(recorder: &Recorder, at: i64, provider_name: &str, model: &str, key_n: 
 }
 
 async fn flush(recorder: &Recorder, store: &Arc<dyn Store>) {
-    recorder.flush(store.as_ref(), T0).await.expect("flush");
+    pool_core::accounting::flush_stats(recorder, store.as_ref(), T0).await.expect("flush");
 }
 
 async fn flushes_add_up_in_every_rollup(store: &Arc<dyn Store>) {

@@ -22,6 +22,21 @@ enum Script {
     Large(usize),
     Transport(TransportError),
     Sse(Vec<Result<&'static str, TransportError>>),
+    /// Each call takes the next script; the last one repeats.
+    Queue(Arc<Mutex<Vec<Script>>>),
+}
+
+impl Script {
+    fn queue(scripts: Vec<Script>) -> Script {
+        Script::Queue(Arc::new(Mutex::new(scripts.into_iter().rev().collect())))
+    }
+
+    fn next(self) -> Script {
+        let Script::Queue(queue) = self else { return self };
+        let mut queue = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = if queue.len() > 1 { queue.pop() } else { queue.last().cloned() };
+        next.unwrap_or(Script::Status(200))
+    }
 }
 
 struct Scripted(Mutex<HashMap<String, Script>>);
@@ -30,7 +45,7 @@ struct Scripted(Mutex<HashMap<String, Script>>);
 impl Upstream for Scripted {
     async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, TransportError> {
         let script = self.0.lock().map(|m| m.get(request.bearer.expose_secret()).cloned()).ok().flatten();
-        let (status, content_type, chunks) = match script.unwrap_or(Script::Status(200)) {
+        let (status, content_type, chunks) = match script.unwrap_or(Script::Status(200)).next() {
             Script::Transport(e) => return Err(e),
             Script::Status(s) => (s, "application/json", vec![Ok(r#"{"ok":true}"#)]),
             Script::Large(n) => {
@@ -38,6 +53,7 @@ impl Upstream for Scripted {
                 (200, "application/json", vec![Ok(chunk); n])
             }
             Script::Sse(chunks) => (200, "text/event-stream", chunks),
+            Script::Queue(_) => unreachable!("a queue yields a script"),
         };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, content_type.parse().unwrap_or_else(|_| panic!("header")));
@@ -86,6 +102,7 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
         upstream: Arc::new(Scripted(Mutex::new(scripts))),
         clock: Arc::new(FixedClock(AtomicI64::new(T0))),
         max_response_bytes: 1 << 20,
+        buffers: BufferBudget::new(1 << 30),
         deadline_ms: 60_000,
         stats: Arc::new(Recorder::new(10_000)),
         limiter: Arc::new(LocalLimiter::default()),
@@ -221,6 +238,36 @@ async fn an_answer_too_large_to_read_fails_the_request_and_blames_no_key() {
 }
 
 #[tokio::test]
+async fn an_answer_read_whole_holds_the_buffer_budget_until_its_delivery_is_dropped() {
+    let (mut gw, keys) = gateway(&["a"], &[("a", Script::Large(4))]);
+    gw.buffers = BufferBudget::new(4096);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gw.buffers.in_use(), 4096, "the whole answer is reserved");
+    drop(delivery);
+    assert_eq!(gw.buffers.in_use(), 0);
+    gw.buffers = BufferBudget::new(3000);
+    let result = gw.forward(request()).await;
+    assert!(matches!(&result, Err(ProxyError::Busy { notes, .. }) if notes.len() == 1), "{:?}", result.err());
+    assert_eq!(gw.buffers.in_use(), 0, "a refused answer gives its bytes back");
+    assert!(keys[0].health().is_clean() && keys[0].counters.failures.load(Relaxed) == 0, "no key is blamed");
+}
+
+#[tokio::test]
+async fn a_held_first_stream_event_holds_the_buffer_budget_until_it_is_passed_on() {
+    let script = Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: 2\n\n")]);
+    let (mut gw, _) = gateway(&["a"], &[("a", script)]);
+    gw.buffers = BufferBudget::new(1 << 20);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gw.buffers.in_use(), "data: 1\n\n".len());
+    let Body::Stream(mut stream) = delivery.body else { panic!("a stream") };
+    let first = stream.next().await;
+    assert!(matches!(first, Some(Ok(_))), "{first:?}");
+    assert_eq!(gw.buffers.in_use(), 0, "passed on, the held event no longer counts");
+    gw.buffers = BufferBudget::new(4);
+    assert!(matches!(gw.forward(request()).await, Err(ProxyError::Busy { .. })), "an event beyond the budget");
+}
+
+#[tokio::test]
 async fn an_empty_pool_says_no_key() {
     let (gw, _) = gateway(&[], &[]);
     assert!(matches!(gw.forward(request()).await, Err(ProxyError::NoKey { retry_after_s: None, .. })));
@@ -252,6 +299,28 @@ async fn a_stream_that_breaks_after_its_first_event_ends_with_an_error_event() {
     let text = collect(delivery.body).await;
     assert!(text.starts_with("data: 1\n\ndata: {\"error\""), "{text}");
     assert_eq!(keys[0].counters.failures.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn streams_still_running_count_as_successes_when_errors_judge_the_key() {
+    let stream = Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: [DONE]\n\n")]);
+    let timeout = Script::Transport(TransportError::FirstByteTimeout);
+    let mut scripts = vec![stream; 4];
+    scripts.extend([timeout.clone(), timeout.clone(), timeout]);
+    let (gw, keys) = gateway(&["a"], &[("a", Script::queue(scripts))]);
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        running.push(gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    for _ in 0..3 {
+        assert!(gw.forward(request()).await.is_err());
+    }
+    assert_eq!(keys[0].status(T0), KeyStatus::Active, "4 streams serving and 3 timeouts: the key works");
+    assert_eq!(keys[0].counters.successes.load(Relaxed), 0, "a stream is counted when it ends");
+    for delivery in running {
+        collect(delivery.body).await;
+    }
+    assert_eq!(keys[0].counters.successes.load(Relaxed), 4);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::*;
+use crate::ports::{StatsStore, StoreError};
 
 const T0: UnixMs = 1_700_000_000_000 - 1_700_000_000_000 % DAY_MS + 10 * HOUR_MS; // 10:00 UTC
 
@@ -165,17 +166,44 @@ fn metrics_accumulate_across_flushes() {
     assert_eq!(overhead.counts[3], 2, "300 µs falls in the 0.5 ms bucket");
 }
 
-/// A store that reads the recorder's backlog while a flush is writing to it, then fails.
-struct Watching {
-    recorder: std::sync::Arc<Recorder>,
+#[tokio::test]
+async fn rows_on_their_way_to_the_store_still_count_as_backlog() {
+    // Arrange
+    let recorder = std::sync::Arc::new(Recorder::new(100));
+    recorder.attempt(T0, dims(Kind::Attempt, "m", 1, Outcome::Success), 0);
+    recorder.attempt(T0, dims(Kind::Attempt, "m", 2, Outcome::Success), 0);
+    let store = Flaky { watch: Some(std::sync::Arc::clone(&recorder)), ..Flaky::default() };
+    store.down.store(true, Relaxed);
+    // Act
+    let flushed = crate::accounting::flush_stats(&recorder, &store, T0).await;
+    // Assert
+    assert!(flushed.is_err());
+    assert_eq!(*store.seen.lock().unwrap_or_else(PoisonError::into_inner), Some(2), "counted while being written");
+    let after = recorder.flush_state();
+    assert_eq!((after.backlog_rows, after.failures, after.failures_total), (2, 1, 1), "given back after the failure");
+}
+
+/// A store that fails while `down` is set and counts the events it was given otherwise; with
+/// `watch`, it reads that recorder's backlog while a flush is writing to it.
+#[derive(Default)]
+struct Flaky {
+    down: std::sync::atomic::AtomicBool,
+    events: std::sync::atomic::AtomicU64,
+    watch: Option<std::sync::Arc<Recorder>>,
     seen: Mutex<Option<usize>>,
 }
 
 #[async_trait::async_trait]
-impl StatsStore for Watching {
-    async fn add_stats(&self, _: &Rollups) -> Result<(), StoreError> {
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.recorder.flush_state().backlog_rows);
-        Err(StoreError::Backend(Box::new(std::io::Error::other("database away"))))
+impl StatsStore for Flaky {
+    async fn add_stats(&self, rollups: &Rollups) -> Result<(), StoreError> {
+        if let Some(recorder) = &self.watch {
+            *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(recorder.flush_state().backlog_rows);
+        }
+        if self.down.load(Relaxed) {
+            return Err(StoreError::Backend(Box::new(std::io::Error::other("disk full"))));
+        }
+        self.events.fetch_add(rollups.minutes.iter().map(|r| r.tally.events).sum::<u64>(), Relaxed);
+        Ok(())
     }
     async fn prune_stats(&self, _: UnixMs, _: UnixMs) -> Result<u64, StoreError> {
         Ok(0)
@@ -198,17 +226,41 @@ impl StatsStore for Watching {
 }
 
 #[tokio::test]
-async fn rows_on_their_way_to_the_store_still_count_as_backlog() {
+async fn the_first_flush_after_an_outage_writes_the_whole_backlog() {
     // Arrange
-    let recorder = std::sync::Arc::new(Recorder::new(100));
-    recorder.attempt(T0, dims(Kind::Attempt, "m", 1, Outcome::Success), 0);
-    recorder.attempt(T0, dims(Kind::Attempt, "m", 2, Outcome::Success), 0);
-    let store = Watching { recorder: std::sync::Arc::clone(&recorder), seen: Mutex::new(None) };
+    let recorder = Recorder::new(100);
+    let store = Flaky::default();
+    store.down.store(true, Relaxed);
+    for i in 0..30 {
+        recorder.attempt(T0 + i * 10_000, dims(Kind::Attempt, "m", 1 + i as u128 % 3, Outcome::Success), 0);
+        assert!(crate::accounting::flush_stats(&recorder, &store, T0).await.is_err());
+    }
+    assert_eq!(recorder.flush_state().failures_total, 30);
     // Act
-    let flushed = recorder.flush(&store, T0).await;
+    store.down.store(false, Relaxed);
+    let written = crate::accounting::flush_stats(&recorder, &store, T0 + MINUTE_MS).await;
     // Assert
-    assert!(flushed.is_err());
-    assert_eq!(*store.seen.lock().unwrap_or_else(PoisonError::into_inner), Some(2), "counted while being written");
+    assert!(written.is_ok_and(|rows| rows > 0));
+    assert_eq!(store.events.load(Relaxed), 30, "every event counted during the outage");
     let after = recorder.flush_state();
-    assert_eq!((after.backlog_rows, after.failures), (2, 1), "given back after the failure");
+    assert_eq!((after.backlog_rows, after.failures, after.last_ok), (0, 0, T0 + MINUTE_MS));
+}
+
+#[test]
+fn a_flight_dropped_half_way_gives_its_rows_back() {
+    let recorder = Recorder::new(100);
+    recorder.attempt(T0, dims(Kind::Attempt, "m", 1, Outcome::Success), 0);
+    let flight = recorder.take_flight();
+    assert_eq!(recorder.flush_state().backlog_rows, 1, "still backlog while in flight");
+    drop(flight);
+    let after = recorder.flush_state();
+    assert_eq!((after.backlog_rows, after.failures), (1, 1));
+    assert_eq!(recorder.take().len(), 1);
+}
+
+#[test]
+fn absurd_usage_saturates_instead_of_wrapping() {
+    let mut tally = Tally { events: 1, total_tokens: u64::MAX, ..Tally::default() };
+    tally.add(&Tally { events: 1, total_tokens: 5, ..Tally::default() });
+    assert_eq!((tally.events, tally.total_tokens), (2, u64::MAX));
 }

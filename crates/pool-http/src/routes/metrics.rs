@@ -91,6 +91,13 @@ fn render(state: &AppState) -> String {
     let _ = writeln!(out, "pool_stats_flush_lag_seconds {}", (now - since).max(0) as f64 / 1000.0);
     family(&mut out, "pool_stats_flush_failures", "gauge", "Statistics flushes that failed in a row");
     let _ = writeln!(out, "pool_stats_flush_failures {}", flush.failures);
+    family(&mut out, "pool_stats_flush_failures_total", "counter", "Statistics flushes that failed");
+    let _ = writeln!(out, "pool_stats_flush_failures_total {}", flush.failures_total);
+    let health = &state.store_health;
+    family(&mut out, "pool_store_up", "gauge", "1 while the store takes writes, 0 while its writes fail");
+    let _ = writeln!(out, "pool_store_up {}", u8::from(health.is_ok()));
+    family(&mut out, "pool_store_errors_total", "counter", "Store calls that failed (the backend, or its deadline)");
+    let _ = writeln!(out, "pool_store_errors_total {}", health.failed_calls());
     family(&mut out, "pool_stats_backlog_rows", "gauge", "Statistics rows waiting to be written");
     let _ = writeln!(out, "pool_stats_backlog_rows {}", flush.backlog_rows);
     let dropped = stats.dropped();
@@ -101,9 +108,9 @@ fn render(state: &AppState) -> String {
     out
 }
 
-/// What clients hold: connections, and requests under the cap.
+/// What clients hold: connections, requests under the cap, and bytes under the budget.
 fn load(out: &mut String, state: &AppState) {
-    let (connections, capacity) = (&state.connections, &state.capacity);
+    let (connections, capacity, buffers) = (&state.connections, &state.capacity, &state.gateway.buffers);
     for (name, kind, help, value) in [
         ("pool_client_connections", "gauge", "Client connections open", connections.open() as u64),
         (
@@ -129,6 +136,24 @@ fn load(out: &mut String, state: &AppState) {
             "counter",
             "Requests refused with 503 because server.max_concurrent_requests were being answered",
             capacity.refused(),
+        ),
+        (
+            "pool_buffer_budget_bytes",
+            "gauge",
+            "Bytes bodies read whole may hold at once (proxy.buffer_budget_bytes)",
+            buffers.limit() as u64,
+        ),
+        (
+            "pool_buffer_bytes",
+            "gauge",
+            "Bytes of request bodies and upstream answers held now",
+            buffers.in_use() as u64,
+        ),
+        (
+            "pool_requests_busy_total",
+            "counter",
+            "Requests refused with 503 server_busy because their bytes did not fit in the buffer budget",
+            buffers.refused(),
         ),
     ] {
         family(out, name, kind, help);

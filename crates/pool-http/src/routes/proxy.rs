@@ -8,7 +8,6 @@
 //! known, before anything goes upstream ([`super::limits`]). The response cache (`crate::cache`)
 //! answers before the gateway when it can, and is offered the gateway's answer after.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,27 +17,25 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use pool_core::buffer::Reservation;
 use pool_core::ids::TokenId;
 use pool_core::limit::Admission;
 use pool_core::model_name;
 use pool_core::provider::{ProviderName, ProviderSpec};
 use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
+use pool_core::request::{self, Peeked};
 use pool_core::stats::Outcome;
 use pool_core::token::ClientToken;
 use pool_core::usage::ensure_stream_usage;
-use serde::Deserialize;
 
 use super::limits;
 use crate::attempts::{self, X_POOL_ATTEMPTS};
 use crate::cache::X_CACHE;
 use crate::cache::hook::{self as cache, Lookup};
+use crate::capacity::Holding;
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
 use crate::state::{AppState, ProviderRuntime};
-
-/// Deepest JSON nesting accepted. serde skips unknown fields without a depth limit, so the
-/// gateway checks depth itself rather than forward a body built to exhaust a parser upstream.
-const MAX_DEPTH: usize = 64;
 
 pub async fn openai(
     State(state): State<AppState>,
@@ -80,6 +77,8 @@ struct Admitted {
     /// The token's limits' admission: its concurrency slot is held, and its usage charged, until
     /// the answer is complete.
     admission: Admission,
+    /// The buffer budget the body takes, until it has gone upstream.
+    reservation: Reservation,
 }
 
 async fn proxy(
@@ -131,12 +130,11 @@ async fn admit(
         ApiError::not_found(format!("Provider '{}' does not speak the Ollama native API", provider.spec.name))
     })?;
     let (parts, body) = request.into_parts();
-    let settings = &state.settings;
-    let body = read_body(&parts.headers, body, settings.max_body_bytes, &settings.body_pace).await?;
-    let Peeked { model, stream } = validate(&body)?;
+    let (body, reservation) = read_body(&parts.headers, body, state).await?;
+    let Peeked { model, stream } = request::peek(&body)?;
     let model = model_name::canonical(provider.spec.kind, &model).into_owned();
     let admission = state.gateway.admit(&token, provider.spec.kind, &model).map_err(limits::token_refused)?;
-    Ok(Admitted { provider, token, url, parts, body, model, stream, admission })
+    Ok(Admitted { provider, token, url, parts, body, model, stream, admission, reservation })
 }
 
 /// Resolves the provider, authenticates the token for it, and checks that it is enabled, in
@@ -174,7 +172,7 @@ fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) 
 }
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
-    let Admitted { provider, token, url, parts, body, model, stream, admission } = admitted;
+    let Admitted { provider, token, url, parts, body, model, stream, admission, reservation } = admitted;
     let rate_headers = crate::wire::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
@@ -203,6 +201,7 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
             measure: Some(measure),
         })
         .await;
+    drop(reservation);
     let mut response = answer(state, cached, result);
     response.headers_mut().extend(rate_headers);
     Ok(response)
@@ -223,68 +222,6 @@ fn answer(state: &AppState, cached: Lookup, result: Result<Delivery, ProxyError>
     };
     response.headers_mut().extend(attempts.map(|v| (X_POOL_ATTEMPTS, v)));
     response
-}
-
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
-    stream: Option<bool>,
-}
-
-/// What routing reads from a valid body.
-#[derive(Debug, PartialEq, Eq)]
-struct Peeked {
-    model: String,
-    stream: bool,
-}
-
-/// Checks what routing relies on: a JSON object with a sane `model` and a boolean `stream`.
-fn validate(body: &[u8]) -> Result<Peeked, ApiError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::bad_request("The request body must be a JSON object"));
-    }
-    if nesting_exceeds(body, MAX_DEPTH) {
-        return Err(ApiError::bad_request(format!("The request body is nested deeper than {MAX_DEPTH} levels")));
-    }
-    let peek: Peek<'_> =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))?;
-    let model = peek.model.ok_or_else(|| ApiError::invalid_param("model", "The 'model' field is required"))?;
-    if !model_name::is_valid(&model) {
-        return Err(ApiError::invalid_param(
-            "model",
-            format!("'model' must be 1-{} characters without control characters", model_name::MAX_CHARS),
-        ));
-    }
-    Ok(Peeked { model: model.into_owned(), stream: peek.stream == Some(true) })
-}
-
-/// Whether JSON nesting (objects and arrays, outside strings) goes deeper than `limit`.
-fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
 }
 
 /// What goes upstream besides the key: the body's type, what the client accepts, and the
@@ -308,6 +245,11 @@ pub(crate) fn respond(delivery: proxy::Delivery) -> Response {
         proxy::Body::Full(bytes) => Body::from(bytes),
         proxy::Body::Stream(stream) => Body::from_stream(stream),
     };
+    // A whole body holds its bytes of the buffer budget until it is sent.
+    let body = match delivery.reservation {
+        Some(reservation) => Body::new(Holding::new(body, reservation)),
+        None => body,
+    };
     let mut response = (delivery.status, delivery.headers, body).into_response();
     if streaming {
         let headers = response.headers_mut();
@@ -315,36 +257,4 @@ pub(crate) fn respond(delivery: proxy::Delivery) -> Response {
         headers.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_objects_with_a_sane_model_pass() {
-        let peeked = validate(br#" {"model":"llama3","stream":true,"messages":[]}"#).unwrap();
-        assert_eq!(peeked, Peeked { model: "llama3".into(), stream: true });
-        assert!(!validate(br#"{"model":"x","stream":false}"#).unwrap().stream);
-        assert!(!validate(br#"{"model":"x"}"#).unwrap().stream);
-        assert!(validate(br#"{"model":"x","extra":{"deep":[1,2,{"a":null}]}}"#).is_ok());
-        for bad in [
-            &br#"["llama3", true]"#[..],
-            br#"{"stream":true}"#,
-            br#"{"model":42}"#,
-            br#"{"model":"x","stream":"true"}"#,
-            br#"{"model":""}"#,
-            br#"{"model":"a\u0000b"}"#,
-            br#"{"model":"x","model":"y"}"#,
-            b"{\"model\":\"\xff\"}",
-            b"{not json",
-            b"",
-        ] {
-            assert!(validate(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-        let deep = format!("{{\"model\":\"x\",\"a\":{}{}}}", "[".repeat(65), "]".repeat(65));
-        assert!(validate(deep.as_bytes()).is_err(), "nesting beyond the limit is refused");
-        let fine = format!("{{\"model\":\"x\",\"a\":{}{},\"s\":\"[[[[\\\"{{{{\"}}", "[".repeat(60), "]".repeat(60));
-        assert!(validate(fine.as_bytes()).is_ok(), "brackets inside strings do not count");
-    }
 }

@@ -8,7 +8,7 @@
 //! ulimit -n 65536   # if `ulimit -n` is below 4096
 //! target/release/pool-bench [--duration 5] [--rates 1000,3000] [--concurrency 64]
 //!                           [--streams 1000] [--postgres URL] [--json] [--quick]
-//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage]
+//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage|soak]
 //! ```
 //!
 //! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
@@ -17,7 +17,8 @@
 //! latency also go through the bare proxy (`bare`), which only forwards: any proxy costs one
 //! more HTTP server and client per request, on the same cores here, and the bare proxy's
 //! figures show that floor beside the gateway's. `pick` times the key selector in this process;
-//! `failover` and `outage` count what clients see while keys or the whole upstream fail (`faults`).
+//! `failover` and `outage` count what clients see while keys or the whole upstream fail (`faults`);
+//! `soak` runs through every fault and a locked database for ten minutes (`--scenario soak` only).
 //!
 //! Why separate processes rather than the in-process `spawn_app()` of the tests: a shared
 //! runtime would let the load generator and the upstream steal the gateway's worker threads,
@@ -38,6 +39,7 @@ mod pick;
 mod procs;
 mod report;
 mod rollups;
+mod soak;
 mod stats;
 mod streams;
 mod upstream;
@@ -124,6 +126,7 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         pick: None,
         failover: Vec::new(),
         outage: None,
+        soak: None,
     };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
     if report.args.scenario.includes(Scenario::Import) {
@@ -173,6 +176,14 @@ async fn run_fault_scenarios(
     if args.scenario.includes(Scenario::Outage) {
         progress(&format!("{} req/s through an upstream outage of {:?}", plan.outage_rate, plan.outage));
         report.outage = Some(outage::run(client, launch, plan).await?);
+    }
+    if args.scenario.includes(Scenario::Soak) {
+        let plan = soak::SoakPlan::new(args.quick);
+        progress(&format!(
+            "fault soak: {:?} at {} req/s through cycling faults and a locked database",
+            plan.duration, plan.rate
+        ));
+        report.soak = Some(soak::run(client, launch, plan).await?);
     }
     Ok(())
 }

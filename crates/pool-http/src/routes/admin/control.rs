@@ -66,10 +66,7 @@ pub async fn enable(
     AppJson(body): AppJson<KeyTarget>,
 ) -> Result<Json<Value>, ApiError> {
     let keys = body.resolve_without_duration(&state)?;
-    for key in &keys {
-        key.update_health(pool_core::key::Health::enable);
-    }
-    persist(&state).await;
+    state.registry.change_health(&keys, pool_core::key::Health::enable).await?;
     Ok(Json(json!({"success": true, "message": "API Key enabled", "count": keys.len()})))
 }
 
@@ -81,10 +78,7 @@ pub async fn disable(
     let (keys, duration) = body.resolve(&state)?;
     let now = state.gateway.clock.now_ms();
     let until = pool_core::registry::ttl_to_expiry(now, ttl("duration", duration)?);
-    for key in &keys {
-        key.update_health(|h| h.disable("disabled by an operator".into(), now, until));
-    }
-    persist(&state).await;
+    state.registry.change_health(&keys, |h| h.disable("disabled by an operator".into(), now, until)).await?;
     Ok(Json(json!({"success": true, "message": "API Key disabled", "count": keys.len(), "until": iso(until)})))
 }
 
@@ -101,13 +95,13 @@ pub async fn reset_cooldowns(
     AppJson(body): AppJson<ProviderScope>,
 ) -> Result<Json<Value>, ApiError> {
     let keys = scoped_keys(&state, body.provider.as_deref())?;
-    let mut reset = 0;
-    for key in &keys {
-        let mut lifted = false;
-        key.update_health(|h| lifted = h.reset_cooldown());
-        reset += usize::from(lifted);
-    }
-    persist(&state).await;
+    let reset = keys.iter().filter(|k| k.health().reset_cooldown()).count();
+    state
+        .registry
+        .change_health(&keys, |h| {
+            h.reset_cooldown();
+        })
+        .await?;
     Ok(Json(json!({"success": true, "reset": reset})))
 }
 
@@ -239,8 +233,9 @@ fn describe(state: &AppState, key: &PoolKey, report: &Report) -> Value {
     })
 }
 
-/// Writes health changes at once rather than at the next flush: an operator's action must
-/// survive a crash. A failure is logged; the periodic flush retries.
+/// Writes the probes' verdicts at once rather than at the next flush. A failure is logged; the
+/// verdicts hold in memory and the periodic flush retries. (An operator's own changes go through
+/// [`pool_core::registry::Registry::change_health`]: store first, or not at all.)
 async fn persist(state: &AppState) {
     if let Err(e) = state.registry.flush().await {
         tracing::warn!(error.cause_chain = %e, "writing key changes failed; the next flush retries");

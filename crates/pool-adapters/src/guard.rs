@@ -1,0 +1,163 @@
+//! [`GuardedStore`]: a decorator around the store of record that bounds every call in time and
+//! reports how calls end to the domain's [`StoreHealth`].
+//!
+//! A store call that hangs (a stalled TCP path to PostgreSQL, a lock held by another process)
+//! fails after `database.statement_timeout_secs` instead of holding a handler or the flush loop
+//! for ever; the rows of a flush cut short this way go back to the backlog. PostgreSQL also gets
+//! its own `statement_timeout` (see [`crate::sql::Tuning`]), so the server stops working on it
+//! too.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pool_core::UnixMs;
+use pool_core::ids::{KeyId, TokenId};
+use pool_core::pool::{KeyDelta, KeyLimits};
+use pool_core::ports::{
+    KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, TokenUsage,
+    UsageQuery,
+};
+use pool_core::secret::Secret;
+use pool_core::stats::{Rollups, SummaryRow, UsagePoint};
+use pool_core::store_health::StoreHealth;
+use pool_core::token::TokenDelta;
+
+use crate::clock::now_ms;
+
+pub struct GuardedStore {
+    inner: Arc<dyn Store>,
+    deadline: Duration,
+    health: Arc<StoreHealth>,
+}
+
+/// A store call that did not finish within the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the store did not answer within {0:?} (database.statement_timeout_secs)")]
+pub struct DeadlineExceeded(Duration);
+
+impl GuardedStore {
+    pub fn new(inner: Arc<dyn Store>, deadline: Duration, health: Arc<StoreHealth>) -> Self {
+        Self { inner, deadline, health }
+    }
+
+    async fn call<T>(&self, write: bool, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Backend(Box::new(DeadlineExceeded(self.deadline)))),
+        };
+        match &result {
+            Ok(_) if write => self.health.write_succeeded(),
+            Err(e @ StoreError::Backend(_)) => self.health.failed(now_ms(), fault_reason(e)),
+            _ => {}
+        }
+        result
+    }
+
+    async fn read<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.call(false, call).await
+    }
+
+    async fn write<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.call(true, call).await
+    }
+}
+
+/// Why a store call failed, in a few fixed words that are safe to show: never the driver's
+/// message, which may name a host, a user or a path.
+pub fn fault_reason(error: &StoreError) -> &'static str {
+    let StoreError::Backend(source) = error else { return "the store refused the data" };
+    if source.downcast_ref::<DeadlineExceeded>().is_some() {
+        return "the store did not answer in time";
+    }
+    source.downcast_ref::<sqlx::Error>().map_or("the store failed", crate::sql::fault_reason)
+}
+
+#[async_trait]
+impl KeyStore for GuardedStore {
+    async fn load_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(self.inner.load_keys()).await
+    }
+
+    async fn insert_keys(&self, keys: &[NewKey]) -> Result<Vec<KeyId>, StoreError> {
+        self.write(self.inner.insert_keys(keys)).await
+    }
+
+    async fn delete_keys(&self, ids: &[KeyId]) -> Result<u64, StoreError> {
+        self.write(self.inner.delete_keys(ids)).await
+    }
+
+    async fn flush_keys(&self, deltas: &[KeyDelta]) -> Result<(), StoreError> {
+        self.write(self.inner.flush_keys(deltas)).await
+    }
+
+    async fn replace_secrets(&self, secrets: &[(KeyId, Secret)]) -> Result<(), StoreError> {
+        self.write(self.inner.replace_secrets(secrets)).await
+    }
+
+    async fn update_key(&self, id: KeyId, label: Option<&str>, limits: &KeyLimits) -> Result<bool, StoreError> {
+        self.write(self.inner.update_key(id, label, limits)).await
+    }
+}
+
+#[async_trait]
+impl TokenStore for GuardedStore {
+    async fn load_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(self.inner.load_tokens()).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.write(self.inner.insert_token(token)).await
+    }
+
+    async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError> {
+        self.write(self.inner.delete_token(id)).await
+    }
+
+    async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        self.write(self.inner.update_token(token)).await
+    }
+
+    async fn flush_tokens(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
+        self.write(self.inner.flush_tokens(deltas)).await
+    }
+}
+
+#[async_trait]
+impl StatsStore for GuardedStore {
+    async fn add_stats(&self, rollups: &Rollups) -> Result<(), StoreError> {
+        self.write(self.inner.add_stats(rollups)).await
+    }
+
+    async fn prune_stats(&self, minutes_before: UnixMs, hours_before: UnixMs) -> Result<u64, StoreError> {
+        self.write(self.inner.prune_stats(minutes_before, hours_before)).await
+    }
+
+    async fn stats_totals(&self, provider: Option<&str>) -> Result<Vec<SummaryRow>, StoreError> {
+        self.read(self.inner.stats_totals(provider)).await
+    }
+
+    async fn stats_hours(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
+        self.read(self.inner.stats_hours(provider, since)).await
+    }
+
+    async fn usage_series(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, StoreError> {
+        self.read(self.inner.usage_series(query)).await
+    }
+
+    async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<TokenUsage>, StoreError> {
+        self.read(self.inner.token_usage_since(since)).await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for GuardedStore {
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.read(self.inner.setting(name)).await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.write(self.inner.put_setting(name, value)).await
+    }
+}
