@@ -132,6 +132,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn print_banner(app: &App, addr: std::net::SocketAddr, config: &Config) {
     let base = format!("http://{addr}");
     println!("ollama-pool {} is listening on {base}", env!("CARGO_PKG_VERSION"));
+    println!("  Web console:           {base}/dashboard   (sign in with the admin token)");
     println!("  OpenAI-compatible API: {base}/v1   (Authorization: Bearer <client token>)");
     println!("  Admin API:             {base}/admin/   Health: {base}/health");
     println!("  Database:              {}", pool_adapters::sql::backend_name(&config.database.url));
