@@ -16,10 +16,11 @@ use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore, TokenUsage,
-    UsageQuery,
+    KeyRecord, KeyStore, NewKey, SessionStore, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore,
+    TokenUsage, UsageQuery,
 };
-use pool_core::secret::Secret;
+use pool_core::secret::{Secret, SecretHash};
+use pool_core::session::SessionRecord;
 use pool_core::stats::{Rollups, SummaryRow, UsagePoint};
 use pool_core::store_health::StoreHealth;
 use pool_core::token::TokenDelta;
@@ -146,8 +147,39 @@ impl StatsStore for GuardedStore {
         self.read(self.inner.usage_series(query)).await
     }
 
+    async fn stats_minutes(&self, provider: Option<&str>, since: UnixMs) -> Result<Vec<SummaryRow>, StoreError> {
+        self.read(self.inner.stats_minutes(provider, since)).await
+    }
+
     async fn token_usage_since(&self, since: UnixMs) -> Result<Vec<TokenUsage>, StoreError> {
         self.read(self.inner.token_usage_since(since)).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for GuardedStore {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.write(self.inner.insert_session(session)).await
+    }
+
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(self.inner.session_by_hash(hash)).await
+    }
+
+    async fn touch_session(&self, id: &str, last_seen: UnixMs) -> Result<bool, StoreError> {
+        self.write(self.inner.touch_session(id, last_seen)).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(self.inner.delete_session(id)).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(self.inner.list_sessions()).await
+    }
+
+    async fn prune_sessions(&self, seen_before: UnixMs, created_before: UnixMs) -> Result<u64, StoreError> {
+        self.write(self.inner.prune_sessions(seen_before, created_before)).await
     }
 }
 
