@@ -32,10 +32,12 @@ async fn health_once(app: &TestApp, status: u16) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let response = app.client.get(app.url("/health")).send().await.unwrap();
-        if response.status() == status {
-            return response.json().await.unwrap();
+        let answered = response.status();
+        let health: Value = response.json().await.unwrap();
+        if answered == status {
+            return health;
         }
-        assert!(tokio::time::Instant::now() < deadline, "/health never answered {status}");
+        assert!(tokio::time::Instant::now() < deadline, "/health never answered {status}: {health}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -50,8 +52,10 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
 /// The client requests the store holds (`/admin/stats` flushes first).
 async fn recorded(app: &TestApp) -> u64 {
     let response = app.admin_get("/admin/stats").await;
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["totalRequests"].as_u64().unwrap()
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["totalRequests"].as_u64().unwrap()
 }
 
 /// While the store is failing: `/health` says so (503, a reason, no connection string) and

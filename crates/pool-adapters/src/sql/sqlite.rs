@@ -163,12 +163,16 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 }
 
 /// An in-memory database lives only as long as a connection to it: keep exactly one, forever.
+/// A file's connections are replaced every 10 s: one that an I/O error left unusable (seen after
+/// the file was made read-only and writable again) is gone within that, with no restart, and
+/// opening a SQLite file costs microseconds.
 fn pool_options(in_memory: bool) -> SqlitePoolOptions {
     let options = SqlitePoolOptions::new();
     if in_memory {
         options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
     } else {
-        options.max_connections(4)
+        let recycle = std::time::Duration::from_secs(10);
+        options.max_connections(4).max_lifetime(recycle).idle_timeout(recycle)
     }
 }
 
