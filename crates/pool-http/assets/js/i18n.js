@@ -15,7 +15,7 @@ const en = {
   'theme.dark': 'Dark',
 
   'landing.title': 'LLM API key-pool gateway',
-  'landing.lead': 'ollama-pool spreads requests over a pool of upstream API keys (Ollama, OpenAI-compatible, Anthropic), takes failing keys out of rotation and puts them back, and counts every request. Clients use ordinary OpenAI or Ollama libraries with a client token.',
+  'landing.lead': 'ollama-pool spreads requests over a pool of upstream API keys (Ollama cloud, OpenRouter, any OpenAI-compatible provider), takes failing keys out of rotation and puts them back, and counts every request. Clients use ordinary OpenAI or Ollama libraries with a client token.',
   'landing.endpoints': 'Endpoints',
   'landing.ep.chat': 'OpenAI chat completions',
   'landing.ep.models': 'Model list',
@@ -165,7 +165,7 @@ const zh = {
   'theme.dark': '深色',
 
   'landing.title': '大模型 API Key 池网关',
-  'landing.lead': 'ollama-pool 把请求分摊到一组上游 API Key（Ollama、OpenAI 兼容、Anthropic），自动摘下故障的 Key 并在恢复后放回，并统计每一个请求。客户端用普通的 OpenAI 或 Ollama 库和客户端 Token 即可调用。',
+  'landing.lead': 'ollama-pool 把请求分摊到一组上游 API Key（Ollama 云、OpenRouter、任意 OpenAI 兼容服务），自动摘下故障的 Key 并在恢复后放回，并统计每一个请求。客户端用普通的 OpenAI 或 Ollama 库和客户端 Token 即可调用。',
   'landing.endpoints': '接口',
   'landing.ep.chat': 'OpenAI 对话补全',
   'landing.ep.models': '模型列表',
