@@ -25,6 +25,7 @@ use pool_core::probe::Prober;
 use pool_core::proxy::Gateway;
 use pool_core::recheck::ModelRechecks;
 use pool_core::registry::Registry;
+use pool_core::reqlog::RequestLog;
 use pool_core::stats::Recorder;
 use pool_core::store_health::StoreHealth;
 use pool_core::token::TokenIndex;
@@ -91,6 +92,10 @@ impl App {
             buffers: buffer_budget(config),
             deadline_ms: secs_ms(config.proxy.request_deadline_secs),
             stats: Arc::new(Recorder::new(config.stats.max_backlog_rows)),
+            requests: Arc::new(RequestLog::new(
+                config.request_log.max_queue_entries,
+                config.request_log.retention_days > 0,
+            )),
             limiter: Arc::new(LocalLimiter::default()),
             rechecks: Arc::new(ModelRechecks::default()),
             shutdown: Arc::new(StopStreams(streams_stop.clone())),
@@ -133,6 +138,9 @@ impl App {
                     minutes_ms: hours_ms(config.stats.minute_retention_hours),
                     hours_ms: hours_ms(config.stats.hour_retention_days.saturating_mul(24)),
                 },
+                request_log_retention_ms: Some(config.request_log.retention_days)
+                    .filter(|days| *days > 0)
+                    .map(|days| hours_ms(days.saturating_mul(24))),
                 attempts_header: config.proxy.attempts_header,
                 clients: config.limits.client_rules()?,
                 console: ConsoleSettings { sessions: config.console.sessions() },
@@ -141,6 +149,7 @@ impl App {
             storage: pool_adapters::sql::backend_name(&config.database.url),
             store_health,
             last_prune: AtomicI64::new(0),
+            last_log_prune: AtomicI64::new(0),
             capacity: Capacity::new(config.server.max_concurrent_requests),
             connections: Arc::new(Connections::default()),
         };
@@ -327,7 +336,13 @@ async fn flush_once(state: &AppState) {
     let was_ok = state.store_health.is_ok();
     match state.flush().await {
         Ok(report) => {
-            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters");
+            tracing::debug!(
+                keys = report.keys,
+                tokens = report.tokens,
+                stats = report.stats,
+                requests = report.requests,
+                "flushed counters"
+            );
             if report.is_empty() && !state.store_health.is_ok() {
                 // Nothing to write, so nothing found out whether the store takes writes again.
                 let _ = state.probe_store().await;
@@ -345,6 +360,9 @@ async fn flush_once(state: &AppState) {
     let pruned = state.prune_stats_hourly().await;
     if let Err(e) = pruned {
         tracing::warn!(error.cause_chain = %e, "pruning old statistics failed; the next hour tries again");
+    }
+    if let Err(e) = state.prune_request_log_hourly().await {
+        tracing::warn!(error.cause_chain = %e, "pruning the request log failed; the next hour tries again");
     }
 }
 

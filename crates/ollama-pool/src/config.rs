@@ -58,6 +58,8 @@ pub struct Config {
     #[serde(default)]
     pub stats: StatsConfig,
     #[serde(default)]
+    pub request_log: RequestLogConfig,
+    #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub cache: CacheConfig,
@@ -167,6 +169,23 @@ pub struct StatsConfig {
     pub minute_retention_hours: u64,
     /// How long hourly rows are kept (all-time totals are kept forever).
     pub hour_retention_days: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLogConfig {
+    /// How long the console's request log keeps an entry; 0 turns the log off (nothing is
+    /// queued or written).
+    pub retention_days: u64,
+    /// Entries held in memory between flushes (while the database is away, or faster than a
+    /// flush writes); beyond it the oldest are dropped and counted.
+    pub max_queue_entries: usize,
+}
+
+impl Default for RequestLogConfig {
+    fn default() -> Self {
+        Self { retention_days: 7, max_queue_entries: 20_000 }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -419,6 +438,12 @@ impl Config {
             bail!(
                 "stats.max_backlog_rows, stats.minute_retention_hours and stats.hour_retention_days must be at least 1"
             );
+        }
+        if self.request_log.max_queue_entries == 0 {
+            bail!("request_log.max_queue_entries must be at least 1");
+        }
+        if self.request_log.retention_days > 36_500 {
+            bail!("request_log.retention_days must be at most 36500 (0 turns the log off)");
         }
         for value in [
             self.proxy.connect_timeout_secs,

@@ -16,9 +16,10 @@ use pool_core::UnixMs;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, SessionStore, SettingsStore, StatsStore, Store, StoreError, TokenRecord, TokenStore,
-    TokenUsage, UsageQuery,
+    KeyRecord, KeyStore, NewKey, RequestLogStore, SessionStore, SettingsStore, StatsStore, Store, StoreError,
+    TokenRecord, TokenStore, TokenUsage, UsageQuery,
 };
+use pool_core::reqlog::{RequestLogEntry, RequestPage, RequestQuery, RequestRecord};
 use pool_core::secret::{Secret, SecretHash};
 use pool_core::session::SessionRecord;
 use pool_core::stats::{Rollups, SummaryRow, UsagePoint};
@@ -180,6 +181,25 @@ impl SessionStore for GuardedStore {
 
     async fn prune_sessions(&self, seen_before: UnixMs, created_before: UnixMs) -> Result<u64, StoreError> {
         self.write(self.inner.prune_sessions(seen_before, created_before)).await
+    }
+}
+
+#[async_trait]
+impl RequestLogStore for GuardedStore {
+    async fn append_requests(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError> {
+        self.write(self.inner.append_requests(entries)).await
+    }
+
+    async fn query_requests(&self, query: &RequestQuery) -> Result<RequestPage, StoreError> {
+        self.read(self.inner.query_requests(query)).await
+    }
+
+    async fn request_by_id(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        self.read(self.inner.request_by_id(request_id)).await
+    }
+
+    async fn prune_requests(&self, before: UnixMs, max_rows: u32) -> Result<u64, StoreError> {
+        self.write(self.inner.prune_requests(before, max_rows)).await
     }
 }
 

@@ -11,6 +11,7 @@
 //!   behind the [`limit::Limiter`] port.
 //! - [`request`]: what routing reads from a client's body, and the checks it must pass.
 //! - [`proxy`]: the failover use case: pick, forward, classify, retry on another key.
+//! - [`reqlog`]: the request log: one entry per client request, queued for the flush.
 //! - [`buffer`]: the budget of bytes held in memory at once (bodies and answers read whole).
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
@@ -39,6 +40,7 @@ pub mod proxy;
 pub mod quota;
 pub mod recheck;
 pub mod registry;
+pub mod reqlog;
 pub mod request;
 pub mod secret;
 pub mod session;

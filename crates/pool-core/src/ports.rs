@@ -15,6 +15,7 @@ use crate::ids::{KeyId, TokenId};
 use crate::key::Health;
 use crate::limit::Limits;
 use crate::pool::{CounterValues, KeyDelta, KeyLimits, ModelSet};
+use crate::reqlog::{RequestLogEntry, RequestPage, RequestQuery, RequestRecord};
 use crate::secret::{Secret, SecretHash};
 use crate::session::SessionRecord;
 use crate::stats::{Rollups, SummaryRow, UsagePoint};
@@ -197,9 +198,24 @@ pub trait SessionStore: Send + Sync {
     async fn prune_sessions(&self, seen_before: UnixMs, created_before: UnixMs) -> Result<u64, StoreError>;
 }
 
+/// The request log (see [`crate::reqlog`]): appended in batches, read a page at a time newest
+/// first, pruned in bounded passes.
+#[async_trait]
+pub trait RequestLogStore: Send + Sync {
+    /// Writes a batch of entries (their token names filled in), in one transaction, in order.
+    async fn append_requests(&self, entries: &[RequestLogEntry]) -> Result<(), StoreError>;
+    /// One page, newest first, without counting what does not fit.
+    async fn query_requests(&self, query: &RequestQuery) -> Result<RequestPage, StoreError>;
+    /// The newest entry with this request id.
+    async fn request_by_id(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;
+    /// Deletes at most `max_rows` of the oldest entries from before `before`; returns how many
+    /// went (fewer than `max_rows`: none older is left).
+    async fn prune_requests(&self, before: UnixMs, max_rows: u32) -> Result<u64, StoreError>;
+}
+
 /// The store of record: SQLite or PostgreSQL.
-pub trait Store: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore {}
-impl<T: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore> Store for T {}
+pub trait Store: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore + RequestLogStore {}
+impl<T: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore + RequestLogStore> Store for T {}
 
 /// The one way the domain learns the time.
 pub trait Clock: Send + Sync {

@@ -31,6 +31,7 @@ use crate::ports::{BodyStream, Clock, Shutdown, TransportError, Upstream, Upstre
 use crate::provider::{ProviderKind, ProviderName};
 use crate::quota::QuotaRest;
 use crate::recheck::ModelRechecks;
+use crate::reqlog::{LastAttempt, RequestId, RequestLog, RequestLogEntry};
 use crate::sse::{Framing, inband_error_status};
 use crate::stats::{Dims, Kind, Outcome, Recorder, Timing};
 use crate::token::{AuthError, ClientToken};
@@ -51,6 +52,8 @@ pub struct Gateway {
     /// No new attempt starts once a request has waited this long for an answer.
     pub deadline_ms: i64,
     pub stats: Arc<Recorder>,
+    /// Where every client request's entry goes, for the console's request log.
+    pub requests: Arc<RequestLog>,
     /// Enforces the limits of keys and tokens (here) and of client addresses (in the handlers' gate).
     pub limiter: Arc<dyn Limiter>,
     /// Keys whose model list a 404 has put in doubt, for the background re-probe.
@@ -93,6 +96,24 @@ pub struct Measure {
     /// The token's admission: its concurrency slot is held, and the usage charged to its daily
     /// quota, when the answer is complete (whole, streamed to the end, cut short or failed).
     pub admission: Option<Admission>,
+    /// The request's id (`x-request-id`), for its log entry.
+    pub request_id: RequestId,
+    /// The client asked for a stream.
+    pub stream: bool,
+}
+
+/// A request the gateway answered itself, for [`Gateway::count_answered`].
+#[derive(Debug)]
+pub struct Answered<'a> {
+    pub provider: &'a ProviderName,
+    /// The canonical model; empty when the request was refused before it was read.
+    pub model: &'a str,
+    pub token: Option<TokenId>,
+    pub status: u16,
+    pub outcome: Outcome,
+    /// When the request arrived ([`Clock::monotonic_us`]).
+    pub started_us: i64,
+    pub request_id: RequestId,
 }
 
 /// One attempt that did not serve the request: which key, and why it was left.
@@ -266,27 +287,24 @@ impl Gateway {
 
     /// Counts a request the gateway answered itself: refused before it went upstream (under
     /// its provider, without a model), or served from the cache.
-    pub fn count_answered(
-        &self,
-        provider: &ProviderName,
-        model: &str,
-        token: Option<TokenId>,
-        status: u16,
-        outcome: Outcome,
-        started_us: i64,
-    ) {
-        let elapsed = elapsed_us(started_us, self.clock.monotonic_us());
+    pub fn count_answered(&self, answered: Answered<'_>) {
+        let elapsed = elapsed_us(answered.started_us, self.clock.monotonic_us());
         let dims = Dims {
             kind: Kind::Request,
-            provider: provider.clone(),
-            model: model.into(),
+            provider: answered.provider.clone(),
+            model: answered.model.into(),
             key: None,
-            token,
-            status,
-            outcome,
+            token: answered.token,
+            status: answered.status,
+            outcome: answered.outcome,
         };
         let timing = Timing { total_us: elapsed, ttfb_us: elapsed, overhead_us: elapsed };
-        self.stats.request(self.clock.now_ms(), dims, timing, None, false);
+        let now = self.clock.now_ms();
+        if self.requests.is_enabled() {
+            let settled = Settled { dims: &dims, timing, usage: None, stream: false };
+            self.requests.push(log_entry(now, answered.request_id, settled, Vec::new(), None));
+        }
+        self.stats.request(now, dims, timing, None, false);
     }
 
     async fn try_keys(&self, req: &ForwardRequest, meter: &mut Option<Meter>) -> Result<Delivery, ProxyError> {
@@ -343,23 +361,29 @@ impl Gateway {
                     } else {
                         progress.other_failures = true;
                     }
-                    if let Some(meter) = meter.as_ref() {
+                    let note = AttemptNote { key: key.id, outcome: decision.note };
+                    if let Some(meter) = meter.as_mut() {
                         meter.attempt(key.id, status, decision.outcome, waited);
+                        meter.failed(&note);
                     }
-                    progress.notes.push(AttemptNote { key: key.id, outcome: decision.note });
+                    progress.notes.push(note);
                 }
                 Attempt::Undeliverable { decision, status } => {
-                    if let Some(meter) = meter.as_ref() {
+                    let note = AttemptNote { key: key.id, outcome: decision.note.clone() };
+                    if let Some(meter) = meter.as_mut() {
                         meter.attempt(key.id, status, decision.outcome, waited);
+                        meter.failed(&note);
                     }
-                    progress.notes.push(AttemptNote { key: key.id, outcome: decision.note.clone() });
+                    progress.notes.push(note);
                     return Err(ProxyError::Undeliverable { reason: decision.note, notes: progress.notes });
                 }
                 Attempt::Busy { status } => {
-                    if let Some(meter) = meter.as_ref() {
+                    let note = AttemptNote { key: key.id, outcome: "buffer budget full".into() };
+                    if let Some(meter) = meter.as_mut() {
                         meter.attempt(key.id, status, Outcome::Failed, waited);
+                        meter.failed(&note);
                     }
-                    progress.notes.push(AttemptNote { key: key.id, outcome: "buffer budget full".into() });
+                    progress.notes.push(note);
                     self.buffers.count_refused();
                     return Err(ProxyError::Busy { budget: self.buffers.limit(), notes: progress.notes });
                 }
@@ -421,6 +445,7 @@ impl Gateway {
         if let Some((key, passed)) = missing.filter(|_| !other_failures) {
             if let Some(mut meter) = meter.take() {
                 meter.model_unknown();
+                meter.last = Some(LastAttempt::Served(key));
                 meter.finish(Ending::refused(passed.status.as_u16(), Outcome::ClientError));
             }
             let Buffered { bytes, reservation } = passed.body;
@@ -765,6 +790,7 @@ pub const OTHER_MODEL: &str = "other";
 /// way as cancelled.
 struct Meter {
     stats: Arc<Recorder>,
+    requests: Arc<RequestLog>,
     clock: Arc<dyn Clock>,
     provider: ProviderName,
     /// The model as requested (canonical).
@@ -784,6 +810,13 @@ struct Meter {
     committed_us: Option<i64>,
     /// The key of the attempt under way.
     current: Option<KeyId>,
+    request_id: RequestId,
+    stream: bool,
+    /// The attempts that failed, for the request's log entry (empty, so free, unless one did).
+    failed: Vec<AttemptNote>,
+    /// The key whose answer the client got, when [`Ending::served`] does not say (a 404 passed
+    /// through after every key lacked the model).
+    last: Option<LastAttempt>,
     done: bool,
 }
 
@@ -794,6 +827,7 @@ impl Meter {
         let label = gateway.pools.model_label(&req.provider, requested);
         Self {
             stats: Arc::clone(&gateway.stats),
+            requests: Arc::clone(&gateway.requests),
             clock: Arc::clone(&gateway.clock),
             provider: req.provider.clone(),
             known: label.is_some() || requested.is_empty(),
@@ -806,7 +840,18 @@ impl Meter {
             served_us: 0,
             committed_us: None,
             current: None,
+            request_id: measure.request_id,
+            stream: measure.stream,
+            failed: Vec::new(),
+            last: None,
             done: false,
+        }
+    }
+
+    /// Notes an attempt that failed, for the log entry (only when the log keeps entries).
+    fn failed(&mut self, note: &AttemptNote) {
+        if self.requests.is_enabled() {
+            self.failed.push(note.clone());
         }
     }
 
@@ -851,13 +896,24 @@ impl Meter {
             ttfb_us,
             overhead_us: ttfb_us.saturating_sub(self.upstream_us),
         };
-        match (served, self.current) {
-            (Some(key), _) => self.attempt(key, status, outcome, self.served_us),
-            (None, Some(key)) => self.attempt(key, 0, Outcome::Cancelled, 0),
-            (None, None) => {}
-        }
+        let last = match (served, self.current) {
+            (Some(key), _) => {
+                self.attempt(key, status, outcome, self.served_us);
+                Some(LastAttempt::Served(key))
+            }
+            (None, Some(key)) => {
+                self.attempt(key, 0, Outcome::Cancelled, 0);
+                Some(LastAttempt::Abandoned(key))
+            }
+            (None, None) => self.last,
+        };
         let now = self.clock.now_ms();
         let dims = self.dims(Kind::Request, served, status, outcome);
+        if self.requests.is_enabled() {
+            let settled = Settled { dims: &dims, timing, usage, stream: self.stream };
+            let failed = std::mem::take(&mut self.failed);
+            self.requests.push(log_entry(now, self.request_id, settled, failed, last));
+        }
         self.stats.request(now, dims, timing, usage, partial);
         self.stats.metrics.leave();
         // Dropping the admission frees the token's slot, after its usage is charged.
@@ -871,6 +927,42 @@ impl Drop for Meter {
     fn drop(&mut self) {
         let ending = Ending { partial: true, ..Ending::refused(CLIENT_CLOSED, Outcome::Cancelled) };
         self.finish(ending);
+    }
+}
+
+/// How a request was settled, for its log entry.
+struct Settled<'a> {
+    dims: &'a Dims,
+    timing: Timing,
+    usage: Option<Usage>,
+    stream: bool,
+}
+
+/// A request's log entry: the one place one is built, whether an upstream answered or the
+/// gateway did.
+fn log_entry(
+    now: UnixMs,
+    request_id: RequestId,
+    settled: Settled<'_>,
+    failed: Vec<AttemptNote>,
+    last: Option<LastAttempt>,
+) -> RequestLogEntry {
+    let Settled { dims, timing, usage, stream } = settled;
+    RequestLogEntry {
+        at: now,
+        request_id,
+        provider: dims.provider.clone(),
+        model: Arc::clone(&dims.model),
+        token: dims.token,
+        token_name: None,
+        status: dims.status,
+        outcome: dims.outcome,
+        latency_ms: timing.total_us / 1000,
+        prompt_tokens: usage.map_or(0, |u| u.prompt),
+        completion_tokens: usage.map_or(0, |u| u.completion),
+        stream,
+        failed,
+        last,
     }
 }
 

@@ -13,37 +13,21 @@
 //! `;` or `=` (a model name in a reason cannot break the format), at most [`MAX_REASON`] bytes.
 
 use axum::http::{HeaderName, HeaderValue};
-use pool_core::proxy::{AttemptNote, Delivery, ProxyError};
+use pool_core::proxy::{Delivery, ProxyError};
+use pool_core::reqlog::{self, LastAttempt};
+
+pub use pool_core::reqlog::MAX_REASON;
 
 pub const X_POOL_ATTEMPTS: HeaderName = HeaderName::from_static("x-pool-attempts");
 
-/// Longest reason kept, in bytes.
-pub const MAX_REASON: usize = 96;
-
-/// The header value for the gateway's result.
+/// The header value for the gateway's result: the same list the request log keeps
+/// ([`reqlog::attempt_list`]).
 pub fn header(result: &Result<Delivery, ProxyError>) -> HeaderValue {
-    let (notes, served) = match result {
-        Ok(delivery) => (delivery.failed_attempts.as_slice(), Some(delivery)),
-        Err(error) => (error.notes(), None),
+    let attempts = match result {
+        Ok(d) => reqlog::attempt_list(&d.failed_attempts, Some(LastAttempt::Served(d.served_by)), d.status.as_u16()),
+        Err(error) => reqlog::attempt_list(error.notes(), None, 0),
     };
-    let mut entries: Vec<String> = notes.iter().map(failed).collect();
-    entries.extend(served.map(|d| {
-        let reason = if d.status.is_success() { "ok".to_owned() } else { format!("returned {}", d.status.as_u16()) };
-        format!("{}={reason}", d.served_by)
-    }));
-    HeaderValue::try_from(entries.join("; ")).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-fn failed(note: &AttemptNote) -> String {
-    format!("{}={}", note.key, sanitise(&note.outcome))
-}
-
-/// Printable ASCII without the separators, `_` for anything else, cut at [`MAX_REASON`].
-fn sanitise(reason: &str) -> String {
-    let keep = |c: char| c.is_ascii_alphanumeric() || " .,:_-/()'".contains(c);
-    let mut out: String = reason.chars().map(|c| if keep(c) { c } else { '_' }).take(MAX_REASON).collect();
-    out.truncate(out.trim_end().len());
-    if out.is_empty() { "unknown".to_owned() } else { out }
+    HeaderValue::try_from(reqlog::format_attempts(&attempts)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -51,7 +35,8 @@ mod tests {
     use super::*;
     use axum::http::{HeaderMap, StatusCode};
     use pool_core::ids::KeyId;
-    use pool_core::proxy::Body;
+    use pool_core::proxy::{AttemptNote, Body};
+    use pool_core::reqlog::sanitise;
     use uuid::Uuid;
 
     fn id(n: u128) -> KeyId {

@@ -55,6 +55,8 @@ pub struct Services {
     pub store_health: Arc<pool_core::store_health::StoreHealth>,
     /// When statistics were last pruned.
     pub last_prune: AtomicI64,
+    /// When the request log was last pruned.
+    pub last_log_prune: AtomicI64,
     /// Requests answered at once, under `server.max_concurrent_requests`.
     pub capacity: Arc<crate::capacity::Capacity>,
     /// Client connections, counted by the accept loop, for `/metrics`.
@@ -74,6 +76,8 @@ pub struct HttpSettings {
     /// Probes running at once.
     pub probe_concurrency: usize,
     pub stats_retention: StatsRetention,
+    /// How long request log entries are kept; `None`: the log is off.
+    pub request_log_retention_ms: Option<i64>,
     /// Whether proxied answers carry `x-pool-attempts` (the keys tried, and why each was left).
     pub attempts_header: bool,
     /// Who may call the client API: blocked user agents, requests per client address.
@@ -101,11 +105,12 @@ pub struct Flushed {
     pub keys: usize,
     pub tokens: usize,
     pub stats: usize,
+    pub requests: usize,
 }
 
 impl Flushed {
     pub fn is_empty(&self) -> bool {
-        self.keys == 0 && self.tokens == 0 && self.stats == 0
+        self.keys == 0 && self.tokens == 0 && self.stats == 0 && self.requests == 0
     }
 }
 
@@ -113,14 +118,17 @@ impl Flushed {
 const PROBE_SETTING: &str = "store.last_probe";
 
 impl Services {
-    /// Writes every in-memory counter to the store: key and token counters, then statistics.
-    /// What could not be written stays in memory for the next flush.
+    /// Writes every in-memory counter to the store: key and token counters, statistics, then
+    /// the request log. What could not be written stays in memory for the next flush.
     pub async fn flush(&self) -> Result<Flushed, StoreError> {
         let now = self.gateway.clock.now_ms();
+        let store = self.registry.store.as_ref();
         let counters = self.registry.flush().await;
-        let stats = pool_core::accounting::flush_stats(&self.gateway.stats, self.registry.store.as_ref(), now).await;
+        let stats = pool_core::accounting::flush_stats(&self.gateway.stats, store, now).await;
+        let requests =
+            pool_core::accounting::flush_request_log(&self.gateway.requests, &self.registry.tokens, store).await;
         let counters = counters?;
-        Ok(Flushed { keys: counters.keys, tokens: counters.tokens, stats: stats? })
+        Ok(Flushed { keys: counters.keys, tokens: counters.tokens, stats: stats?, requests: requests? })
     }
 
     /// Writes one small value, to learn whether the store takes writes (its health follows).
@@ -132,10 +140,7 @@ impl Services {
     /// Deletes rollup rows past their retention, at most once an hour.
     pub async fn prune_stats_hourly(&self) -> Result<(), StoreError> {
         let now = self.gateway.clock.now_ms();
-        let last = self.last_prune.load(Relaxed);
-        if now - last < pool_core::stats::HOUR_MS
-            || self.last_prune.compare_exchange(last, now, Relaxed, Relaxed).is_err()
-        {
+        if !hour_since(&self.last_prune, now) {
             return Ok(());
         }
         let retention = self.settings.stats_retention;
@@ -143,6 +148,26 @@ impl Services {
         tracing::debug!(deleted, "pruned old statistics");
         Ok(())
     }
+
+    /// Deletes request log entries past their retention, at most once an hour, in bounded
+    /// passes (each its own short transaction).
+    pub async fn prune_request_log_hourly(&self) -> Result<(), StoreError> {
+        let now = self.gateway.clock.now_ms();
+        let Some(retention_ms) = self.settings.request_log_retention_ms else { return Ok(()) };
+        if !hour_since(&self.last_log_prune, now) {
+            return Ok(());
+        }
+        let store = self.registry.store.as_ref();
+        let deleted = pool_core::accounting::prune_request_log(store, now.saturating_sub(retention_ms)).await?;
+        tracing::debug!(deleted, "pruned old request log entries");
+        Ok(())
+    }
+}
+
+/// Whether an hour has passed since `last` (then set to `now`): one caller wins a tie.
+fn hour_since(last: &AtomicI64, now: UnixMs) -> bool {
+    let seen = last.load(Relaxed);
+    now - seen >= pool_core::stats::HOUR_MS && last.compare_exchange(seen, now, Relaxed, Relaxed).is_ok()
 }
 
 /// The admin token, held only as its hash; compared in constant time.

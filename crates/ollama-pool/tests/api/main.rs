@@ -26,6 +26,7 @@ mod limits_keys;
 mod memory;
 mod models;
 mod request_id;
+mod request_log;
 mod rotation;
 mod routing;
 mod secrets;

@@ -20,6 +20,7 @@
 mod deltas;
 mod ports;
 mod postgres;
+mod requests;
 mod rows;
 mod sessions;
 mod sqlite;

@@ -153,6 +153,8 @@ super::stats::impl_stats_store!(SqliteStore, sqlx::Sqlite);
 super::stats::impl_stats_store!(PgStore, sqlx::Postgres);
 super::sessions::impl_session_store!(SqliteStore);
 super::sessions::impl_session_store!(PgStore);
+super::requests::impl_request_log_store!(SqliteStore);
+super::requests::impl_request_log_store!(PgStore);
 
 /// The ids a batch insert returned, in the order the caller gave the keys (a database may
 /// return them in any order), each once.

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "stats", include_str!("../../migrations/postgres/0003_stats.sql")),
     (4, "limits", include_str!("../../migrations/postgres/0004_limits.sql")),
     (5, "hold_cause", include_str!("../../migrations/postgres/0005_hold_cause.sql")),
+    (6, "request_log", include_str!("../../migrations/postgres/0006_request_log.sql")),
     (7, "console_sessions", include_str!("../../migrations/postgres/0007_console_sessions.sql")),
 ];
 

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "stats", include_str!("../../migrations/sqlite/0003_stats.sql")),
     (4, "limits", include_str!("../../migrations/sqlite/0004_limits.sql")),
     (5, "hold_cause", include_str!("../../migrations/sqlite/0005_hold_cause.sql")),
+    (6, "request_log", include_str!("../../migrations/sqlite/0006_request_log.sql")),
     (7, "console_sessions", include_str!("../../migrations/sqlite/0007_console_sessions.sql")),
 ];
 

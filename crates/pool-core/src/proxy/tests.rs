@@ -105,6 +105,7 @@ fn gateway(keys: &[&str], scripts: &[(&str, Script)]) -> (Gateway, Vec<Arc<PoolK
         buffers: BufferBudget::new(1 << 30),
         deadline_ms: 60_000,
         stats: Arc::new(Recorder::new(10_000)),
+        requests: Arc::new(crate::reqlog::RequestLog::new(1000, true)),
         limiter: Arc::new(LocalLimiter::default()),
         rechecks: Arc::new(ModelRechecks::default()),
         shutdown: Arc::new(crate::ports::NeverStops),
@@ -542,4 +543,44 @@ async fn a_key_at_its_rate_limit_sends_the_request_to_another_key() {
     }
     // Assert
     assert_eq!(served.iter().filter(|id| **id == keys[0].id).count(), 1, "{served:?}");
+}
+
+/// The attempts of the one entry the request log holds, as `x-pool-attempts` reads them.
+fn logged(gw: &Gateway) -> (u16, Outcome, Vec<(KeyId, String)>) {
+    let entries = gw.requests.take();
+    assert_eq!(entries.len(), 1, "one entry per request");
+    let e = &entries[0];
+    let attempts = crate::reqlog::attempt_list(&e.failed, e.last, e.status);
+    (e.status, e.outcome, attempts.into_iter().map(|a| (a.key, a.reason)).collect())
+}
+
+#[tokio::test]
+async fn a_request_that_failed_over_is_logged_once_with_every_attempt() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(503))]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    drop(delivery);
+    let (status, outcome, attempts) = logged(&gw);
+    assert_eq!((status, outcome), (200, Outcome::Success));
+    assert_eq!(attempts, vec![(keys[0].id, "upstream answered 503".to_owned()), (keys[1].id, "ok".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_request_whose_every_attempt_failed_is_logged_with_each_of_them() {
+    let (gw, keys) = gateway(&["a", "b"], &[("a", Script::Status(500)), ("b", Script::Status(502))]);
+    assert!(gw.forward(request()).await.is_err());
+    let (status, outcome, attempts) = logged(&gw);
+    assert_eq!((status, outcome), (502, Outcome::Failed));
+    assert_eq!(attempts.iter().map(|a| a.0).collect::<Vec<_>>(), vec![keys[0].id, keys[1].id]);
+}
+
+#[tokio::test]
+async fn a_stream_the_client_left_is_logged_as_cancelled_once_dropped() {
+    let script = Script::Sse(vec![Ok("data: 1\n\n"), Ok("data: 2\n\n")]);
+    let (gw, keys) = gateway(&["a"], &[("a", script)]);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gw.requests.backlog(), 0, "a stream is logged when it ends");
+    drop(delivery);
+    let (_, outcome, attempts) = logged(&gw);
+    assert_eq!(outcome, Outcome::Cancelled);
+    assert_eq!(attempts, vec![(keys[0].id, "ok".to_owned())], "its first event had gone out: the key served");
 }

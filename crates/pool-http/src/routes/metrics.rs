@@ -104,6 +104,16 @@ fn render(state: &AppState) -> String {
     family(&mut out, "pool_stats_dropped_total", "counter", "Events not recorded because the backlog was full");
     let _ = writeln!(out, "pool_stats_dropped_total{{kind=\"request\"}} {}", dropped.requests);
     let _ = writeln!(out, "pool_stats_dropped_total{{kind=\"attempt\"}} {}", dropped.attempts);
+    let requests = &state.gateway.requests;
+    family(&mut out, "pool_request_log_backlog", "gauge", "Request log entries waiting to be written");
+    let _ = writeln!(out, "pool_request_log_backlog {}", requests.backlog());
+    family(
+        &mut out,
+        "pool_request_log_dropped_total",
+        "counter",
+        "Request log entries dropped because the queue was full",
+    );
+    let _ = writeln!(out, "pool_request_log_dropped_total {}", requests.dropped());
     load(&mut out, state);
     out
 }

@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/keys/stats", get(admin::stats::list))
         .route("/admin/stats", get(admin::traffic::admin_stats))
         .route("/admin/stats/trend", get(admin::trend::trend))
+        .route("/admin/requests", get(admin::requests::list))
+        .route("/admin/requests/{request_id}", get(admin::requests::show))
         .route("/admin/public-stats", get(admin::traffic::public_stats))
         .route("/stats.json", get(admin::traffic::public_stats))
         .route("/admin/api-keys/{id}/usage", get(admin::traffic::key_usage))

@@ -22,7 +22,8 @@ use pool_core::ids::TokenId;
 use pool_core::limit::Admission;
 use pool_core::model_name;
 use pool_core::provider::{ProviderName, ProviderSpec};
-use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
+use pool_core::proxy::{self, Answered, Delivery, ForwardRequest, Measure, ProxyError};
+use pool_core::reqlog::RequestId;
 use pool_core::request::{self, Peeked};
 use pool_core::stats::Outcome;
 use pool_core::token::ClientToken;
@@ -35,6 +36,7 @@ use crate::cache::hook::{self as cache, Lookup};
 use crate::capacity::Holding;
 use crate::error::ApiError;
 use crate::extract::{bearer, read_body};
+use crate::request_id::X_REQUEST_ID;
 use crate::state::{AppState, ProviderRuntime};
 
 pub async fn openai(
@@ -89,9 +91,11 @@ async fn proxy(
     upstream_url: impl FnOnce(&ProviderSpec) -> Option<String>,
 ) -> Result<Response, ApiError> {
     let started_us = state.gateway.clock.monotonic_us();
-    let mut seen = Seen::default();
+    // Set by the edge on every request; held inline, for the request's log entry.
+    let request_id = RequestId::new(request.headers().get(X_REQUEST_ID).map(|v| v.as_bytes()).unwrap_or_default());
+    let mut seen = Seen { request_id, ..Seen::default() };
     match admit(state, provider, request, upstream_url, &mut seen).await {
-        Ok(admitted) => forward(state, admitted, ask_usage, started_us).await,
+        Ok(admitted) => forward(state, admitted, Began { ask_usage, started_us, request_id }).await,
         Err(error) => {
             count_rejected(state, &seen, error.status, started_us);
             Err(error)
@@ -104,13 +108,30 @@ async fn proxy(
 struct Seen {
     provider: Option<ProviderName>,
     token: Option<TokenId>,
+    request_id: RequestId,
+}
+
+/// What the handler knew of a request before reading it.
+struct Began {
+    /// OpenAI streams report usage only when asked: the gateway asks for them.
+    ask_usage: bool,
+    started_us: i64,
+    request_id: RequestId,
 }
 
 /// Counts a request refused before it went upstream, under its provider and without a model
 /// (a request for an unknown provider is not counted: its name is whatever the caller typed).
 fn count_rejected(state: &AppState, seen: &Seen, status: StatusCode, started_us: i64) {
     if let Some(provider) = &seen.provider {
-        state.gateway.count_answered(provider, "", seen.token, status.as_u16(), Outcome::Rejected, started_us);
+        state.gateway.count_answered(Answered {
+            provider,
+            model: "",
+            token: seen.token,
+            status: status.as_u16(),
+            outcome: Outcome::Rejected,
+            started_us,
+            request_id: seen.request_id,
+        });
     }
 }
 
@@ -171,13 +192,21 @@ fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) 
     Ok(token)
 }
 
-async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
+async fn forward(state: &AppState, admitted: Admitted, began: Began) -> Result<Response, ApiError> {
     let Admitted { provider, token, url, parts, body, model, stream, admission, reservation } = admitted;
+    let Began { ask_usage, started_us, request_id } = began;
     let rate_headers = crate::wire::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
-            let (provider, token) = (&provider.spec.name, Some(token.id));
-            state.gateway.count_answered(provider, &model, token, StatusCode::OK.as_u16(), Outcome::Cached, started_us);
+            state.gateway.count_answered(Answered {
+                provider: &provider.spec.name,
+                model: &model,
+                token: Some(token.id),
+                status: StatusCode::OK.as_u16(),
+                outcome: Outcome::Cached,
+                started_us,
+                request_id,
+            });
             response.headers_mut().extend(rate_headers);
             return Ok(response);
         }
@@ -188,7 +217,8 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
         Some(with_usage) => (with_usage, true),
         None => (body, false),
     };
-    let measure = Measure { token: Some(token.id), started_us, strip_usage, admission: Some(admission) };
+    let measure =
+        Measure { token: Some(token.id), started_us, strip_usage, admission: Some(admission), request_id, stream };
     let result = state
         .gateway
         .forward(ForwardRequest {
