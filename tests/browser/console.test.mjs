@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN, axeViolations, closeBrowser, launch, open, shot, signIn, startGateway } from './harness.mjs';
+import { ADMIN, axeViolations, closeBrowser, fakeUpstream, launch, open, shot, signIn, startGateway } from './harness.mjs';
 
 const XSS = [
   '<img src=x onerror="window.__xss=1">',
@@ -13,21 +13,26 @@ const XSS = [
 ];
 
 let gw;
+let upstream;
+// The hostile tokens' secrets, for traffic the Requests page lists.
+const xssTokens = [];
 
 before(async () => {
   await launch();
-  gw = await startGateway();
+  upstream = await fakeUpstream();
+  gw = await startGateway({ POOL__PROVIDERS__OLLAMA__URL: upstream.url });
   const accounts = [];
   for (let i = 0; i < 120; i++) accounts.push({ api_key: `sk-browser-test-key-${String(i).padStart(4, '0')}-abcdef`, username: `team-${i % 3}-key-${i}` });
   XSS.forEach((label, i) => accounts.push({ api_key: `sk-browser-xss-key-${i}-abcdefabcdef`, username: label }));
   await gw.admin('/admin/import', 'POST', { accounts });
-  for (const name of XSS) await gw.admin('/admin/tokens', 'POST', { name });
+  for (const name of XSS) xssTokens.push((await gw.admin('/admin/tokens', 'POST', { name })).token);
   const listed = await gw.admin('/admin/api-keys?search=team-1-key-1&pageSize=200');
   await gw.admin('/admin/keys/disable', 'POST', { ids: listed.api_keys.map((k) => k.id), duration: 3600 });
 });
 
 after(async () => {
   await gw?.stop();
+  await upstream?.stop();
   await closeBrowser();
 });
 
@@ -183,6 +188,50 @@ describe('signed in', () => {
     await page.goto(`${gw.base}/`);
     await page.waitForFunction(() => document.querySelector('#signin-title').textContent === '管理员登录');
     await context.close();
+  });
+
+  test('requests: traffic is listed with hostile names as text, and a pasted request id finds its request', async () => {
+    const chat = (token, model, id) => fetch(`${gw.base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'x-request-id': id },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    for (const [i, token] of xssTokens.entries()) {
+      const r = await chat(token, XSS[i], `browser-xss-${i}`);
+      assert.equal(r.status, 200, await r.text());
+    }
+    const found = await chat(xssTokens[0], 'plain-model', 'browser-find-me');
+    assert.equal(found.status, 200);
+    for (const [scheme, viewport] of [['light', undefined], ['dark', undefined], ['light', { width: 390, height: 844 }]]) {
+      const { context, page, problems } = await open({ colorScheme: scheme, ...(viewport ? { viewport } : {}) });
+      await signIn(page, gw.base);
+      await page.goto(`${gw.base}/dashboard#requests`);
+      await page.waitForFunction(() => document.querySelectorAll('#req-list tbody tr').length >= 4);
+      const text = await page.$eval('#req-list tbody', (el) => el.textContent);
+      for (const name of XSS) assert.ok(text.includes(name), `shown as text: ${name}`);
+      await noXss(page);
+      await page.click('#req-list tbody tr details summary');
+      assert.match(await page.$eval('#req-list tbody tr details', (el) => el.textContent), /=?ok/);
+      const phone = Boolean(viewport);
+      await shot(page, phone ? 'phone-requests' : `requests-list-${scheme}`, !phone);
+      if (phone) {
+        assert.equal(await page.$eval('#req-list tbody tr', (el) => getComputedStyle(el).display), 'block');
+        const width = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(width <= 390, `the page is ${width} px wide`);
+      }
+      await page.fill('#req-id', 'browser-find-me');
+      await page.click('#req-find button[type=submit]');
+      await page.waitForFunction(() => document.querySelectorAll('#req-list tbody tr').length === 1);
+      assert.match(await page.$eval('#req-list tbody tr', (el) => el.textContent), /browser-find-me/);
+      assert.match(await page.$eval('#req-list tbody tr', (el) => el.textContent), /plain-model/);
+      await page.fill('#req-id', '');
+      await page.fill('#req-status', '5xx');
+      await page.click('#req-filters button[type=submit]');
+      await page.waitForFunction(() => /No request matches/.test(document.querySelector('#req-list').textContent));
+      assert.deepEqual(await axeViolations(page), []);
+      assert.deepEqual(problems, []);
+      await context.close();
+    }
   });
 
   test('on a phone the navigation sits on top and tables become cards', async () => {

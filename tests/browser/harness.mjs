@@ -133,3 +133,26 @@ export async function axeViolations(page) {
   });
   return result;
 }
+
+// A stand-in for an OpenAI-compatible upstream: every POST is a chat completion with usage,
+// every GET an empty model list. Enough for traffic the request log records.
+export async function fakeUpstream() {
+  const { createServer: createHttp } = await import('node:http');
+  const server = createHttp((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.setHeader('Content-Type', 'application/json');
+      if (req.method !== 'POST') return res.end(JSON.stringify({ object: 'list', data: [], models: [] }));
+      res.end(JSON.stringify({
+        id: 'chatcmpl-browser', object: 'chat.completion', created: 1700000000, model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
+      }));
+    });
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    stop: () => new Promise((ok) => { server.closeAllConnections(); server.close(ok); }),
+  };
+}

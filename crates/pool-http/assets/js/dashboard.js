@@ -11,7 +11,7 @@ const PAGES = {
   keys: () => import('./pages/keys.js'),
   tokens: () => import('./pages/tokens.js'),
   providers: () => import('./pages/providers.js'),
-  requests: () => import('./pages/later.js').then((m) => m.page('dash.nav.requests', 'GET /admin/stats, /admin/api-keys/{id}/usage')),
+  requests: () => import('./pages/requests.js'),
   settings: () => import('./pages/later.js').then((m) => m.page('dash.nav.settings', 'GET /health, /admin/providers')),
 };
 
