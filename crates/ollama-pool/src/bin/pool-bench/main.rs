@@ -8,7 +8,8 @@
 //! ulimit -n 65536   # if `ulimit -n` is below 4096
 //! target/release/pool-bench [--duration 5] [--rates 1000,3000] [--concurrency 64]
 //!                           [--streams 1000] [--postgres URL] [--json] [--quick]
-//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage|soak]
+//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage|soak|console]
+//!                           [--keys N] [--requests N]
 //! ```
 //!
 //! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
@@ -18,7 +19,9 @@
 //! more HTTP server and client per request, on the same cores here, and the bare proxy's
 //! figures show that floor beside the gateway's. `pick` times the key selector in this process;
 //! `failover` and `outage` count what clients see while keys or the whole upstream fail (`faults`);
-//! `soak` runs through every fault and a locked database for ten minutes (`--scenario soak` only).
+//! `soak` runs through every fault and a locked database for ten minutes (`--scenario soak` only);
+//! `console` times the console's calls over 100,000 keys and 10,000,000 logged requests
+//! (`--scenario console` only).
 //!
 //! Why separate processes rather than the in-process `spawn_app()` of the tests: a shared
 //! runtime would let the load generator and the upstream steal the gateway's worker threads,
@@ -27,6 +30,7 @@
 mod bare;
 mod cli;
 mod closed;
+mod console;
 mod cpu;
 mod failover;
 mod faults;
@@ -127,6 +131,7 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         failover: Vec::new(),
         outage: None,
         soak: None,
+        console: None,
     };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
     if report.args.scenario.includes(Scenario::Import) {
@@ -148,6 +153,14 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     run_fault_scenarios(&mut report, &client, dir.path(), &spec).await?;
+    if report.args.scenario == Scenario::Console {
+        let plan = console::ConsolePlan::new(report.args.quick, report.args.keys, report.args.requests);
+        progress(&format!(
+            "seeding {} keys and {} logged requests in SQLite, then timing the console",
+            plan.keys, plan.requests
+        ));
+        report.console = Some(console::run(&client, dir.path(), &spec, plan).await?);
+    }
     report.print();
     Ok(())
 }

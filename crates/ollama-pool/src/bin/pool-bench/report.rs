@@ -56,6 +56,7 @@ pub struct Report {
     pub failover: Vec<crate::failover::FailoverResult>,
     pub outage: Option<crate::outage::OutageResult>,
     pub soak: Option<crate::soak::SoakResult>,
+    pub console: Option<crate::console::ConsoleResult>,
 }
 
 /// A target beside a figure; `pass` is `None` when the figure was not measured.
@@ -97,6 +98,7 @@ impl Report {
         crate::failover::print(&self.failover);
         crate::outage::print(self.outage.as_ref());
         crate::soak::print(self.soak.as_ref());
+        crate::console::print(self.console.as_ref());
         self.print_checks();
         for warning in self.warnings() {
             println!("\n!!! WARNING: {warning}");
@@ -301,6 +303,7 @@ impl Report {
             "failover": crate::failover::json(&self.failover),
             "outage": crate::outage::json(self.outage.as_ref()),
             "soak": crate::soak::json(self.soak.as_ref()),
+            "console": crate::console::json(self.console.as_ref()),
             "targets": self.checks().iter().map(|c| json!({"name": c.name, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
         })
     }

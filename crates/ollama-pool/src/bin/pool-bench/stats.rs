@@ -7,6 +7,7 @@ use std::time::Duration;
 pub struct Percentiles {
     pub p50: Duration,
     pub p90: Duration,
+    pub p95: Duration,
     pub p99: Duration,
     pub max: Duration,
 }
@@ -20,7 +21,7 @@ impl Percentiles {
             let rank = (p * samples.len() as f64).ceil() as usize;
             samples[rank.clamp(1, samples.len()) - 1]
         };
-        Some(Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), max })
+        Some(Percentiles { p50: at(0.50), p90: at(0.90), p95: at(0.95), p99: at(0.99), max })
     }
 }
 
