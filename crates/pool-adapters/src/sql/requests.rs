@@ -21,8 +21,10 @@ pub(crate) const INSERT_KEY: &str =
 const COLUMNS: &str = "r.id, r.at_ms, r.request_id, r.provider, r.model, r.token_id, r.token_name, r.status, \
      r.outcome, r.latency_ms, r.prompt_tokens, r.completion_tokens, r.stream, r.attempts";
 
-/// The oldest rows from before `$1`, at most `$2` of them.
-const OLDEST: &str = "SELECT id FROM request_log WHERE at_ms < $1 ORDER BY id LIMIT $2";
+/// The oldest rows from before `$1`, at most `$2` of them. Ordered by time, not id, so the
+/// database walks the `at_ms` index and stops: ordered by id, it could scan every newer row
+/// to learn that none is old enough (with nothing to prune, that is the whole table).
+const OLDEST: &str = "SELECT id FROM request_log WHERE at_ms < $1 ORDER BY at_ms LIMIT $2";
 
 pub(crate) fn prune_keys() -> String {
     format!("DELETE FROM request_log_keys WHERE log_id IN ({OLDEST})")

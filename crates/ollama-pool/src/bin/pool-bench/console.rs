@@ -78,6 +78,11 @@ pub async fn run(
         ("GET /admin/requests?requestId=", format!("/admin/requests?requestId={request_id}")),
         ("GET /admin/requests?status=5xx", "/admin/requests?status=5xx".to_owned()),
     ];
+    for (name, path) in &paths[2..] {
+        let answer = http::admin_get(client, addr, admin, path).await?;
+        let found = answer["entries"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(found > 0, "{name} found no entry in the seeded log: {answer}");
+    }
     let mut timings = vec![("GET /dashboard", time(|| page(client, addr, "/dashboard")).await?)];
     for (name, path) in paths {
         timings.push((name, time(|| async { http::admin_get(client, addr, admin, &path).await.map(drop) }).await?));
