@@ -138,6 +138,7 @@ impl App {
                 console: ConsoleSettings { sessions: config.console.sessions() },
             },
             started_at: now_ms(),
+            about: crate::config::about::about(config),
             storage: pool_adapters::sql::backend_name(&config.database.url),
             store_health,
             last_prune: AtomicI64::new(0),

@@ -5,6 +5,7 @@ pub mod control;
 pub mod import;
 pub mod keys;
 pub mod providers;
+pub mod settings;
 pub mod stats;
 pub mod tokens;
 pub mod traffic;
