@@ -450,6 +450,11 @@ impl Config {
     /// The built-in providers (`ollama`, `openrouter`) with the configuration laid over them, and
     /// any others the configuration adds.
     pub fn provider_specs(&self) -> anyhow::Result<Vec<ProviderSpec>> {
+        self.merged_providers().into_iter().map(|(name, p)| provider_spec(&name, p)).collect()
+    }
+
+    /// The built-in providers with the configured ones laid over them, by name.
+    pub fn merged_providers(&self) -> BTreeMap<String, ProviderConfig> {
         let mut merged: BTreeMap<String, ProviderConfig> = builtin_providers();
         for (name, given) in &self.providers {
             let base = merged.entry(name.clone()).or_default();
@@ -459,7 +464,7 @@ impl Config {
             base.headers.extend(given.headers.clone());
             base.probe_model = given.probe_model.clone().or(base.probe_model.take());
         }
-        merged.into_iter().map(|(name, p)| provider_spec(&name, p)).collect()
+        merged
     }
 
     pub fn failure_policy(&self) -> FailurePolicy {

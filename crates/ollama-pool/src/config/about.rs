@@ -17,13 +17,34 @@ pub const MASK: &str = "********";
 /// Distinct characters a configured admin token should have, at least.
 const MIN_DISTINCT_CHARS: usize = 12;
 
-pub fn about(config: &Config) -> About {
-    About { version: env!("CARGO_PKG_VERSION").to_owned(), config: masked(config), warnings: warnings(config) }
+/// Values the configuration leaves to the machine (0 = automatic), as the process resolved them.
+#[derive(Clone, Copy, Debug)]
+pub struct Resolved {
+    pub buffer_budget_bytes: usize,
+    pub max_connections: usize,
 }
 
-/// The effective configuration with every secret masked.
-pub fn masked(config: &Config) -> Value {
+pub fn about(config: &Config, resolved: Resolved) -> About {
+    About {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config: masked(config, resolved),
+        warnings: warnings(config),
+    }
+}
+
+/// The effective configuration with every secret masked: the built-in providers included, and
+/// automatic values as resolved.
+pub fn masked(config: &Config, resolved: Resolved) -> Value {
     let mut value = serde_json::to_value(config).unwrap_or(Value::Null);
+    if let Some(members) = value.as_object_mut() {
+        members.insert("providers".into(), serde_json::to_value(config.merged_providers()).unwrap_or(Value::Null));
+    }
+    if let Some(proxy) = value.get_mut("proxy").and_then(Value::as_object_mut) {
+        proxy.insert("buffer_budget_bytes".into(), resolved.buffer_budget_bytes.into());
+    }
+    if let Some(server) = value.get_mut("server").and_then(Value::as_object_mut) {
+        server.insert("max_connections".into(), resolved.max_connections.into());
+    }
     mask(&mut value);
     value
 }
@@ -102,7 +123,8 @@ fn is_weak(token: &str) -> bool {
     let mut distinct = chars.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let repeated = (1..=chars.len() / 2).any(|n| chars.len().is_multiple_of(n) && chars.chunks(n).all(|c| c == &chars[..n]));
+    let repeated =
+        (1..=chars.len() / 2).any(|n| chars.len().is_multiple_of(n) && chars.chunks(n).all(|c| c == &chars[..n]));
     distinct.len() < MIN_DISTINCT_CHARS || repeated
 }
 

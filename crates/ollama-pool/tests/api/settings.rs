@@ -21,6 +21,9 @@ async fn settings_show_the_effective_configuration_with_secrets_masked() {
     assert_eq!(body["config"]["master_key"], "********");
     assert_eq!(body["config"]["stats"]["flush_interval_secs"], 0.2, "the effective value, not the default");
     assert_eq!(body["config"]["proxy"]["max_attempts"], 4);
+    assert!(body["config"]["providers"]["openrouter"]["url"].is_string(), "built-in providers are listed");
+    assert!(body["config"]["proxy"]["buffer_budget_bytes"].as_u64().unwrap() > 0, "automatic values as resolved");
+    assert!(body["config"]["server"]["max_connections"].as_u64().unwrap() > 0);
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["storage"]["status"], "ok");
     assert!(["sqlite", "postgres"].contains(&body["storage"]["backend"].as_str().unwrap()));

@@ -206,7 +206,7 @@ async function run(input, { output, meta, send, stop }) {
     const r = await fetch('/v1/chat/completions', {
       method: 'POST',
       headers: { Authorization: `Bearer ${input.token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: input.model, messages, temperature: input.temperature, stream: input.stream }),
+      body: JSON.stringify({ model: input.model, messages, temperature: input.temperature, stream: input.stream, ...(input.stream ? { stream_options: { include_usage: true } } : {}) }),
       signal: controller.signal,
     });
     const requestId = r.headers.get('x-request-id') || '';

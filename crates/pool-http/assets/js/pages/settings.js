@@ -37,7 +37,7 @@ export async function render(main) {
   const sessions = h('div', { id: 'sessions-list' });
   main.append(
     h('header', {}, h('h1', {}, t('dash.nav.settings'))),
-    info.warnings.map((w) => h('div', { class: 'alert warn', role: 'alert', dataset: { code: w.code } }, t(`set.warn.${w.code}`) === `set.warn.${w.code}` ? w.message : t(`set.warn.${w.code}`))),
+    ...info.warnings.map((w) => h('div', { class: 'alert warn', role: 'alert', dataset: { code: w.code } }, t(`set.warn.${w.code}`) === `set.warn.${w.code}` ? w.message : t(`set.warn.${w.code}`))),
     h('section', { class: 'card', id: 'settings-about' },
       h('h2', {}, t('set.about')),
       h('dl', { class: 'facts' },
