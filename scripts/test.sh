@@ -65,6 +65,10 @@ browser_tests() {
         echo "Chromium or node is missing: the browser tests are skipped (set CI=true to make that an error)"
         return 0
     fi
+    # Chinese glyphs, so that the zh-CN screenshots can be read (not needed to pass).
+    if command -v fc-list >/dev/null 2>&1 && ! fc-list :lang=zh | grep -q . && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null 2>&1 || true
+    fi
     cargo build -p ollama-pool --bins --locked
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
 }
