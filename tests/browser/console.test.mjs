@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ADMIN, axeViolations, closeBrowser, fakeUpstream, launch, open, shot, signIn, startGateway } from './harness.mjs';
+import { ADMIN, axeViolations, closeBrowser, launch, open, shot, signIn, startGateway, startUpstream } from './harness.mjs';
 
 const XSS = [
   '<img src=x onerror="window.__xss=1">',
@@ -19,7 +19,7 @@ const xssTokens = [];
 
 before(async () => {
   await launch();
-  upstream = await fakeUpstream();
+  upstream = await startUpstream();
   gw = await startGateway({ POOL__PROVIDERS__OLLAMA__URL: upstream.url });
   const accounts = [];
   for (let i = 0; i < 120; i++) accounts.push({ api_key: `sk-browser-test-key-${String(i).padStart(4, '0')}-abcdef`, username: `team-${i % 3}-key-${i}` });

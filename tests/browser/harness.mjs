@@ -16,14 +16,39 @@ export const ADMIN = 'browser-test-admin-token-0123456789';
 export const shots = join(repo, 'target', 'screenshots');
 mkdirSync(shots, { recursive: true });
 
-function binary() {
-  if (process.env.POOL_BIN) return process.env.POOL_BIN;
+// A binary of the build: the gateway (`ollama-pool`, or POOL_BIN) or `pool-bench`, whose
+// hidden `upstream` command is the fake upstream.
+function binary(name = 'ollama-pool') {
+  if (name === 'ollama-pool' && process.env.POOL_BIN) return process.env.POOL_BIN;
   const target = process.env.CARGO_TARGET_DIR || join(repo, 'target');
   for (const profile of ['debug', 'release']) {
-    const path = join(target, profile, 'ollama-pool');
+    const path = join(target, profile, name);
     if (existsSync(path)) return path;
   }
-  throw new Error('build the gateway first: cargo build -p ollama-pool (or set POOL_BIN)');
+  throw new Error(`build the binaries first: cargo build -p ollama-pool --bins (no ${name})`);
+}
+
+// The fake upstream of pool-testkit in a process of its own; `url` goes into
+// POOL__PROVIDERS__OLLAMA__URL. It stops when this process's end of its stdin closes.
+export async function startUpstream() {
+  const dir = mkdtempSync(join(tmpdir(), 'pool-upstream-'));
+  const addrFile = join(dir, 'addr');
+  const child = spawn(binary('pool-bench'), ['upstream', '--addr-file', addrFile, '--watch-stdin', '--stream-chunks', '4', '--stream-delay-ms', '20'],
+    { stdio: ['pipe', 'ignore', 'inherit'] });
+  for (let i = 0; !existsSync(addrFile); i++) {
+    if (child.exitCode !== null || i > 300) throw new Error('the fake upstream did not start');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const url = `http://${readFileSync(addrFile, 'utf8').trim()}`;
+  return {
+    url,
+    async stop() {
+      child.stdin.end();
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 function freePort() {
@@ -134,25 +159,3 @@ export async function axeViolations(page) {
   return result;
 }
 
-// A stand-in for an OpenAI-compatible upstream: every POST is a chat completion with usage,
-// every GET an empty model list. Enough for traffic the request log records.
-export async function fakeUpstream() {
-  const { createServer: createHttp } = await import('node:http');
-  const server = createHttp((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.setHeader('Content-Type', 'application/json');
-      if (req.method !== 'POST') return res.end(JSON.stringify({ object: 'list', data: [], models: [] }));
-      res.end(JSON.stringify({
-        id: 'chatcmpl-browser', object: 'chat.completion', created: 1700000000, model: 'm',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
-      }));
-    });
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    stop: () => new Promise((ok) => { server.closeAllConnections(); server.close(ok); }),
-  };
-}

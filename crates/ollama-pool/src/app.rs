@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin_token::{self, AdminTokenSource};
+use crate::config::about::Resolved;
 use crate::config::{Config, duration};
 use crate::server::{self, Limits};
 
@@ -118,6 +119,9 @@ impl App {
             policy: config.failure_policy(),
             quota: config.proxy.quota_rest(),
         };
+        // The default `max_connections` comes from the descriptor limit, raised first.
+        let max_connections = server::fds::max_connections(config.server.max_connections);
+        let resolved = Resolved { buffer_budget_bytes: gateway.buffers.limit(), max_connections };
         let services = Services {
             gateway,
             registry,
@@ -146,6 +150,7 @@ impl App {
                 console: ConsoleSettings { sessions: config.console.sessions() },
             },
             started_at: now_ms(),
+            about: crate::config::about::about(config, resolved),
             storage: pool_adapters::sql::backend_name(&config.database.url),
             store_health,
             last_prune: AtomicI64::new(0),
@@ -162,11 +167,7 @@ impl App {
             streams_stop,
             grace: duration(config.server.shutdown_grace_secs),
             metrics_listen: Some(config.metrics.listen.clone()).filter(|l| !l.is_empty()),
-            // The default `max_connections` comes from the descriptor limit, raised first.
-            limits: Limits {
-                clock: config.server.clock(),
-                max_connections: server::fds::max_connections(config.server.max_connections),
-            },
+            limits: Limits { clock: config.server.clock(), max_connections },
         })
     }
 
@@ -336,13 +337,13 @@ async fn flush_once(state: &AppState) {
     let was_ok = state.store_health.is_ok();
     match state.flush().await {
         Ok(report) => {
-            tracing::debug!(
-                keys = report.keys,
-                tokens = report.tokens,
-                stats = report.stats,
-                requests = report.requests,
-                "flushed counters"
-            );
+            // Only once the counters are in: a small log write that gets through must not call
+            // a store healthy whose statistics writes still fail.
+            match state.flush_request_log().await {
+                Ok(written) => tracing::debug!(written, "wrote the request log"),
+                Err(e) => tracing::debug!(error.cause_chain = %e, "writing the request log failed; its entries wait"),
+            }
+            tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters");
             if report.is_empty() && !state.store_health.is_ok() {
                 // Nothing to write, so nothing found out whether the store takes writes again.
                 let _ = state.probe_store().await;

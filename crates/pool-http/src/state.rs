@@ -49,6 +49,8 @@ pub struct Services {
     pub admin: AdminCredential,
     pub settings: HttpSettings,
     pub started_at: UnixMs,
+    /// The version, the effective configuration and its warnings, for the Settings page.
+    pub about: crate::console::about::About,
     /// "sqlite" or "postgres", for `/health`.
     pub storage: &'static str,
     /// Whether the store takes writes, as the last calls found it (see `pool_adapters::guard`).
@@ -105,12 +107,11 @@ pub struct Flushed {
     pub keys: usize,
     pub tokens: usize,
     pub stats: usize,
-    pub requests: usize,
 }
 
 impl Flushed {
     pub fn is_empty(&self) -> bool {
-        self.keys == 0 && self.tokens == 0 && self.stats == 0 && self.requests == 0
+        self.keys == 0 && self.tokens == 0 && self.stats == 0
     }
 }
 
@@ -118,17 +119,24 @@ impl Flushed {
 const PROBE_SETTING: &str = "store.last_probe";
 
 impl Services {
-    /// Writes every in-memory counter to the store: key and token counters, statistics, then
-    /// the request log. What could not be written stays in memory for the next flush.
+    /// Writes every in-memory counter to the store: key and token counters, then statistics.
+    /// What could not be written stays in memory for the next flush. (The request log is
+    /// written by [`Services::flush_request_log`], apart: a statistics read must neither wait
+    /// for it nor fail for it.)
     pub async fn flush(&self) -> Result<Flushed, StoreError> {
         let now = self.gateway.clock.now_ms();
         let store = self.registry.store.as_ref();
         let counters = self.registry.flush().await;
         let stats = pool_core::accounting::flush_stats(&self.gateway.stats, store, now).await;
-        let requests =
-            pool_core::accounting::flush_request_log(&self.gateway.requests, &self.registry.tokens, store).await;
         let counters = counters?;
-        Ok(Flushed { keys: counters.keys, tokens: counters.tokens, stats: stats?, requests: requests? })
+        Ok(Flushed { keys: counters.keys, tokens: counters.tokens, stats: stats? })
+    }
+
+    /// Writes the request log's queued entries; what the store refuses waits in the queue
+    /// (bounded) for the next call. Returns the entries written.
+    pub async fn flush_request_log(&self) -> Result<usize, StoreError> {
+        let (log, tokens) = (&self.gateway.requests, &self.registry.tokens);
+        pool_core::accounting::flush_request_log(log, tokens, self.registry.store.as_ref()).await
     }
 
     /// Writes one small value, to learn whether the store takes writes (its health follows).

@@ -2,6 +2,9 @@
 // ({name} placeholders filled from vars); elements with data-i18n (text), data-i18n-placeholder,
 // data-i18n-label (aria-label) and data-i18n-title are filled by `translate(root)`.
 
+import * as docs from './strings/docs.js';
+import * as settings from './strings/settings.js';
+
 const en = {
   'app.name': 'ollama-pool',
   'nav.skip': 'Skip to content',
@@ -405,6 +408,12 @@ const zh = {
   'outcome.stream_error': '流中断',
   'outcome.cancelled': '已取消',
 };
+
+// Pages with many strings keep them in a module of their own under strings/.
+for (const part of [settings, docs]) {
+  Object.assign(en, part.en);
+  Object.assign(zh, part.zh);
+}
 
 export const dictionaries = { en, 'zh-CN': zh };
 const listeners = [];

@@ -90,6 +90,8 @@ pub enum Scenario {
     Failover,
     /// Recovery after the whole upstream was out for a while.
     Outage,
+    /// Resident set through three bursts of 16 concurrent 30 MiB bodies, and 10 s after.
+    Memory,
     /// Ten minutes of traffic through cycling faults and a locked database (60 s with
     /// `--quick`); never part of `all`.
     Soak,

@@ -6,6 +6,7 @@ pub mod import;
 pub mod keys;
 pub mod providers;
 pub mod requests;
+pub mod settings;
 pub mod stats;
 pub mod tokens;
 pub mod traffic;

@@ -132,8 +132,7 @@ pub async fn show(
 /// Writes what the queue holds; a failure leaves it for the periodic flush (and the read that
 /// follows says whether the store answers).
 async fn write_queue(state: &AppState) {
-    let (log, tokens) = (&state.gateway.requests, &state.registry.tokens);
-    let _ = pool_core::accounting::flush_request_log(log, tokens, state.registry.store.as_ref()).await;
+    let _ = state.flush_request_log().await;
 }
 
 /// The query, checked: every value that is set must make sense (400 naming the parameter).
