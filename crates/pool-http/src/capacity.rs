@@ -7,7 +7,7 @@
 //! take no slot, so operators can still see what is happening while the gateway is full.
 //!
 //! The third cap, on bytes held in memory, is `pool_core::buffer::BufferBudget` (the gateway
-//! reads upstream answers under it too); its refusal is [`server_busy`].
+//! reads upstream answers under it too); its refusal is [`ApiError::server_busy`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -64,18 +64,6 @@ fn overloaded(limit: usize) -> ApiError {
     let message = format!("The gateway is answering its limit of {limit} requests at once; retry shortly");
     ApiError {
         code: Some("overloaded"),
-        retry_after_s: Some(1),
-        ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
-    }
-}
-
-/// The answer to a request whose bytes found no room in the buffer budget
-/// (`proxy.buffer_budget_bytes`), in time or at all.
-pub fn server_busy(budget: usize) -> ApiError {
-    let message =
-        format!("The gateway is holding its limit of {budget} bytes of request and answer bodies; retry shortly");
-    ApiError {
-        code: Some("server_busy"),
         retry_after_s: Some(1),
         ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }

@@ -62,6 +62,14 @@ impl ApiError {
         }
     }
 
+    /// The answer to a request whose bytes found no room in the buffer budget
+    /// (`proxy.buffer_budget_bytes`), in time or at all.
+    pub fn server_busy(budget: usize) -> Self {
+        let message =
+            format!("The gateway is holding its limit of {budget} bytes of request and answer bodies; retry shortly");
+        Self { retry_after_s: Some(1), ..Self::unavailable(message).with_code("server_busy") }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }
@@ -148,7 +156,7 @@ impl From<ProxyError> for ApiError {
             ProxyError::Undeliverable { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_undeliverable")
             }
-            ProxyError::Busy { budget, .. } => crate::capacity::server_busy(budget),
+            ProxyError::Busy { budget, .. } => ApiError::server_busy(budget),
             ProxyError::AllFailed { retry_after_s, .. } => Self {
                 retry_after_s,
                 ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message).with_code("upstream_failed")

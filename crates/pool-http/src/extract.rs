@@ -14,7 +14,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -29,6 +28,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
+use crate::pace::BodyPace;
 use crate::state::{AppState, Services};
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive), if any.
@@ -114,44 +114,9 @@ impl Room<'_> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => {
                 self.budget.count_refused();
-                Err(crate::capacity::server_busy(self.budget.limit()))
+                Err(ApiError::server_busy(self.budget.limit()))
             }
         }
-    }
-}
-
-/// How slowly a client may send a request body.
-#[derive(Clone, Copy, Debug)]
-pub struct BodyPace {
-    /// The longest a whole body may take, from the end of the request head.
-    pub timeout: Duration,
-    /// Bytes per second the body must average once `grace` has passed; 0: no minimum.
-    pub min_rate: u64,
-    pub grace: Duration,
-}
-
-impl BodyPace {
-    /// How long after its start a body that has sent `received` bytes may wait for more: at
-    /// least the grace, then as long as the average stays at the minimum rate, never past the
-    /// timeout.
-    fn due(&self, received: u64) -> Duration {
-        if self.min_rate == 0 {
-            return self.timeout;
-        }
-        let paced = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
-        paced.max(self.grace).min(self.timeout)
-    }
-
-    fn describe(&self) -> String {
-        let mut message = format!("The request body did not arrive within {} s", self.timeout.as_secs_f64());
-        if self.min_rate > 0 {
-            message.push_str(&format!(
-                " at {} bytes/s or more (after the first {} s)",
-                self.min_rate,
-                self.grace.as_secs_f64()
-            ));
-        }
-        message
     }
 }
 
@@ -247,7 +212,7 @@ impl FromRequestParts<AppState> for Admin {
         match bearer(&parts.headers) {
             Some(token) if state.admin.verify(token) => Ok(Admin),
             Some(_) => Err(ApiError::unauthorized("Admin token required")),
-            None => crate::console::session::admit(parts, state).await.map(|()| Admin),
+            None => crate::console::cookie::admit(parts, state).await.map(|()| Admin),
         }
     }
 }
@@ -260,16 +225,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, value.parse().unwrap_or_else(|_| panic!("header")));
         h
-    }
-
-    #[test]
-    fn a_body_may_wait_the_grace_then_as_long_as_its_average_holds_never_past_the_timeout() {
-        let pace = BodyPace { timeout: Duration::from_secs(60), min_rate: 1000, grace: Duration::from_secs(5) };
-        assert_eq!(pace.due(0), Duration::from_secs(5));
-        assert_eq!(pace.due(10_000), Duration::from_secs(10));
-        assert_eq!(pace.due(1_000_000), Duration::from_secs(60));
-        let unpaced = BodyPace { min_rate: 0, ..pace };
-        assert_eq!(unpaced.due(0), Duration::from_secs(60));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod pace;
 pub mod request_id;
 pub mod routes;
 pub mod state;

@@ -70,7 +70,7 @@ pub struct HttpSettings {
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// How slowly a request body may arrive (408 beyond).
-    pub body_pace: crate::extract::BodyPace,
+    pub body_pace: crate::pace::BodyPace,
     /// How long a request waits for room in the buffer budget before its 503.
     pub buffer_wait: std::time::Duration,
     /// How long a fetched model list is served before it is fetched again.

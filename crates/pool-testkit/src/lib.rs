@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ask;
 mod body;
 mod fault_proxy;
 mod faults;

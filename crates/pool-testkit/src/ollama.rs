@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::ask::Ask;
 use crate::body::{NDJSON, Reply};
-use crate::routes::Ask;
 
 const CREATED_AT: &str = "2025-01-01T00:00:00Z";
 
@@ -62,7 +62,7 @@ pub(crate) fn tags(models: &[String]) -> Reply {
         if i > 0 {
             body.push(',');
         }
-        let m = crate::routes::quote(model);
+        let m = crate::ask::quote(model);
         body.push_str(&format!(
             r#"{{"name":{m},"model":{m},"modified_at":"{CREATED_AT}","size":1000,"digest":"sha256:00"}}"#
         ));

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::ask::Ask;
 use crate::body::{Reply, SSE};
-use crate::routes::Ask;
 
 /// Prompt tokens reported in every usage block.
 const PROMPT_TOKENS: usize = 11;
@@ -79,7 +79,7 @@ pub(crate) fn models(models: &[String]) -> Reply {
         if i > 0 {
             body.push(',');
         }
-        let m = crate::routes::quote(model);
+        let m = crate::ask::quote(model);
         body.push_str(&format!(r#"{{"id":{m},"object":"model","created":1700000000,"owned_by":"fake"}}"#));
     }
     body.push_str("]}");

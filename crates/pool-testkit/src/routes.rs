@@ -1,11 +1,11 @@
 //! Routing a request (after faults) to its answer, and the error answers.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
+use crate::ask::{Ask, quote};
 use crate::body::Reply;
 use crate::ollama::{self, Native};
 use crate::openai;
@@ -58,25 +58,6 @@ struct Params<'a> {
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
-}
-
-/// What a generation request asks for, ready for the payload builders.
-pub(crate) struct Ask {
-    /// Number for the response id.
-    pub(crate) id: u64,
-    /// The requested model as a JSON string literal (quoted and escaped).
-    pub(crate) model: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-    /// Content chunks per stream.
-    pub(crate) chunks: usize,
-    /// Delay before each streamed event.
-    pub(crate) delay: Duration,
-}
-
-/// `s` as a JSON string literal.
-pub(crate) fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
 /// The answer to a request that passed the fault and authorization checks.

@@ -16,13 +16,18 @@ use pool_core::ports::{NewKey, Store};
 use pool_core::secret::{SecretHash, mask};
 use uuid::Uuid;
 
-use super::import::{ImportArgs, Summary, duplicate};
+use super::import_summary::{Summary, duplicate};
 use super::output::{Detail, count, progress};
 use crate::app;
 use crate::config::Config;
 
-pub async fn run(config: &Config, args: &ImportArgs, content: &str) -> anyhow::Result<Summary> {
-    let provider = known_provider(config, args.provider.as_deref())?;
+pub async fn run(
+    config: &Config,
+    provider: Option<&str>,
+    chunk_lines: usize,
+    content: &str,
+) -> anyhow::Result<Summary> {
+    let provider = known_provider(config, provider)?;
     let store = app::open_store(config).await?;
     let parsed = parse_text(content);
     let Deduped { fresh, duplicates } = dedupe(parsed.keys, &hashes_of(store.as_ref(), &provider).await?);
@@ -34,7 +39,7 @@ pub async fn run(config: &Config, args: &ImportArgs, content: &str) -> anyhow::R
         ..Summary::default()
     };
     summary.details.extend(duplicates.into_iter().map(|d| duplicate(d.line, &d.masked, d.of)));
-    insert(store.as_ref(), &provider, &fresh, args.chunk_lines, &mut summary).await?;
+    insert(store.as_ref(), &provider, &fresh, chunk_lines, &mut summary).await?;
     summary.details.sort_by_key(|d| d.line);
     summary.provider = provider;
     Ok(summary)

@@ -12,6 +12,7 @@ pub mod client;
 mod events;
 pub mod import;
 mod import_offline;
+mod import_summary;
 pub mod keys;
 mod output;
 pub mod tokens;

@@ -2,7 +2,7 @@
 //! and the shutdown grace.
 
 use anyhow::bail;
-use pool_http::extract::BodyPace;
+use pool_http::pace::BodyPace;
 use serde::{Deserialize, Serialize};
 
 use super::duration;

@@ -14,6 +14,7 @@
 
 pub mod about;
 pub mod assets;
+pub mod cookie;
 pub mod session;
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, COOKIE, REFERRER_POLICY, X_FRAME_OPTIONS};
@@ -37,7 +38,7 @@ pub fn cookie_bound<B>(request: &Request<B>) -> bool {
     let path = request.uri().path();
     path.starts_with("/admin/session")
         || is_console_path(path)
-        || request.headers().get_all(COOKIE).iter().any(|v| session::cookie_in(v.as_bytes()).is_some())
+        || request.headers().get_all(COOKIE).iter().any(|v| cookie::cookie_in(v.as_bytes()).is_some())
 }
 
 /// The paths of the console's pages and files.

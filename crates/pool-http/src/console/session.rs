@@ -6,95 +6,30 @@
 //! also carry the session's CSRF token as `X-CSRF-Token`, compared in constant time. The session
 //! routes answer the CSRF token, so the page keeps it in memory only. `GET /admin/session`
 //! answers 200 whether or not a session exists, so a page never has to probe with a failing
-//! request.
+//! request. Reading the cookie on every admin call is `cookie.rs`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
-use axum::http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use axum::http::header::{SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use pool_core::UnixMs;
-use pool_core::secret::ct_eq;
 use pool_core::session::{
-    SESSION_BYTES, SessionPolicy, SessionRecord, csrf_token, format_secret, kept_agent, looks_like_secret, secret_hash,
+    SESSION_BYTES, SessionPolicy, SessionRecord, csrf_token, format_secret, kept_agent, secret_hash,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::cookie::{COOKIE_NAME, check_csrf, cookie, current};
 use crate::error::ApiError;
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
 use crate::wire::iso;
 
-/// The cookie's name.
-pub const COOKIE_NAME: &str = "pool_session";
-/// The header a cookie-authenticated write must carry.
-pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Longest admin token the sign-in reads (the configured one is far shorter).
 const MAX_TOKEN_BYTES: usize = 1024;
-
-/// The session value of a `Cookie` header, if it has one of our form.
-pub fn cookie_in(header: &[u8]) -> Option<&str> {
-    let header = std::str::from_utf8(header).ok()?;
-    header
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.trim())
-        .filter(|value| looks_like_secret(value))
-}
-
-fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers.get_all(COOKIE).iter().find_map(|v| cookie_in(v.as_bytes()))
-}
-
-/// A session the request's cookie names, live at `now`; an expired one is deleted on sight.
-async fn current(
-    state: &AppState,
-    headers: &HeaderMap,
-    now: UnixMs,
-) -> Result<Option<(SessionRecord, String)>, ApiError> {
-    let Some(secret) = cookie(headers) else { return Ok(None) };
-    let store = &state.registry.store;
-    let Some(session) = store.session_by_hash(&secret_hash(secret)).await? else { return Ok(None) };
-    let policy = state.settings.console.sessions;
-    if !policy.is_live(&session, now) {
-        store.delete_session(&session.id).await?;
-        return Ok(None);
-    }
-    if policy.worth_touching(&session, now) && !store.touch_session(&session.id, now).await? {
-        return Ok(None);
-    }
-    let csrf = csrf_token(secret);
-    Ok(Some((SessionRecord { last_seen: now.max(session.last_seen), ..session }, csrf)))
-}
-
-/// The cookie half of [`Admin`]: a live session, and for a write its CSRF token.
-pub(crate) async fn admit(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
-    let now = state.gateway.clock.now_ms();
-    let Some((_, csrf)) = current(state, &parts.headers, now).await? else {
-        return Err(ApiError::unauthorized("Admin token or console session required"));
-    };
-    if matches!(parts.method, Method::GET | Method::HEAD) {
-        return Ok(());
-    }
-    check_csrf(&parts.headers, &csrf)
-}
-
-fn check_csrf(headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
-    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if ct_eq(presented, csrf) {
-        Ok(())
-    } else {
-        Err(ApiError {
-            code: Some("csrf_failed"),
-            ..ApiError::new(StatusCode::FORBIDDEN, "permission_error", "Missing or wrong X-CSRF-Token for this session")
-        })
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,18 +219,4 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
     }
     super::no_cache(response.headers_mut());
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cookie_is_found_among_others_and_junk_is_ignored() {
-        let secret = "ab".repeat(32);
-        let header = format!("theme=dark; {COOKIE_NAME}={secret}; other=1");
-        assert_eq!(cookie_in(header.as_bytes()), Some(secret.as_str()));
-        assert_eq!(cookie_in(format!("{COOKIE_NAME}=short").as_bytes()), None);
-        assert_eq!(cookie_in(b"x=1"), None);
-    }
 }
