@@ -4,6 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -132,4 +133,28 @@ export async function axeViolations(page) {
       .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
   });
   return result;
+}
+
+// A stand-in for an Ollama upstream, enough for key probes: `/api/tags` lists two models and
+// `/v1/chat/completions` answers; a key containing "bad" is refused with a 401.
+export async function startFakeUpstream() {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const refused = (req.headers.authorization || '').includes('bad');
+      res.setHeader('Content-Type', 'application/json');
+      if (refused) {
+        res.statusCode = 401;
+        res.end(JSON.stringify({ error: { message: 'invalid key' } }));
+      } else if (req.url.endsWith('/api/tags')) {
+        res.end(JSON.stringify({ models: [{ name: 'llama3.2:3b', model: 'llama3.2:3b' }, { name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] }));
+      } else {
+        res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: 'llama3.2:3b',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+      }
+    });
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${server.address().port}`, stop: () => new Promise((ok) => server.close(ok)) };
 }
