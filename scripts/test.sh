@@ -46,7 +46,8 @@ if [ -n "${POOL_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 # The web console in a real browser: Debian's Chromium driven by playwright-core (tests/browser).
-# The tests start the debug binary built above; screenshots land in target/screenshots/.
+# The tests start the debug binaries built here (the gateway, and pool-bench for its fake
+# upstream); screenshots land in target/screenshots/.
 browser_tests() {
     local missing=()
     [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -64,7 +65,11 @@ browser_tests() {
         echo "Chromium or node is missing: the browser tests are skipped (set CI=true to make that an error)"
         return 0
     fi
-    cargo build -p ollama-pool --bin ollama-pool --locked
+    # Chinese glyphs, so that the zh-CN screenshots can be read (not needed to pass).
+    if command -v fc-list >/dev/null 2>&1 && ! fc-list :lang=zh | grep -q . && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null 2>&1 || true
+    fi
+    cargo build -p ollama-pool --bins --locked
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
 }
 browser_tests

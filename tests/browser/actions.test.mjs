@@ -6,14 +6,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { axeViolations, closeBrowser, launch, open, shot, signIn, startFakeUpstream, startGateway } from './harness.mjs';
+import { axeViolations, closeBrowser, launch, open, shot, signIn, startGateway, startUpstream } from './harness.mjs';
 
+const BAD_KEY = 'sk-imported-bad-2-0123456789';
 let gw;
 let upstream;
 
 before(async () => {
   await launch();
-  upstream = await startFakeUpstream();
+  upstream = await startUpstream({ refuse: [BAD_KEY] });
   gw = await startGateway({ POOL__PROVIDERS__OLLAMA__URL: upstream.url });
   const content = Array.from({ length: 60 }, (_, i) => `team-${i % 2 ? 'b' : 'a'}-${i}----sk-actions-${String(i).padStart(3, '0')}-0123456789abcdef`).join('\n');
   await gw.admin('/admin/api-keys/import-from-txt', 'POST', { content });
@@ -104,7 +105,7 @@ describe('keys', () => {
   test('a validated import shows its progress and what was added, duplicate or invalid', async () => {
     const { context, page, problems } = await keysPage();
     await page.click('#keys-import summary');
-    const text = ['sk-imported-good-1-0123456789', 'sk-imported-bad-2-0123456789', 'sk-actions-001-0123456789abcdef', 'not a key'].join('\n');
+    const text = ['sk-imported-good-1-0123456789', BAD_KEY, 'sk-actions-001-0123456789abcdef', 'not a key'].join('\n');
     await page.fill('#import-text', text);
     await page.check('#import-validate');
     await page.click('#import-submit');
@@ -191,7 +192,7 @@ describe('tokens and providers', () => {
     assert.match(await row.textContent(), new RegExp(`${gw.base}/openrouter/v1`));
     const ollama = page.locator('#providers-list tbody tr[data-provider="ollama"]');
     assert.match(await ollama.textContent(), /\/ollama\/api/);
-    assert.match(await ollama.textContent(), /2 models/);
+    assert.match(await ollama.textContent(), /3 models/);
     await row.locator('button:has-text("Disable")').click();
     await page.waitForFunction(() => /No/.test(document.querySelector('#providers-list tbody tr[data-provider="openrouter"] .badge').textContent));
     assert.equal((await gw.admin('/admin/providers')).providers.find((p) => p.name === 'openrouter').enabled, false);

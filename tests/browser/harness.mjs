@@ -4,7 +4,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -17,14 +16,41 @@ export const ADMIN = 'browser-test-admin-token-0123456789';
 export const shots = join(repo, 'target', 'screenshots');
 mkdirSync(shots, { recursive: true });
 
-function binary() {
-  if (process.env.POOL_BIN) return process.env.POOL_BIN;
+// A binary of the build: the gateway (`ollama-pool`, or POOL_BIN) or `pool-bench`, whose
+// hidden `upstream` command is the fake upstream.
+function binary(name = 'ollama-pool') {
+  if (name === 'ollama-pool' && process.env.POOL_BIN) return process.env.POOL_BIN;
   const target = process.env.CARGO_TARGET_DIR || join(repo, 'target');
   for (const profile of ['debug', 'release']) {
-    const path = join(target, profile, 'ollama-pool');
+    const path = join(target, profile, name);
     if (existsSync(path)) return path;
   }
-  throw new Error('build the gateway first: cargo build -p ollama-pool (or set POOL_BIN)');
+  throw new Error(`build the binaries first: cargo build -p ollama-pool --bins (no ${name})`);
+}
+
+// The fake upstream of pool-testkit in a process of its own; `url` goes into
+// POOL__PROVIDERS__OLLAMA__URL. It stops when this process's end of its stdin closes. It
+// refuses the keys of `refuse` with a 401.
+export async function startUpstream({ refuse = [] } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'pool-upstream-'));
+  const addrFile = join(dir, 'addr');
+  const child = spawn(binary('pool-bench'), ['upstream', '--addr-file', addrFile, '--watch-stdin', '--stream-chunks', '4', '--stream-delay-ms', '20',
+    ...refuse.flatMap((key) => ['--refuse-key', key])],
+    { stdio: ['pipe', 'ignore', 'inherit'] });
+  for (let i = 0; !existsSync(addrFile); i++) {
+    if (child.exitCode !== null || i > 300) throw new Error('the fake upstream did not start');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const url = `http://${readFileSync(addrFile, 'utf8').trim()}`;
+  return {
+    url,
+    async stop() {
+      child.stdin.end();
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 function freePort() {
@@ -135,26 +161,3 @@ export async function axeViolations(page) {
   return result;
 }
 
-// A stand-in for an Ollama upstream, enough for key probes: `/api/tags` lists two models and
-// `/v1/chat/completions` answers; a key containing "bad" is refused with a 401.
-export async function startFakeUpstream() {
-  const server = createHttpServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      const refused = (req.headers.authorization || '').includes('bad');
-      res.setHeader('Content-Type', 'application/json');
-      if (refused) {
-        res.statusCode = 401;
-        res.end(JSON.stringify({ error: { message: 'invalid key' } }));
-      } else if (req.url.endsWith('/api/tags')) {
-        res.end(JSON.stringify({ models: [{ name: 'llama3.2:3b', model: 'llama3.2:3b' }, { name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] }));
-      } else {
-        res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: 'llama3.2:3b',
-          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
-      }
-    });
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { url: `http://127.0.0.1:${server.address().port}`, stop: () => new Promise((ok) => server.close(ok)) };
-}

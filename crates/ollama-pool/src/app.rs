@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin_token::{self, AdminTokenSource};
+use crate::config::about::Resolved;
 use crate::config::{Config, duration};
 use crate::server::{self, Limits};
 
@@ -113,6 +114,9 @@ impl App {
             policy: config.failure_policy(),
             quota: config.proxy.quota_rest(),
         };
+        // The default `max_connections` comes from the descriptor limit, raised first.
+        let max_connections = server::fds::max_connections(config.server.max_connections);
+        let resolved = Resolved { buffer_budget_bytes: gateway.buffers.limit(), max_connections };
         let services = Services {
             gateway,
             registry,
@@ -138,6 +142,7 @@ impl App {
                 console: ConsoleSettings { sessions: config.console.sessions() },
             },
             started_at: now_ms(),
+            about: crate::config::about::about(config, resolved),
             storage: pool_adapters::sql::backend_name(&config.database.url),
             store_health,
             last_prune: AtomicI64::new(0),
@@ -153,11 +158,7 @@ impl App {
             streams_stop,
             grace: duration(config.server.shutdown_grace_secs),
             metrics_listen: Some(config.metrics.listen.clone()).filter(|l| !l.is_empty()),
-            // The default `max_connections` comes from the descriptor limit, raised first.
-            limits: Limits {
-                clock: config.server.clock(),
-                max_connections: server::fds::max_connections(config.server.max_connections),
-            },
+            limits: Limits { clock: config.server.clock(), max_connections },
         })
     }
 

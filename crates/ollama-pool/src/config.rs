@@ -16,8 +16,9 @@ use pool_core::client::{Cidr, ClientRules};
 use pool_core::key::FailurePolicy;
 use pool_core::provider::{ProviderKind, ProviderName, ProviderSpec};
 use pool_core::quota::QuotaRest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+pub mod about;
 mod console;
 mod memory;
 mod quota_rest;
@@ -33,7 +34,7 @@ pub const EXAMPLE: &str = include_str!("../../../ollama-pool.example.toml");
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 24;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_listen")]
@@ -71,7 +72,7 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     #[serde(default = "default_database_url")]
@@ -83,7 +84,7 @@ pub struct DatabaseConfig {
     pub statement_timeout_secs: f64,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: Option<ProviderKind>,
@@ -95,7 +96,7 @@ pub struct ProviderConfig {
     pub probe_model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     pub max_attempts: u32,
@@ -118,7 +119,7 @@ pub struct ProxyConfig {
     pub quota_rest: QuotaRestConfig,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyPolicyConfig {
     pub auth_failure_secs: u64,
@@ -137,7 +138,7 @@ pub struct KeyPolicyConfig {
     pub backoff_max_secs: u64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// How often keys that are out (failed, auto-disabled, long cooldowns) are probed; 0 = never.
@@ -156,7 +157,7 @@ impl Default for HealthConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
     pub flush_interval_secs: f64,
@@ -169,7 +170,7 @@ pub struct StatsConfig {
     pub hour_retention_days: u64,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// A separate address serving only `/metrics`, without a token (empty: none; `/metrics` is
@@ -179,7 +180,7 @@ pub struct MetricsConfig {
 
 /// The response cache; off by default, because identical requests from different clients then
 /// share answers unless `per_token` is set.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub enabled: bool,
@@ -192,7 +193,7 @@ pub struct CacheConfig {
 
 /// Limits on callers of the client API, applied before authentication. Per-token and per-key
 /// limits are set through the admin API.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Requests per minute per client address (proxy and model routes); 0 = no limit.
@@ -212,7 +213,7 @@ impl LimitsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
@@ -449,6 +450,11 @@ impl Config {
     /// The built-in providers (`ollama`, `openrouter`) with the configuration laid over them, and
     /// any others the configuration adds.
     pub fn provider_specs(&self) -> anyhow::Result<Vec<ProviderSpec>> {
+        self.merged_providers().into_iter().map(|(name, p)| provider_spec(&name, p)).collect()
+    }
+
+    /// The built-in providers with the configured ones laid over them, by name.
+    pub fn merged_providers(&self) -> BTreeMap<String, ProviderConfig> {
         let mut merged: BTreeMap<String, ProviderConfig> = builtin_providers();
         for (name, given) in &self.providers {
             let base = merged.entry(name.clone()).or_default();
@@ -458,7 +464,7 @@ impl Config {
             base.headers.extend(given.headers.clone());
             base.probe_model = given.probe_model.clone().or(base.probe_model.take());
         }
-        merged.into_iter().map(|(name, p)| provider_spec(&name, p)).collect()
+        merged
     }
 
     pub fn failure_policy(&self) -> FailurePolicy {

@@ -121,6 +121,15 @@ impl Reservation {
         self.grow(total.saturating_sub(self.bytes))
     }
 
+    /// Gives back what is held beyond `total` bytes (a buffer that shrank, or a copy that is gone).
+    pub fn release_to(&mut self, total: usize) {
+        let excess = self.bytes.saturating_sub(total);
+        if excess > 0 {
+            self.budget.give_back(excess);
+            self.bytes -= excess;
+        }
+    }
+
     /// Holds `more` bytes as well, waiting until they fit; at once an error if they never can.
     pub async fn grow_waiting(&mut self, more: usize) -> Result<(), OverBudget> {
         let limit = self.budget.limit;
@@ -174,6 +183,18 @@ mod tests {
         second.cover(90).expect("the freed bytes can be grown into");
         assert_eq!((second.bytes(), budget.in_use()), (90, 90));
         drop(second);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn releasing_down_to_a_size_gives_back_only_the_excess() {
+        let budget = BufferBudget::new(100);
+        let mut held = budget.try_reserve(70).expect("fits");
+        held.release_to(30);
+        assert_eq!((held.bytes(), budget.in_use()), (30, 30));
+        held.release_to(50);
+        assert_eq!((held.bytes(), budget.in_use()), (30, 30), "releasing never grows");
+        drop(held);
         assert_eq!(budget.in_use(), 0);
     }
 

@@ -42,8 +42,21 @@ const _: () = assert!(MAX_TPD <= rules::MAX_DAY_COUNT && MAX_RPD <= rules::MAX_D
 pub enum Subject {
     Token(TokenId),
     Key(KeyId),
-    /// A client address (IPv4-mapped IPv6 addresses are folded to IPv4 by the caller).
+    /// A client address, as [`Subject::client`] folds it.
     Ip(IpAddr),
+}
+
+impl Subject {
+    /// The subject of a client address: an IPv4-mapped IPv6 address is its IPv4 address, and an
+    /// IPv6 address counts as its /64 network. One subscriber holds a whole /64 (often more), so
+    /// limiting single IPv6 addresses would neither hold a client to its limit nor bound the
+    /// limiter's memory: every address of the /64 would get counters of its own.
+    pub fn client(ip: IpAddr) -> Subject {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => Subject::Ip(IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into())),
+            v4 => Subject::Ip(v4),
+        }
+    }
 }
 
 /// The limits of one subject; `None` (or 0) is no limit.

@@ -55,6 +55,9 @@ pub struct PoolKey {
     clean: AtomicBool,
     /// Mirror of "held after a run of errors": the selector's last resort when nothing else is left.
     resting_after_errors: AtomicBool,
+    /// When an attempt on it last failed in a way that holds nothing (a 5xx, a reset, a
+    /// timeout): see [`PoolKey::suspect`].
+    last_transient: AtomicI64,
     health: Mutex<Health>,
     /// The key's attempts in the recent window, judged on each error.
     window: ErrorWindow,
@@ -148,6 +151,7 @@ impl PoolKey {
             returns_at: AtomicI64::new(0),
             clean: AtomicBool::new(true),
             resting_after_errors: AtomicBool::new(false),
+            last_transient: AtomicI64::new(0),
             health: Mutex::new(Health::default()),
             window: ErrorWindow::default(),
             pool: OnceLock::new(),
@@ -307,6 +311,9 @@ impl PoolKey {
             }
             KeyEvent::RateLimited { .. } | KeyEvent::Rejected { .. } | KeyEvent::Transient { .. } => {
                 c.last_failure.fetch_max(now, Relaxed);
+                if matches!(event, KeyEvent::Transient { .. }) {
+                    self.last_transient.fetch_max(now, Relaxed);
+                }
                 if !matches!(event, KeyEvent::Transient { .. }) {
                     Recent::default()
                 } else if self.pool.get().is_some_and(|pool| pool.degraded.load(Relaxed)) {
@@ -367,6 +374,16 @@ impl PoolKey {
     fn proven(&self) -> bool {
         let c = &self.counters;
         c.last_success.load(Relaxed) > c.last_failure.load(Relaxed)
+    }
+
+    /// Its last attempt failed without a hold (a 5xx, a reset, a timeout), less than
+    /// [`SUSPECT_MS`] ago: a new request tries other keys first. Keys that begin to fail
+    /// together (resets on several keys at once) otherwise get fresh requests until the error
+    /// judgement rests them, and one request can meet one of them on every attempt it may
+    /// make. (A failure that holds the key, a 429 or a 401, keeps it out of rotation already.)
+    fn suspect(&self, now: UnixMs) -> bool {
+        let failed = self.last_transient.load(Relaxed);
+        failed > self.counters.last_success.load(Relaxed) && now - failed < SUSPECT_MS
     }
 
     /// Takes what changed since the last flush; `None` when nothing did.
@@ -532,13 +549,18 @@ pub struct KeyPool {
     pub models: ModelIndex,
 }
 
-/// How many candidates a retry looks at for one whose last attempt served.
+/// How many candidates a pick passes over for one it prefers: on a retry one whose last attempt
+/// served, on a first attempt one that is not [`PoolKey::suspect`].
 const PROVEN_LOOKAHEAD: usize = 16;
+
+/// How long a key whose last attempt failed comes after the others for new requests.
+const SUSPECT_MS: i64 = 2_000;
 
 impl KeyPool {
     /// Round-robin over the ready keys that serve `model`, skipping those already tried by
     /// this request and those at their limits. A retry (`tried` not empty) prefers a key whose
-    /// last attempt served. When no key is ready and every one left is resting after errors,
+    /// last attempt served; a first attempt prefers a key whose last attempt did not fail just
+    /// now. When no key is ready and every one left is resting after errors,
     /// the one whose rest ends first is tried anyway: a pool is never empty by accident.
     pub fn pick(&self, now: UnixMs, tried: &[KeyId], model: Option<&str>, limiter: &dyn Limiter) -> Pick {
         self.refresh(now, false);
@@ -579,7 +601,8 @@ impl KeyPool {
             if !is_candidate(key, now, tried, model) {
                 continue;
             }
-            if !tried.is_empty() && unproven.len() < PROVEN_LOOKAHEAD && !key.proven() {
+            let deferred = if tried.is_empty() { key.suspect(now) } else { !key.proven() };
+            if deferred && unproven.len() < PROVEN_LOOKAHEAD {
                 unproven.push(key);
                 continue;
             }
@@ -1138,6 +1161,24 @@ mod tests {
             assert_eq!(picked(&pool, T0, &[keys[0].id]), Some(keys[3].id));
         }
         assert!(picked(&pool, T0, &[keys[0].id, keys[3].id]).is_some(), "others still serve when none proved itself");
+    }
+
+    #[test]
+    fn a_first_attempt_passes_over_a_key_that_failed_just_now_until_the_moment_is_over() {
+        let (pool, keys) = pool_of(3);
+        let policy = FailurePolicy::default();
+        for key in &keys {
+            key.record(&KeyEvent::Success, &policy, T0);
+        }
+        keys[0].record(&KeyEvent::Transient { cause: "reset".into() }, &policy, T0 + 1);
+        let soon: Vec<_> = (0..30).filter_map(|_| picked(&pool, T0 + 10, &[])).collect();
+        assert!(soon.iter().all(|id| *id != keys[0].id), "the key that just failed waits while others serve");
+        let later: Vec<_> = (0..30).filter_map(|_| picked(&pool, T0 + 1 + SUSPECT_MS, &[])).collect();
+        assert!(later.contains(&keys[0].id), "then it is in the rotation again");
+        for key in &keys[1..] {
+            key.record(&KeyEvent::Transient { cause: "reset".into() }, &policy, T0 + 20);
+        }
+        assert!(picked(&pool, T0 + 30, &[]).is_some(), "when every key failed just now, one is still picked");
     }
 
     #[test]

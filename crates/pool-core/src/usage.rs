@@ -12,7 +12,7 @@ use crate::sse::Framing;
 
 mod splice;
 
-pub use splice::ensure_stream_usage;
+pub use splice::{UsageSplice, ensure_stream_usage, stream_usage_splice};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -74,6 +74,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body, state: &Services) -> Res
     Ok((first.unwrap_or_else(|| buf.freeze()), reservation))
 }
 
+/// Grows `reservation` by `more` bytes for a copy of a body the request already holds, waiting
+/// for room as long as a body read may (`proxy.buffer_wait_ms`), then 503 `server_busy`.
+pub async fn hold_copy(state: &Services, reservation: &mut Reservation, more: usize) -> Result<(), ApiError> {
+    let room = Room { budget: &state.gateway.buffers, until: Instant::now() + state.settings.buffer_wait };
+    room.cover(reservation, reservation.bytes() + more).await
+}
+
 fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), limit: usize, pace: &BodyPace) -> ApiError {
     if e.downcast_ref::<LengthLimitError>().is_some() {
         ApiError::too_large(limit)

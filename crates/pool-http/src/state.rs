@@ -49,6 +49,8 @@ pub struct Services {
     pub admin: AdminCredential,
     pub settings: HttpSettings,
     pub started_at: UnixMs,
+    /// The version, the effective configuration and its warnings, for the Settings page.
+    pub about: crate::console::about::About,
     /// "sqlite" or "postgres", for `/health`.
     pub storage: &'static str,
     /// Whether the store takes writes, as the last calls found it (see `pool_adapters::guard`).

@@ -2,9 +2,9 @@
 
 use anyhow::bail;
 use pool_core::session::SessionPolicy;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
     /// A session unused this long is over (fractions allowed).

@@ -2,9 +2,9 @@
 //! `pool_core::quota`), in seconds here and in milliseconds in the domain.
 
 use pool_core::quota::QuotaRest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaRestConfig {
     /// A per-minute or unnamed limit, without a reset from the upstream.

@@ -3,12 +3,12 @@
 
 use anyhow::bail;
 use pool_http::extract::BodyPace;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration;
 use crate::server::Clock;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub shutdown_grace_secs: f64,

@@ -320,3 +320,24 @@ fn seconds_until(key: &Value) -> i64 {
     let until = time::OffsetDateTime::parse(key["until"].as_str().unwrap(), rfc3339).unwrap();
     (until - time::OffsetDateTime::now_utc()).whole_seconds()
 }
+
+#[tokio::test]
+async fn new_requests_pass_over_a_key_whose_connection_just_dropped() {
+    // Arrange: three keys; one drops every connection (ambiguous: it is not held at once)
+    let app = spawn_app().await;
+    for key in ["k1", "k2", "k3"] {
+        app.add_key(key).await;
+    }
+    app.upstream.set_fault("k2", Fault::DropBeforeHeaders);
+    // Act: well within two seconds, twelve requests one after another
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(app.post_chat(&chat("m", false)).await.status().as_u16());
+    }
+    // Assert: every request served; after its first drop the key got no new request (rotation
+    // alone would have sent it every third one)
+    assert!(started.elapsed() < Duration::from_millis(1500), "the test ran within the moment");
+    assert_eq!(statuses, [200; 12]);
+    assert_eq!(app.upstream.calls("k2"), 1, "the key that just failed was passed over");
+}

@@ -30,6 +30,7 @@ mod request_id;
 mod rotation;
 mod routing;
 mod secrets;
+mod settings;
 mod stats;
 mod store_faults;
 mod streaming;

@@ -121,12 +121,32 @@ async fn an_upstream_answer_read_whole_counts_toward_the_budget() {
 
 #[tokio::test]
 async fn a_held_first_stream_event_counts_toward_the_budget() {
-    let body = padded_chat(4096, true);
+    // The body already asks for usage, so the gateway holds no spliced copy of it
+    let mut body = padded_chat(4096, true);
+    body["stream_options"] = json!({"include_usage": true});
     let app = app_with_budget(body_len(&body) + 16).await;
     let response = app.post_chat(&body).await;
     assert_eq!(response.status(), 503);
     assert_eq!(error_of(response).await["code"], "server_busy");
     assert_eq!(app.upstream.calls("k1"), 1, "the request went upstream; its first event did not fit");
+    wait_until_no_bytes_are_held(&app).await;
+}
+
+#[tokio::test]
+async fn the_copy_that_asks_a_stream_for_usage_counts_toward_the_budget() {
+    // Arrange: room for the body, its answer and a little more, but not for a second copy of it
+    let body = padded_chat(64 * 1024, true);
+    let app = app_with_budget(body_len(&body) + 32 * 1024).await;
+    // Act: the gateway must add `stream_options.include_usage` to count this stream's tokens
+    let response = app.post_chat(&body).await;
+    // Assert: the copy found no room, so nothing went upstream
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_of(response).await["code"], "server_busy");
+    assert_eq!(app.upstream.total_calls(), 0);
+    // The same body asking for usage itself needs no copy and is served
+    let mut asking = body.clone();
+    asking["stream_options"] = json!({"include_usage": true});
+    assert_eq!(app.post_chat(&asking).await.status(), 200);
     wait_until_no_bytes_are_held(&app).await;
 }
 

@@ -218,3 +218,23 @@ fn a_days_use_restored_after_a_restart_counts_against_the_quotas() {
     let tomorrow = T0 + 86_400_000;
     drop(admitted(limiter.admit(subject(), &Limits { rpd: Some(1), ..Limits::default() }, tomorrow)));
 }
+
+#[test]
+fn a_client_address_is_limited_as_its_ipv4_or_its_ipv6_64() {
+    let v6 = |s: &str| Subject::client(s.parse::<IpAddr>().unwrap());
+    assert_eq!(v6("2001:db8:1:2:aaaa::1"), v6("2001:db8:1:2:ffff:ffff:ffff:ffff"), "one /64, one subject");
+    assert_ne!(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1"), "another /64 is another subject");
+    assert_eq!(v6("::ffff:192.0.2.7"), Subject::Ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))), "mapped IPv4 is IPv4");
+    assert_ne!(v6("192.0.2.7"), v6("192.0.2.8"), "IPv4 addresses stay apart");
+    // Every address of one /64 shares the limit
+    let limiter = LocalLimiter::default();
+    for host in 0..3u128 {
+        let ip = IpAddr::V6((0x2001_0db8_0000_0001_0000_0000_0000_0000u128 + host).into());
+        let result = limiter.admit(Subject::client(ip), &rpm(2), T0);
+        if host < 2 {
+            admitted(result);
+        } else {
+            refused(result);
+        }
+    }
+}

@@ -40,17 +40,35 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// One edit of the body: replace `span` with `with`.
-struct Edit<'a> {
+/// The one edit that makes a streaming request ask for usage: replace `span` of the body with
+/// `with`. Found first and applied second, so a caller can hold room for the copy in between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageSplice {
     span: std::ops::Range<usize>,
-    with: &'a [u8],
+    with: &'static [u8],
 }
 
-/// For an OpenAI streaming request that does not already ask for usage, the body with
-/// `stream_options.include_usage` set to `true`; `None` when nothing needs adding or the body is
+impl UsageSplice {
+    /// The length of the body once the splice is applied to it.
+    pub fn spliced_len(&self, body: &[u8]) -> usize {
+        body.len() - self.span.len() + self.with.len()
+    }
+
+    /// A copy of `body` (the one the splice was found in) with the edit made.
+    pub fn apply(&self, body: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.spliced_len(body));
+        out.extend_from_slice(&body[..self.span.start]);
+        out.extend_from_slice(self.with);
+        out.extend_from_slice(&body[self.span.end..]);
+        out.freeze()
+    }
+}
+
+/// For an OpenAI streaming request that does not already ask for usage, the edit that sets
+/// `stream_options.include_usage` to `true`; `None` when nothing needs adding or the body is
 /// unusual enough to forward as sent. `Some` means the usage event was not asked for by the
 /// client, so the caller strips it from the client's stream.
-pub fn ensure_stream_usage(body: &[u8]) -> Option<Bytes> {
+pub fn stream_usage_splice(body: &[u8]) -> Option<UsageSplice> {
     if body.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
@@ -58,28 +76,30 @@ pub fn ensure_stream_usage(body: &[u8]) -> Option<Bytes> {
     if request.stream?.get() != "true" {
         return None;
     }
-    let edit = match request.stream_options {
-        None => add_options(body)?,
-        Some(options) if options.get() == "null" => Edit { span: span_of(body, options)?, with: OPTIONS_VALUE },
-        Some(options) => set_flag(body, options)?,
-    };
-    let mut out = BytesMut::with_capacity(body.len() + OPTIONS.len() + 1);
-    out.extend_from_slice(&body[..edit.span.start]);
-    out.extend_from_slice(edit.with);
-    out.extend_from_slice(&body[edit.span.end..]);
-    Some(out.freeze())
+    match request.stream_options {
+        None => add_options(body),
+        Some(options) if options.get() == "null" => {
+            Some(UsageSplice { span: span_of(body, options)?, with: OPTIONS_VALUE })
+        }
+        Some(options) => set_flag(body, options),
+    }
+}
+
+/// [`stream_usage_splice`] applied: the body that asks for usage, when it needs the edit.
+pub fn ensure_stream_usage(body: &[u8]) -> Option<Bytes> {
+    stream_usage_splice(body).map(|splice| splice.apply(body))
 }
 
 /// `"stream_options":{"include_usage":true}` as the last member of the top-level object.
-fn add_options(body: &[u8]) -> Option<Edit<'static>> {
+fn add_options(body: &[u8]) -> Option<UsageSplice> {
     let end = body.iter().rposition(|&b| b == b'}')?;
     let with = if is_empty_object_before(&body[..end]) { OPTIONS } else { NEXT_OPTIONS };
-    Some(Edit { span: end..end, with })
+    Some(UsageSplice { span: end..end, with })
 }
 
 /// Inside an existing `stream_options` object: `false` (or `null`) becomes `true` in place, an
 /// absent flag is added as the object's last member, `true` needs nothing.
-fn set_flag(body: &[u8], options: &RawValue) -> Option<Edit<'static>> {
+fn set_flag(body: &[u8], options: &RawValue) -> Option<UsageSplice> {
     let raw = options.get().as_bytes();
     if raw.first() != Some(&b'{') {
         return None;
@@ -90,9 +110,9 @@ fn set_flag(body: &[u8], options: &RawValue) -> Option<Edit<'static>> {
         None => {
             let end = start + raw.len() - 1;
             let with = if is_empty_object_before(&body[..end]) { FLAG } else { NEXT_FLAG };
-            Some(Edit { span: end..end, with })
+            Some(UsageSplice { span: end..end, with })
         }
-        Some("false" | "null") => Some(Edit { span: span_of(body, parsed.include_usage?)?, with: b"true" }),
+        Some("false" | "null") => Some(UsageSplice { span: span_of(body, parsed.include_usage?)?, with: b"true" }),
         Some(_) => None,
     }
 }

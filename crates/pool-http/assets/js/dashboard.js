@@ -12,7 +12,7 @@ const PAGES = {
   tokens: () => import('./pages/tokens.js'),
   providers: () => import('./pages/providers.js'),
   requests: () => import('./pages/later.js').then((m) => m.page('dash.nav.requests', 'GET /admin/stats, /admin/api-keys/{id}/usage')),
-  settings: () => import('./pages/later.js').then((m) => m.page('dash.nav.settings', 'GET /health, /admin/providers')),
+  settings: () => import('./pages/settings.js'),
 };
 
 const main = document.getElementById('main');

@@ -2,6 +2,9 @@
 // ({name} placeholders filled from vars); elements with data-i18n (text), data-i18n-placeholder,
 // data-i18n-label (aria-label) and data-i18n-title are filled by `translate(root)`.
 
+import * as docs from './strings/docs.js';
+import * as settings from './strings/settings.js';
+
 const en = {
   'app.name': 'ollama-pool',
   'nav.skip': 'Skip to content',
@@ -463,6 +466,12 @@ const zh = {
   'stats.col.requests': '请求数',
   'stats.col.tokens': 'Token',
 };
+
+// Pages with many strings keep them in a module of their own under strings/.
+for (const part of [settings, docs]) {
+  Object.assign(en, part.en);
+  Object.assign(zh, part.zh);
+}
 
 export const dictionaries = { en, 'zh-CN': zh };
 const listeners = [];

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 #[folder = "assets/"]
 struct Assets;
 
-/// A page: `/` (landing and sign-in), `/dashboard`, `/stats`.
+/// A page: `/` (landing and sign-in), `/dashboard`, `/stats`, `/docs`.
 pub async fn landing(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
@@ -32,6 +32,10 @@ pub async fn dashboard(headers: HeaderMap) -> Response {
 
 pub async fn stats_page(headers: HeaderMap) -> Response {
     serve("stats.html", &headers)
+}
+
+pub async fn docs_page(headers: HeaderMap) -> Response {
+    serve("docs.html", &headers)
 }
 
 pub async fn favicon(headers: HeaderMap) -> Response {

@@ -12,6 +12,7 @@
 //! `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; the pages insert every value from
 //! the API as text. Cookie-bound answers never carry `Access-Control-Allow-Origin`.
 
+pub mod about;
 pub mod assets;
 pub mod session;
 
@@ -41,7 +42,7 @@ pub fn cookie_bound<B>(request: &Request<B>) -> bool {
 
 /// The paths of the console's pages and files.
 pub fn is_console_path(path: &str) -> bool {
-    matches!(path, "/" | "/dashboard" | "/stats" | "/favicon.ico") || path.starts_with("/assets/")
+    matches!(path, "/" | "/dashboard" | "/stats" | "/docs" | "/favicon.ico") || path.starts_with("/assets/")
 }
 
 /// `Cache-Control` for an answer that must be checked again on every use.

@@ -14,6 +14,8 @@ use axum::http::StatusCode;
 use pool_core::store_health::StoreStatus;
 use serde_json::{Value, json};
 
+use serde::Serialize;
+
 use crate::state::AppState;
 use crate::wire::iso;
 
@@ -30,24 +32,41 @@ pub async fn show(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             (p.spec.name.to_string(), summary)
         })
         .collect();
-    let (status, storage, storage_error, since) = match state.store_health.status() {
-        StoreStatus::Ok => (StatusCode::OK, "ok", None, None),
-        StoreStatus::Degraded { since, reason } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "degraded", Some(reason), Some(since))
-        }
-    };
+    let storage = storage_view(&state);
+    let status = if storage.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = Json(json!({
         "status": if status.is_success() { "ok" } else { "degraded" },
         "service": "ollama-pool",
         "version": env!("CARGO_PKG_VERSION"),
-        "storage": storage,
-        "storageBackend": state.storage,
-        "storageError": storage_error,
-        "storageFailingSince": iso(since),
+        "storage": storage.status,
+        "storageBackend": storage.backend,
+        "storageError": storage.error,
+        "storageFailingSince": storage.failing_since,
         "startedAt": iso(Some(state.started_at)),
         "uptimeSeconds": (now - state.started_at).max(0) / 1000,
         "defaultProvider": state.providers.default,
         "providers": providers,
     }));
     (status, body)
+}
+
+/// The store as `/health` and the Settings page report it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageView {
+    /// "sqlite" or "postgres".
+    pub backend: &'static str,
+    /// "ok", or "degraded" while writes fail.
+    pub status: &'static str,
+    /// A fixed phrase naming the failure, while degraded.
+    pub error: Option<&'static str>,
+    pub failing_since: Option<String>,
+}
+
+pub fn storage_view(state: &AppState) -> StorageView {
+    let (status, error, since) = match state.store_health.status() {
+        StoreStatus::Ok => ("ok", None, None),
+        StoreStatus::Degraded { since, reason } => ("degraded", Some(reason), Some(since)),
+    };
+    StorageView { backend: state.storage, status, error, failing_since: iso(since) }
 }

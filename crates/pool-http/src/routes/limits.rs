@@ -38,7 +38,7 @@ pub(crate) async fn gate(State(state): State<AppState>, request: Request, next: 
         let forwarded = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
         let ip = rules.client_ip(peer.ip(), forwarded);
         let now = state.gateway.clock.now_ms();
-        state.gateway.limiter.admit(Subject::Ip(ip), &limits, now).map_err(|r| refused(&r, "client address"))?;
+        state.gateway.limiter.admit(Subject::client(ip), &limits, now).map_err(|r| refused(&r, "client address"))?;
     }
     Ok(next.run(request).await)
 }

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens", post(admin::tokens::create).get(admin::tokens::list))
         .route("/admin/tokens/bulk-revoke", post(admin::tokens::revoke_many))
         .route("/admin/tokens/{id}", delete(admin::tokens::revoke).patch(admin::tokens::update))
+        .route("/admin/settings", get(admin::settings::show))
         .route("/admin/cache/stats", get(admin::cache::stats))
         .route("/admin/cache/clear", post(admin::cache::clear))
         .route("/admin/session", post(session::sign_in).get(session::show).delete(session::sign_out))
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(assets::landing))
         .route("/dashboard", get(assets::dashboard))
         .route("/stats", get(assets::stats_page))
+        .route("/docs", get(assets::docs_page))
         .route("/favicon.ico", get(assets::favicon))
         .route("/assets/{*path}", get(assets::file));
     let mut client = Router::new();

@@ -26,7 +26,7 @@ use pool_core::proxy::{self, Delivery, ForwardRequest, Measure, ProxyError};
 use pool_core::request::{self, Peeked};
 use pool_core::stats::Outcome;
 use pool_core::token::ClientToken;
-use pool_core::usage::ensure_stream_usage;
+use pool_core::usage::stream_usage_splice;
 
 use super::limits;
 use crate::attempts::{self, X_POOL_ATTEMPTS};
@@ -172,7 +172,7 @@ fn authorize(state: &AppState, provider: &ProviderRuntime, headers: &HeaderMap) 
 }
 
 async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_us: i64) -> Result<Response, ApiError> {
-    let Admitted { provider, token, url, parts, body, model, stream, admission, reservation } = admitted;
+    let Admitted { provider, token, url, parts, body, model, stream, admission, mut reservation } = admitted;
     let rate_headers = crate::wire::rate_headers(&admission.info);
     let cached = match cache::lookup(state, &provider.spec.name, &url, token.id, &body) {
         Lookup::Hit(mut response) => {
@@ -184,9 +184,9 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
         other => other,
     };
     let headers = upstream_headers(&provider, &parts.headers);
-    let (body, strip_usage) = match (ask_usage && stream).then(|| ensure_stream_usage(&body)).flatten() {
-        Some(with_usage) => (with_usage, true),
-        None => (body, false),
+    let (body, strip_usage) = match ask_usage && stream {
+        true => with_stream_usage(state, body, &mut reservation).await?,
+        false => (body, false),
     };
     let measure = Measure { token: Some(token.id), started_us, strip_usage, admission: Some(admission) };
     let result = state
@@ -205,6 +205,22 @@ async fn forward(state: &AppState, admitted: Admitted, ask_usage: bool, started_
     let mut response = answer(state, cached, result);
     response.headers_mut().extend(rate_headers);
     Ok(response)
+}
+
+/// The body with `stream_options.include_usage` spliced in when it needs it (and whether it
+/// did), the copy held in the buffer budget while both it and the client's body exist.
+async fn with_stream_usage(
+    state: &AppState,
+    body: Bytes,
+    reservation: &mut Reservation,
+) -> Result<(Bytes, bool), ApiError> {
+    let Some(splice) = stream_usage_splice(&body) else { return Ok((body, false)) };
+    let spliced_len = splice.spliced_len(&body);
+    crate::extract::hold_copy(state, reservation, spliced_len).await?;
+    let spliced = splice.apply(&body);
+    drop(body);
+    reservation.release_to(spliced_len);
+    Ok((spliced, true))
 }
 
 /// The client's answer, the gateway's error included, with `x-cache` (stored first, when the

@@ -84,6 +84,8 @@ pub enum Scenario {
     Failover,
     /// Recovery after the whole upstream was out for a while.
     Outage,
+    /// Resident set through three bursts of 16 concurrent 30 MiB bodies, and 10 s after.
+    Memory,
     /// Ten minutes of traffic through cycling faults and a locked database (60 s with
     /// `--quick`); never part of `all`.
     Soak,
@@ -113,6 +115,9 @@ pub struct UpstreamArgs {
     /// Exit when standard input closes, i.e. when the parent benchmark dies.
     #[arg(long)]
     pub watch_stdin: bool,
+    /// A key the upstream refuses with a 401 (repeatable), for tests of validation.
+    #[arg(long = "refuse-key")]
+    pub refuse_keys: Vec<String>,
 }
 
 #[derive(Args, Clone, Debug)]

@@ -8,7 +8,7 @@
 //! ulimit -n 65536   # if `ulimit -n` is below 4096
 //! target/release/pool-bench [--duration 5] [--rates 1000,3000] [--concurrency 64]
 //!                           [--streams 1000] [--postgres URL] [--json] [--quick]
-//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage|soak]
+//!                           [--scenario all|rps|latency|streams|import|stats|pick|failover|outage|memory|soak]
 //! ```
 //!
 //! Scenarios: max RPS (closed loop, `closed`), latency at fixed rates (open loop, `open`) and
@@ -33,6 +33,7 @@ mod faults;
 mod http;
 mod import;
 mod machine;
+mod memory;
 mod open;
 mod outage;
 mod pick;
@@ -126,6 +127,7 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
         pick: None,
         failover: Vec::new(),
         outage: None,
+        memory: None,
         soak: None,
     };
     run_scenarios(&mut report, &client, &targets, &mut gateway).await?;
@@ -176,6 +178,10 @@ async fn run_fault_scenarios(
     if args.scenario.includes(Scenario::Outage) {
         progress(&format!("{} req/s through an upstream outage of {:?}", plan.outage_rate, plan.outage));
         report.outage = Some(outage::run(client, launch, plan).await?);
+    }
+    if args.scenario.includes(Scenario::Memory) {
+        progress("three bursts of 16 concurrent 30 MiB chats, then 10 s of rest");
+        report.memory = Some(memory::run(client, launch, args.quick).await?);
     }
     if args.scenario.includes(Scenario::Soak) {
         let plan = soak::SoakPlan::new(args.quick);

@@ -55,6 +55,7 @@ pub struct Report {
     pub pick: Option<crate::pick::PickResult>,
     pub failover: Vec<crate::failover::FailoverResult>,
     pub outage: Option<crate::outage::OutageResult>,
+    pub memory: Option<crate::memory::MemoryResult>,
     pub soak: Option<crate::soak::SoakResult>,
 }
 
@@ -96,6 +97,7 @@ impl Report {
         crate::pick::print(self.pick.as_ref());
         crate::failover::print(&self.failover);
         crate::outage::print(self.outage.as_ref());
+        crate::memory::print(self.memory.as_ref());
         crate::soak::print(self.soak.as_ref());
         self.print_checks();
         for warning in self.warnings() {
@@ -300,6 +302,7 @@ impl Report {
             "pick": crate::pick::json(self.pick.as_ref()),
             "failover": crate::failover::json(&self.failover),
             "outage": crate::outage::json(self.outage.as_ref()),
+            "memory": crate::memory::json(self.memory.as_ref()),
             "soak": crate::soak::json(self.soak.as_ref()),
             "targets": self.checks().iter().map(|c| json!({"name": c.name, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
         })

@@ -7,6 +7,7 @@ pub mod export;
 pub mod import;
 pub mod keys;
 pub mod providers;
+pub mod settings;
 pub mod stats;
 pub mod tokens;
 pub mod traffic;
