@@ -29,11 +29,13 @@ function binary(name = 'ollama-pool') {
 }
 
 // The fake upstream of pool-testkit in a process of its own; `url` goes into
-// POOL__PROVIDERS__OLLAMA__URL. It stops when this process's end of its stdin closes.
-export async function startUpstream() {
+// POOL__PROVIDERS__OLLAMA__URL. It stops when this process's end of its stdin closes. It
+// refuses the keys of `refuse` with a 401.
+export async function startUpstream({ refuse = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pool-upstream-'));
   const addrFile = join(dir, 'addr');
-  const child = spawn(binary('pool-bench'), ['upstream', '--addr-file', addrFile, '--watch-stdin', '--stream-chunks', '4', '--stream-delay-ms', '20'],
+  const child = spawn(binary('pool-bench'), ['upstream', '--addr-file', addrFile, '--watch-stdin', '--stream-chunks', '4', '--stream-delay-ms', '20',
+    ...refuse.flatMap((key) => ['--refuse-key', key])],
     { stdio: ['pipe', 'ignore', 'inherit'] });
   for (let i = 0; !existsSync(addrFile); i++) {
     if (child.exitCode !== null || i > 300) throw new Error('the fake upstream did not start');

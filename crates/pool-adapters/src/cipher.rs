@@ -284,6 +284,10 @@ impl TokenStore for EncryptingStore {
         self.inner.delete_token(id).await
     }
 
+    async fn delete_tokens(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+        self.inner.delete_tokens(ids).await
+    }
+
     async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
         self.inner.update_token(token).await
     }

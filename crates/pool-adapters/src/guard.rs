@@ -117,6 +117,10 @@ impl TokenStore for GuardedStore {
         self.write(self.inner.delete_token(id)).await
     }
 
+    async fn delete_tokens(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+        self.write(self.inner.delete_tokens(ids)).await
+    }
+
     async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
         self.write(self.inner.update_token(token)).await
     }

@@ -871,6 +871,16 @@ impl Pools {
         self.by_provider.values().find_map(|p| p.snapshot().iter().find(|k| k.id == id).cloned())
     }
 
+    /// The keys of `ids` that exist, in pool order, each once: one pass over the pools whatever
+    /// the number of ids (a bulk action may name thousands).
+    pub fn find_many(&self, ids: &[KeyId]) -> Vec<Arc<PoolKey>> {
+        let wanted: std::collections::HashSet<KeyId> = ids.iter().copied().collect();
+        self.by_provider
+            .values()
+            .flat_map(|p| p.snapshot().iter().filter(|k| wanted.contains(&k.id)).cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
     pub fn find_by_secret(&self, provider: Option<&ProviderName>, hash: &SecretHash) -> Vec<Arc<PoolKey>> {
         self.by_provider
             .iter()
@@ -909,6 +919,17 @@ mod tests {
         let pool = KeyPool::default();
         pool.add(keys.clone());
         (pool, keys)
+    }
+
+    #[test]
+    fn find_many_returns_each_existing_key_once_and_skips_unknown_ids() {
+        let pools = Pools::new([provider()]);
+        let keys: Vec<_> = (1..=5).map(key).collect();
+        pools.pool(&provider()).unwrap_or_else(|| panic!("pool")).add(keys.clone());
+        let unknown = KeyId::from_uuid(Uuid::from_u128(99));
+        let found = pools.find_many(&[keys[3].id, keys[1].id, keys[3].id, unknown]);
+        let ids: Vec<KeyId> = found.iter().map(|k| k.id).collect();
+        assert_eq!(ids, vec![keys[1].id, keys[3].id]);
     }
 
     fn limited_for(rest_ms: i64) -> KeyEvent {

@@ -116,6 +116,8 @@ pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Returns whether a token was deleted.
     async fn delete_token(&self, id: TokenId) -> Result<bool, StoreError>;
+    /// Deletes many tokens in one statement. Returns how many were deleted.
+    async fn delete_tokens(&self, ids: &[TokenId]) -> Result<u64, StoreError>;
     /// Stores what an operator may edit about the token with `token.id`: name, providers,
     /// expiry, limits and models (never its hash or counters). Returns whether it exists.
     async fn update_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;

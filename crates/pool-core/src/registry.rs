@@ -124,6 +124,16 @@ impl Registry {
         Ok(removed.is_some() || deleted)
     }
 
+    /// Revokes many tokens in one store write, then from memory (as [`Registry::revoke_token`]).
+    /// Returns how many were revoked.
+    pub async fn revoke_tokens(&self, ids: &[TokenId]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.store.delete_tokens(ids).await?;
+        Ok(self.tokens.remove_many(ids))
+    }
+
     /// Applies an operator's change of health (enable, disable, lift cooldowns) to some keys:
     /// written to the store first, applied in memory only once the store has it. Returns the
     /// number of keys whose health changed.

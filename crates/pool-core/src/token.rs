@@ -196,6 +196,19 @@ impl TokenIndex {
     }
 
     /// Revokes a token; the next request with it fails.
+    /// Removes every token of `ids` in one swap; returns how many were there.
+    pub fn remove_many(&self, ids: &[TokenId]) -> usize {
+        let gone: std::collections::HashSet<TokenId> = ids.iter().copied().collect();
+        let mut removed = 0;
+        self.by_hash.rcu(|map| {
+            let mut next = HashMap::clone(map);
+            next.retain(|_, t| !gone.contains(&t.id));
+            removed = map.len() - next.len();
+            next
+        });
+        removed
+    }
+
     pub fn remove(&self, id: TokenId) -> Option<Arc<ClientToken>> {
         let mut removed = None;
         self.by_hash.rcu(|map| {

@@ -223,7 +223,8 @@ async fn key_stats_are_exact_paged_and_filtered() {
     let app = spawn_app().await;
     app.add_key("a").await;
     let b = app.add_key("b").await;
-    app.upstream.set_fault("b", Fault::status(500));
+    // A 429 rests the key at once (a 5xx would only make new requests pass over it for a moment)
+    app.upstream.set_fault("b", Fault::rate_limited(Some("60")));
     for _ in 0..6 {
         app.post_chat(&chat("m", false)).await;
     }

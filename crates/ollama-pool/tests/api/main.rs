@@ -14,6 +14,7 @@ mod cache;
 mod cli;
 mod connections;
 mod console;
+mod console_actions;
 mod control;
 mod crashes;
 mod failover;

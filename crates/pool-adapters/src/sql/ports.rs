@@ -122,6 +122,14 @@ macro_rules! impl_store_ports {
                 Ok(done.map_err(db_error)?.rows_affected() > 0)
             }
 
+            async fn delete_tokens(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                self.delete_token_batch(&ids).await
+            }
+
             async fn flush_tokens(&self, deltas: &[TokenDelta]) -> Result<(), StoreError> {
                 if deltas.is_empty() {
                     return Ok(());

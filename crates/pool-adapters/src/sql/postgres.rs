@@ -40,6 +40,8 @@ const INSERT_KEYS: &str = "INSERT INTO upstream_keys \
 
 const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id = ANY($1::text[])";
 
+const DELETE_TOKENS: &str = "DELETE FROM client_tokens WHERE id = ANY($1::text[])";
+
 const LOCK_KEYS: &str = "SELECT id FROM upstream_keys WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
 
 const REPLACE_SECRETS: &str = "UPDATE upstream_keys AS k SET secret = d.secret \
@@ -139,7 +141,15 @@ impl PgStore {
     }
 
     pub(super) async fn delete_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
-        let done = sqlx::query(DELETE_KEYS).bind(ids).execute(&self.pool).await.map_err(db_error)?;
+        self.delete_ids(DELETE_KEYS, ids).await
+    }
+
+    pub(super) async fn delete_token_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
+        self.delete_ids(DELETE_TOKENS, ids).await
+    }
+
+    async fn delete_ids(&self, sql: &'static str, ids: &[String]) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql).bind(ids).execute(&self.pool).await.map_err(db_error)?;
         Ok(done.rows_affected())
     }
 

@@ -40,6 +40,8 @@ const INSERT_KEYS: &str = "INSERT INTO upstream_keys (id, provider, secret, secr
 
 const DELETE_KEYS: &str = "DELETE FROM upstream_keys WHERE id IN (SELECT value FROM json_each($1))";
 
+const DELETE_TOKENS: &str = "DELETE FROM client_tokens WHERE id IN (SELECT value FROM json_each($1))";
+
 /// SQLite's two-argument `MAX` is NULL when either side is: the `COALESCE` keeps whichever
 /// instant is known. A NULL `$8` (no health in the delta) leaves the status columns alone.
 const FLUSH_KEY: &str = "UPDATE upstream_keys SET \
@@ -116,8 +118,17 @@ impl SqliteStore {
     }
 
     pub(super) async fn delete_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
+        self.delete_ids(DELETE_KEYS, ids).await
+    }
+
+    pub(super) async fn delete_token_batch(&self, ids: &[String]) -> Result<u64, StoreError> {
+        self.delete_ids(DELETE_TOKENS, ids).await
+    }
+
+    /// One `DELETE … IN (json_each)`: a JSON array is one bound parameter, whatever its length.
+    async fn delete_ids(&self, sql: &'static str, ids: &[String]) -> Result<u64, StoreError> {
         let ids = serde_json::to_string(ids).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let done = sqlx::query(DELETE_KEYS).bind(ids).execute(&self.pool).await.map_err(db_error)?;
+        let done = sqlx::query(sql).bind(ids).execute(&self.pool).await.map_err(db_error)?;
         Ok(done.rows_affected())
     }
 

@@ -15,6 +15,7 @@ contract!(
     a_token_whose_hash_is_stored_is_a_conflict,
     a_token_whose_id_is_stored_is_a_conflict,
     deleting_a_token_says_whether_it_existed,
+    deleting_many_tokens_removes_exactly_those_named_and_counts_them,
     token_flushes_add_requests_and_keep_the_latest_use,
     token_limits_and_models_load_back_exactly,
     updating_a_token_changes_its_settings_and_keeps_its_hash_and_counters,
@@ -78,6 +79,21 @@ async fn deleting_a_token_says_whether_it_existed(store: &Arc<dyn Store>) {
     // Assert
     assert!(first);
     assert!(!second);
+    assert_eq!(load(store).await, vec![kept]);
+}
+
+async fn deleting_many_tokens_removes_exactly_those_named_and_counts_them(store: &Arc<dyn Store>) {
+    // Arrange
+    let (a, b, kept) = (token("a", "sk-a"), token("b", "sk-b"), token("kept", "sk-kept"));
+    for record in [&a, &b, &kept] {
+        store.insert_token(record).await.expect("insert");
+    }
+    let never_stored = token("ghost", "sk-ghost").id;
+    // Act
+    let deleted = store.delete_tokens(&[a.id, b.id, never_stored, a.id]).await.expect("delete many");
+    let none = store.delete_tokens(&[]).await.expect("delete none");
+    // Assert
+    assert_eq!((deleted, none), (2, 0));
     assert_eq!(load(store).await, vec![kept]);
 }
 

@@ -124,6 +124,9 @@ pub struct UpstreamArgs {
     /// Exit when standard input closes, i.e. when the parent benchmark dies.
     #[arg(long)]
     pub watch_stdin: bool,
+    /// A key the upstream refuses with a 401 (repeatable), for tests of validation.
+    #[arg(long = "refuse-key")]
+    pub refuse_keys: Vec<String>,
 }
 
 #[derive(Args, Clone, Debug)]

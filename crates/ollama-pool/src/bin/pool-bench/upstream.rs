@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use pool_testkit::FakeUpstream;
+use pool_testkit::{FakeUpstream, Fault};
 use tokio::sync::oneshot;
 
 use crate::cli::UpstreamArgs;
@@ -26,6 +26,9 @@ pub async fn run(args: UpstreamArgs) -> anyhow::Result<()> {
     );
     let upstream = FakeUpstream::start_on(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     upstream.set_stream_chunks(args.stream_chunks, Duration::from_millis(args.stream_delay_ms));
+    for key in &args.refuse_keys {
+        upstream.set_fault(key, Fault::status(401));
+    }
     write_addr(&args.addr_file, upstream.addr())?;
     wait_for_end(args.watch_stdin).await;
     Ok(())

@@ -207,7 +207,7 @@ fn scoped_keys(state: &AppState, provider: Option<&str>) -> Result<Vec<Arc<PoolK
 }
 
 /// Probes a pooled key, applies the verdict, and describes the result.
-async fn check(state: &AppState, key: &PoolKey, asker: Asker) -> Result<Value, ApiError> {
+pub(crate) async fn check(state: &AppState, key: &PoolKey, asker: Asker) -> Result<Value, ApiError> {
     let provider = state
         .providers
         .get(key.provider.as_ref())
@@ -236,7 +236,7 @@ fn describe(state: &AppState, key: &PoolKey, report: &Report) -> Value {
 /// Writes the probes' verdicts at once rather than at the next flush. A failure is logged; the
 /// verdicts hold in memory and the periodic flush retries. (An operator's own changes go through
 /// [`pool_core::registry::Registry::change_health`]: store first, or not at all.)
-async fn persist(state: &AppState) {
+pub(crate) async fn persist(state: &AppState) {
     if let Err(e) = state.registry.flush().await {
         tracing::warn!(error.cause_chain = %e, "writing key changes failed; the next flush retries");
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Page, label, limit, listed_keys, present, provider_or_default, query, select_keys, status_filter, ttl};
+use super::{KeyFilter, Page, label, limit, present, provider_or_default, query, select_keys, ttl};
 use crate::error::ApiError;
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
@@ -103,11 +103,11 @@ pub(crate) fn parse_secret(raw: &str) -> Result<&str, ApiError> {
 #[derive(Deserialize)]
 pub struct ListQuery {
     provider: Option<String>,
+    status: Option<String>,
+    search: Option<String>,
     page: Option<usize>,
     #[serde(rename = "pageSize")]
     page_size: Option<usize>,
-    status: Option<String>,
-    search: Option<String>,
     fetch: Option<String>,
     /// `created` (default: oldest first) or `requests` (most used first).
     sort: Option<String>,
@@ -120,9 +120,8 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let now = state.gateway.clock.now_ms();
-    let provider = q.provider.as_deref().map(|p| provider_or_default(&state, Some(p))).transpose()?;
-    let status = status_filter(q.status.as_deref())?;
-    let mut keys = listed_keys(&state, provider.as_ref().map(|p| &p.spec.name), status, q.search.as_deref(), now);
+    let filter = KeyFilter { provider: q.provider, status: q.status, search: q.search };
+    let mut keys = filter.keys(&state, now)?;
     match q.sort.as_deref() {
         None | Some("created") => {}
         Some("requests") => {
@@ -157,6 +156,8 @@ fn key_json(key: &PoolKey, now: i64) -> Value {
         "cause": hold.map(|h| h.cause.as_str()),
         "awaiting_probe": hold.is_some_and(|h| h.awaiting_probe(now)),
         "strikes": health.strikes,
+        "models": key.models().map(|m| m.names.iter().cloned().collect::<Vec<_>>()),
+        "last_error": health.hold.as_ref().filter(|h| !h.manual()).map(|h| h.reason.clone()),
         "total_requests": count(&c.requests),
         "success_count": count(&c.successes),
         "failure_count": count(&c.failures),

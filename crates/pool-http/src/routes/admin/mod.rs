@@ -1,7 +1,9 @@
 //! The admin API (admin token required): upstream keys, client tokens, the response cache.
 
+pub mod bulk;
 pub mod cache;
 pub mod control;
+pub mod export;
 pub mod import;
 pub mod keys;
 pub mod providers;
@@ -86,6 +88,18 @@ pub(crate) fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> R
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A list of ids in a bulk call: 1 to `max` entries, each a well-formed id (`what`: "key",
+/// "token"); 400 otherwise, naming `ids`.
+pub(crate) fn id_list<T: std::str::FromStr>(raw: &[String], max: usize, what: &str) -> Result<Vec<T>, ApiError> {
+    if raw.is_empty() || raw.len() > max {
+        return Err(ApiError::invalid_param("ids", format!("'ids' must name 1 to {max} {what}s")));
+    }
+    raw.iter()
+        .map(|id| id.trim().parse::<T>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| ApiError::invalid_param("ids", format!("each entry of 'ids' must be a {what} id")))
+}
+
 /// The keys an operator names: by whole secret (matched by hash) or by id, within `provider` if
 /// given. Unknown names are simply not found.
 pub(crate) fn select_keys(
@@ -115,6 +129,27 @@ pub(crate) fn status_filter(raw: Option<&str>) -> Result<Option<KeyStatus>, ApiE
         Some(s) => KeyStatus::parse(s).map(Some).ok_or_else(|| {
             ApiError::invalid_param("status", "status is one of all, active, cooling, failed, disabled, expired")
         }),
+    }
+}
+
+/// The filter of a key listing: by provider, status and search. The listing, the export and the
+/// bulk actions all read it from the same three fields and apply it here, so "the keys matching
+/// the filter" means one thing everywhere.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFilter {
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    pub search: Option<String>,
+}
+
+impl KeyFilter {
+    /// The matching keys, oldest first; 400 for an unknown provider or status.
+    pub(crate) fn keys(&self, state: &AppState, now: UnixMs) -> Result<Vec<Arc<PoolKey>>, ApiError> {
+        let provider = self.provider.as_deref().filter(|p| !p.is_empty());
+        let provider = provider.map(|p| provider_or_default(state, Some(p))).transpose()?;
+        let status = status_filter(self.status.as_deref())?;
+        Ok(listed_keys(state, provider.as_ref().map(|p| &p.spec.name), status, self.search.as_deref(), now))
     }
 }
 

@@ -40,9 +40,16 @@ pub async fn update(
     Ok(Json(provider_json(&state, provider)))
 }
 
+/// A provider with its keys by state, the models its pool serves now (the union of its keys'
+/// discovered lists; `null` while none has been discovered), and the gateway's paths for it
+/// (relative: the gateway does not know the address its clients reach it by).
 fn provider_json(state: &AppState, provider: &ProviderRuntime) -> Value {
     let spec = &provider.spec;
-    let (total, by_status) = key_counts(state, &spec.name, state.gateway.clock.now_ms());
+    let now = state.gateway.clock.now_ms();
+    let (total, by_status) = key_counts(state, &spec.name, now);
+    let models = state.gateway.pools.pool(&spec.name).and_then(|p| p.served_models(now));
+    let models: Option<Vec<String>> = models.map(|list| list.into_iter().map(|m| m.name).collect());
+    let native = spec.native_url("").map(|_| format!("/{}/api", spec.name));
     json!({
         "name": spec.name,
         "kind": spec.kind,
@@ -50,5 +57,7 @@ fn provider_json(state: &AppState, provider: &ProviderRuntime) -> Value {
         "enabled": provider.is_enabled(),
         "default": spec.name == state.providers.default,
         "keys": {"total": total, "byStatus": by_status},
+        "models": models,
+        "endpoints": {"openai": format!("/{}/v1", spec.name), "ollama": native},
     })
 }

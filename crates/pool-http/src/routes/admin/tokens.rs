@@ -7,7 +7,8 @@
 //! token meets the new settings.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use pool_core::UnixMs;
 use pool_core::ids::TokenId;
 use pool_core::limit::{Limits, MAX_CONCURRENT, MAX_RPD, MAX_RPM, MAX_TPD};
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{label, limit, present, provider_or_default, ttl};
+use super::{id_list, label, limit, present, provider_or_default, query, ttl};
 use crate::error::ApiError;
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
@@ -222,10 +223,54 @@ fn model_list(models: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiErr
     Ok(Some(unique))
 }
 
-pub async fn list(_: Admin, State(state): State<AppState>) -> Json<Value> {
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// A case-insensitive substring of the name, or the start of the display prefix.
+    search: Option<String>,
+}
+
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
     let now = state.gateway.clock.now_ms();
-    let tokens: Vec<Value> = state.registry.tokens.all().iter().map(|t| token_json(t, now)).collect();
-    Json(json!({"tokens": tokens}))
+    let needle = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+    let tokens: Vec<Value> = state
+        .registry
+        .tokens
+        .all()
+        .iter()
+        .filter(|t| needle.as_deref().is_none_or(|n| matches_search(t, n)))
+        .map(|t| token_json(t, now))
+        .collect();
+    Ok(Json(json!({"tokens": tokens})))
+}
+
+/// A search (already lowercased) matches a name by substring or a display prefix by its start.
+fn matches_search(token: &ClientToken, needle: &str) -> bool {
+    token.settings().name.to_lowercase().contains(needle) || token.prefix.to_lowercase().starts_with(needle)
+}
+
+/// Most tokens one bulk revocation may name.
+const MAX_REVOKE: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeMany {
+    ids: Vec<String>,
+}
+
+/// Revokes many tokens in one store write; unknown ids are not found, malformed ones refused.
+pub async fn revoke_many(
+    _: Admin,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RevokeMany>,
+) -> Result<Json<Value>, ApiError> {
+    let ids: Vec<TokenId> = id_list(&body.ids, MAX_REVOKE, "token")?;
+    let revoked = state.registry.revoke_tokens(&ids).await?;
+    Ok(Json(json!({"success": true, "revoked": revoked, "total": ids.len()})))
 }
 
 pub async fn revoke(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -52,6 +52,7 @@ pub async fn start(
         .unwrap_or_default();
     let deduped = dedupe(parsed.keys, &in_pool);
     let total = parsed.rejected.len() + deduped.duplicates.len() + deduped.fresh.len();
+    let (rejected, duplicates) = (parsed.rejected.len(), deduped.duplicates.len());
     let job = state.jobs.start(total, state.gateway.clock.now_ms());
     for rejected in parsed.rejected {
         job.record(false, json!({"line": rejected.line, "error": rejected.reason}));
@@ -62,7 +63,10 @@ pub async fn start(
     }
     let fresh: Vec<ParsedKey> = deduped.fresh.into_iter().map(|(key, _)| key).collect();
     state.tasks.spawn(run(state.clone(), Arc::clone(&job), provider, fresh, concurrency));
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": job.id, "total": total}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": job.id, "total": total, "duplicates": duplicates, "rejected": rejected})),
+    ))
 }
 
 async fn run(state: AppState, job: Arc<Job>, provider: Arc<ProviderRuntime>, keys: Vec<ParsedKey>, concurrency: usize) {
