@@ -82,6 +82,17 @@ impl ApiError {
         Self { retry_after_s: Some(5), ..Self::unavailable(message).with_code("storage_unavailable") }
     }
 
+    /// The store stopped taking writes part-way through a change of many records: the first
+    /// `done` of `total` were changed (store and memory agree on each), the rest were not.
+    pub fn storage_unavailable_after(cause: &dyn std::error::Error, done: usize, total: usize) -> Self {
+        tracing::warn!(error.cause_chain = %cause_chain(cause), done, total, "store unavailable part-way");
+        let message = format!(
+            "The store became unavailable after {done} of {total} were changed; the rest were not. Requests are \
+             still served; try again shortly"
+        );
+        Self { retry_after_s: Some(5), ..Self::unavailable(message).with_code("storage_unavailable") }
+    }
+
     /// A failure of ours: logged with its cause, shown to the client without it.
     pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
         tracing::error!(error.cause_chain = %cause_chain(cause), "{context}");

@@ -118,8 +118,14 @@ fn by_ids(state: &AppState, raw: &[String]) -> Result<Vec<Arc<PoolKey>>, ApiErro
     Ok(state.gateway.pools.find_many(&ids))
 }
 
-/// A quick action: one store write, then the count. `matched` keys were named, `changed` of them
-/// changed (an enable of an active key changes nothing).
+/// Keys one store write of a quick action covers: each write stays well inside the store's
+/// statement deadline (`database.statement_timeout_secs`) however many keys a filter names.
+const WRITE_CHUNK: usize = 5_000;
+
+/// A quick action: one store write per [`WRITE_CHUNK`] keys (each applied to memory once the
+/// store took it), then the count. `matched` keys were named, `changed` of them changed (an
+/// enable of an active key changes nothing). When the store fails part-way, the keys written
+/// before stay changed and the 503 says how many.
 async fn apply(
     state: &AppState,
     action: Action,
@@ -127,28 +133,59 @@ async fn apply(
     duration: Option<u64>,
 ) -> Result<Value, ApiError> {
     let now = state.gateway.clock.now_ms();
-    let registry = &state.registry;
     let mut answer = json!({"action": action.as_str(), "matched": keys.len()});
-    let changed = match action {
-        Action::Enable => registry.change_health(keys, Health::enable).await?,
+    let until = match action {
         Action::Disable => {
             let until = ttl_to_expiry(now, ttl("duration", duration)?);
             answer["until"] = json!(iso(until));
-            registry.change_health(keys, |h| h.disable("disabled by an operator".into(), now, until)).await?
+            until
+        }
+        _ => None,
+    };
+    let mut changed = 0;
+    for chunk in keys.chunks(WRITE_CHUNK) {
+        match apply_chunk(state, action, chunk, now, until).await {
+            Ok(n) => changed += n,
+            Err(e) if changed == 0 => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(
+                    action = action.as_str(),
+                    changed,
+                    matched = keys.len(),
+                    "bulk key action stopped part-way"
+                );
+                return Err(ApiError::storage_unavailable_after(&e, changed, keys.len()));
+            }
+        }
+    }
+    answer["changed"] = json!(changed);
+    tracing::info!(action = action.as_str(), matched = keys.len(), changed, "bulk key action");
+    Ok(answer)
+}
+
+async fn apply_chunk(
+    state: &AppState,
+    action: Action,
+    keys: &[Arc<PoolKey>],
+    now: pool_core::UnixMs,
+    until: Option<pool_core::UnixMs>,
+) -> Result<usize, pool_core::ports::StoreError> {
+    let registry = &state.registry;
+    match action {
+        Action::Enable => registry.change_health(keys, Health::enable).await,
+        Action::Disable => {
+            registry.change_health(keys, |h| h.disable("disabled by an operator".into(), now, until)).await
         }
         Action::ResetCooldown => {
             registry
                 .change_health(keys, |h| {
                     h.reset_cooldown();
                 })
-                .await?
+                .await
         }
-        Action::Delete => registry.delete_keys(&keys.iter().map(|k| k.id).collect::<Vec<_>>()).await?,
-        Action::Verify => 0,
-    };
-    answer["changed"] = json!(changed);
-    tracing::info!(action = action.as_str(), matched = keys.len(), changed, "bulk key action");
-    Ok(answer)
+        Action::Delete => registry.delete_keys(&keys.iter().map(|k| k.id).collect::<Vec<_>>()).await,
+        Action::Verify => Ok(0),
+    }
 }
 
 /// Probes every key, `probe_concurrency` at a time, recording each verdict in the job.
