@@ -175,6 +175,7 @@ impl App {
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (tasks, background) = (self.state.tasks.clone(), self.state.stopping.clone());
         tasks.spawn(flush_loop(self.state.clone(), self.flush_interval, background.clone()));
+        tasks.spawn(request_log_loop(self.state.clone(), self.flush_interval, background.clone()));
         tasks.spawn(models_loop(self.state.clone(), background.clone()));
         if !self.health_interval.is_zero() {
             tasks.spawn(health_loop(self.state.clone(), self.health_interval, background.clone()));
@@ -202,6 +203,7 @@ impl App {
         tasks.close();
         tasks.wait().await;
         flush_once(&self.state).await;
+        write_request_log(&self.state).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -337,12 +339,6 @@ async fn flush_once(state: &AppState) {
     let was_ok = state.store_health.is_ok();
     match state.flush().await {
         Ok(report) => {
-            // Only once the counters are in: a small log write that gets through must not call
-            // a store healthy whose statistics writes still fail.
-            match state.flush_request_log().await {
-                Ok(written) => tracing::debug!(written, "wrote the request log"),
-                Err(e) => tracing::debug!(error.cause_chain = %e, "writing the request log failed; its entries wait"),
-            }
             tracing::debug!(keys = report.keys, tokens = report.tokens, stats = report.stats, "flushed counters");
             if report.is_empty() && !state.store_health.is_ok() {
                 // Nothing to write, so nothing found out whether the store takes writes again.
@@ -361,6 +357,28 @@ async fn flush_once(state: &AppState) {
     let pruned = state.prune_stats_hourly().await;
     if let Err(e) = pruned {
         tracing::warn!(error.cause_chain = %e, "pruning old statistics failed; the next hour tries again");
+    }
+}
+
+/// Writes the request log every `interval` until cancelled, apart from the counters: a log
+/// write that takes long (many entries, a slow store) never delays a statistics flush, which is
+/// what bounds the counts a crash can lose. Its store calls leave the store's health to the
+/// counters' writes (see `pool_adapters::guard`).
+async fn request_log_loop(state: AppState, interval: Duration, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => write_request_log(&state).await,
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+async fn write_request_log(state: &AppState) {
+    match state.flush_request_log().await {
+        Ok(written) => tracing::debug!(written, "wrote the request log"),
+        Err(e) => tracing::debug!(error.cause_chain = %e, "writing the request log failed; its entries wait"),
     }
     if let Err(e) = state.prune_request_log_hourly().await {
         tracing::warn!(error.cause_chain = %e, "pruning the request log failed; the next hour tries again");

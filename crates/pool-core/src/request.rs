@@ -71,6 +71,11 @@ pub fn peek(body: &[u8]) -> Result<Peeked, Refused> {
     if nesting_exceeds(body, MAX_DEPTH) {
         return Err(Refused::TooDeep);
     }
+    // serde_json checks the text of the members it reads, not of those it skips: a body whose
+    // other strings are not UTF-8 would pass, and is no JSON for the upstream.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(Refused::Json(format!("The request body is not UTF-8 (at byte {})", e.valid_up_to())));
+    }
     let peek: Peek<'_> = serde_json::from_slice(body).map_err(|e| Refused::Json(e.to_string()))?;
     let model = peek.model.ok_or(Refused::MissingModel)?;
     if !model_name::is_valid(&model) {
@@ -127,6 +132,9 @@ mod tests {
             br#"{"model":"x","stream":"true"}"#,
             br#"{"model":"x","model":"y"}"#,
             b"{\"model\":\"\xff\"}",
+            // Found by fuzzing: bytes that are not UTF-8 in a member the validator skips
+            b"{\"model\":\"x\",\"mode\x92l\":1}",
+            b"{\"model\":\"x\",\"messages\":[{\"content\":\"\xc3\x28\"}]}",
             b"{not json",
         ] {
             assert!(matches!(peek(bad), Err(Refused::Json(_))), "{}", String::from_utf8_lossy(bad));

@@ -21,6 +21,7 @@ async fn malformed_bodies_get_400_and_never_reach_upstream() {
         ("stream as a string", br#"{"model":"m","stream":"true"}"#.to_vec()),
         ("duplicate model", br#"{"model":"m","model":"other"}"#.to_vec()),
         ("invalid utf-8", b"{\"model\":\"\xc3\x28\"}".to_vec()),
+        ("invalid utf-8 in another member", b"{\"model\":\"m\",\"messages\":[{\"content\":\"\xc3\x28\"}]}".to_vec()),
         ("markup in the model", br#"{"model":"<img src=x onerror=alert(1)>\u0007"}"#.to_vec()),
         ("very long model", format!("{{\"model\":\"{}\"}}", "m".repeat(300)).into_bytes()),
         ("deep nesting", deep.into_bytes()),
