@@ -70,9 +70,10 @@ enum AdminCommand {
 
 /// mimalloc instead of the C library's allocator: a proxied request allocates and frees many
 /// small buffers on two worker threads, and glibc's arenas spent about a sixth of the gateway's
-/// CPU on it (measured with `pool-bench` and `perf`).
+/// CPU on it (measured with `pool-bench` and `perf`). Blocks of 1 MiB or more go to the kernel
+/// and back directly, so memory a burst of large bodies took is returned (see `pool-alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pool_alloc::PoolAllocator = pool_alloc::PoolAllocator;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

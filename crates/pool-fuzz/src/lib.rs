@@ -100,7 +100,13 @@ pub fn request_peek(data: &[u8]) {
     let nested_too_deep = request::nesting_exceeds(data, MAX_DEPTH);
     let Ok(peeked) = request::peek(data) else { return };
     assert!(!nested_too_deep);
-    let value: Value = serde_json::from_slice(data).expect("an accepted body is JSON");
+    let value: Value = match serde_json::from_slice(data) {
+        Ok(value) => value,
+        // JSON puts no bound on numbers; serde_json's `Value` does (f64). Such a body is JSON,
+        // and the upstream may take it: the validator rightly lets it through.
+        Err(e) if e.to_string().starts_with("number out of range") => return,
+        Err(e) => panic!("an accepted body is JSON: {e}"),
+    };
     assert_eq!(value.get("model").and_then(Value::as_str), Some(peeked.model.as_str()));
     assert_eq!(peeked.stream, value.get("stream") == Some(&Value::Bool(true)));
 }
