@@ -33,7 +33,7 @@ impl Usage {
 #[derive(serde::Deserialize)]
 struct Answer {
     /// OpenAI's `usage` (with Anthropic-style `input_tokens`/`output_tokens` accepted).
-    usage: Option<AnswerUsage>,
+    usage: Option<MapOnly<AnswerUsage>>,
     /// Ollama's evaluation counts.
     prompt_eval_count: Option<u64>,
     eval_count: Option<u64>,
@@ -50,13 +50,34 @@ struct AnswerUsage {
     total_tokens: Option<u64>,
 }
 
+/// A struct read from a JSON object only. Serde's derive also reads a struct from an array, by
+/// position, so `[[4,1,4,1,1]]` would pass for an answer with usage (found by fuzzing); an
+/// upstream answer is an object, and an array is no answer at all.
+struct MapOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
 impl Answer {
     fn parse(json: &[u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
+        serde_json::from_slice::<MapOnly<Self>>(json).ok().map(|MapOnly(answer)| answer)
     }
 
     fn usage(&self) -> Option<Usage> {
-        if let Some(u) = &self.usage {
+        if let Some(MapOnly(u)) = &self.usage {
             let prompt = u.prompt_tokens.or(u.input_tokens).unwrap_or(0);
             let completion = u.completion_tokens.or(u.output_tokens).unwrap_or(0);
             return Some(Usage {
@@ -152,6 +173,9 @@ mod tests {
         assert_eq!(Usage::of_body(ollama), Some(Usage { prompt: 5, completion: 3, total: 8 }));
         assert_eq!(Usage::of_body(br#"{"choices":[]}"#), None);
         assert_eq!(Usage::of_body(b"not json"), None);
+        // Found by fuzzing: serde reads a struct from an array by position
+        assert_eq!(Usage::of_body(b"[[4,1,4,1,1],4,1,[]]"), None, "an array is no answer");
+        assert_eq!(Usage::of_body(br#"{"usage":[4,1,4,1,1]}"#), None, "usage is an object or nothing");
         let anthropic_style = br#"{"content":[{"text":"x"}],"usage":{"input_tokens":4,"output_tokens":6}}"#;
         assert_eq!(Usage::of_body(anthropic_style), Some(Usage { prompt: 4, completion: 6, total: 10 }));
         let max = u64::MAX;
