@@ -593,11 +593,7 @@ impl KeyPool {
         if n == 0 {
             return Err(None);
         }
-        // A retry starts half a ring away: keys added together sit side by side and often fail
-        // together (one account, one proxy), and a request must not spend its attempts on them
-        // one after another before any of them is known to fail.
-        let turn = self.cursor.fetch_add(1, Relaxed);
-        let start = if tried.is_empty() { turn % n } else { turn.wrapping_add(n / 2) % n };
+        let start = self.cursor.fetch_add(1, Relaxed) % n;
         let mut limited_until = None;
         let mut unproven: Vec<&Arc<PoolKey>> = Vec::new();
         for i in 0..n {
@@ -1165,25 +1161,6 @@ mod tests {
             assert_eq!(picked(&pool, T0, &[keys[0].id]), Some(keys[3].id));
         }
         assert!(picked(&pool, T0, &[keys[0].id, keys[3].id]).is_some(), "others still serve when none proved itself");
-    }
-
-    #[test]
-    fn a_retry_does_not_walk_on_to_the_keys_beside_the_one_that_failed() {
-        // Keys 2..6 of 8 begin to fail together; none has failed yet, so all look proven
-        let (pool, keys) = pool_of(8);
-        let policy = FailurePolicy::default();
-        for key in &keys {
-            key.record(&KeyEvent::Success, &policy, T0);
-        }
-        let failing: Vec<KeyId> = keys[2..6].iter().map(|k| k.id).collect();
-        for _ in 0..8 {
-            let first = picked(&pool, T0 + 1, &[]).unwrap_or_else(|| panic!("a first pick"));
-            if first != failing[0] {
-                continue;
-            }
-            let retry = picked(&pool, T0 + 1, &[first]).unwrap_or_else(|| panic!("a retry"));
-            assert!(!failing.contains(&retry), "the retry went to a neighbour that fails too");
-        }
     }
 
     #[test]
