@@ -102,6 +102,9 @@ pub struct ProviderConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     pub max_attempts: u32,
+    /// Attempts past `max_attempts` the requests of one provider share: earned at a tenth per
+    /// request served, capped at this; 0 = none.
+    pub retry_budget: u32,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     /// Bytes of request bodies and upstream answers held in memory at once, all requests
@@ -270,6 +273,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
             max_attempts: FailurePolicy::default().max_attempts,
+            retry_budget: FailurePolicy::default().retry_budget,
             max_body_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
             buffer_budget_bytes: 0,
@@ -497,6 +501,7 @@ impl Config {
         let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
         FailurePolicy {
             max_attempts: self.proxy.max_attempts.max(1),
+            retry_budget: self.proxy.retry_budget,
             auth_failure_ms: ms(k.auth_failure_secs),
             // One cap on every rest an upstream asks for: `proxy.quota_rest.max_secs`.
             rate_limit_max_ms: self.proxy.quota_rest().max_ms,

@@ -130,6 +130,9 @@ pub struct FailurePolicy {
     /// exhausted quota) and keys that do not have the model cost nothing: a request is bounded
     /// by the pool's size and its deadline, not by them.
     pub max_attempts: u32,
+    /// Attempts past `max_attempts` a pool's requests may share (see
+    /// [`crate::pool::RetryBudget`]); 0 = none.
+    pub retry_budget: u32,
     /// How long a key the upstream rejected (401/403) stays `failed` before it is probed.
     pub auth_failure_ms: i64,
     /// Upper bound on any rest an upstream asks for, so a hostile upstream cannot park a key
@@ -158,6 +161,7 @@ impl Default for FailurePolicy {
     fn default() -> Self {
         Self {
             max_attempts: 4,
+            retry_budget: 100,
             auth_failure_ms: 3_600_000,
             rate_limit_max_ms: 30 * 86_400_000,
             errors_window_ms: 60_000,

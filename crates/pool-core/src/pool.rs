@@ -547,6 +547,57 @@ pub struct KeyPool {
     signal: Arc<PoolSignal>,
     /// The models the keys serve, kept current by `add`, `remove` and [`Pools::set_models`].
     pub models: ModelIndex,
+    /// Attempts past a request's own budget, shared by the pool's requests.
+    pub retries: RetryBudget,
+}
+
+/// Ambiguous attempts past [`FailurePolicy::max_attempts`], shared by every request of a pool
+/// (gRPC's retry throttling, Finagle's retry budget). Each request a key serves earns a tenth
+/// of an attempt, each attempt past a request's own budget spends one, and the pool holds at
+/// most [`FailurePolicy::retry_budget`]. So a request that meets a run of keys which began to
+/// fail together walks on to a healthy one, while an upstream failing for everyone drains the
+/// budget and then sees at most `max_attempts` per request: retries add at most a tenth to the
+/// load of a pool that serves, and a fixed burst to one that does not.
+///
+/// Kept as the debt against a full budget, in thousandths of an attempt, so a new pool starts
+/// full and a pool that never fails never writes the line.
+#[derive(Debug, Default)]
+pub struct RetryBudget {
+    debt_milli: AtomicU64,
+}
+
+const RETRY_COST_MILLI: u64 = 1000;
+const RETRY_EARN_MILLI: u64 = 100;
+
+impl RetryBudget {
+    /// Spends one attempt if the pool has one left of `cap`.
+    pub fn take(&self, cap: u32) -> bool {
+        let limit = u64::from(cap) * RETRY_COST_MILLI;
+        self.debt_milli
+            .fetch_update(Relaxed, Relaxed, |debt| {
+                (debt + RETRY_COST_MILLI <= limit).then_some(debt + RETRY_COST_MILLI)
+            })
+            .is_ok()
+    }
+
+    /// Gives back an attempt taken but not made (no key was left to try).
+    pub fn refund(&self) {
+        let _ = self.debt_milli.fetch_update(Relaxed, Relaxed, |debt| Some(debt.saturating_sub(RETRY_COST_MILLI)));
+    }
+
+    /// A request served: earns a tenth of an attempt back (no write while the budget is full).
+    pub fn earn(&self) {
+        if self.debt_milli.load(Relaxed) == 0 {
+            return;
+        }
+        let _ = self.debt_milli.fetch_update(Relaxed, Relaxed, |debt| Some(debt.saturating_sub(RETRY_EARN_MILLI)));
+    }
+
+    /// Whole attempts left of `cap`.
+    pub fn left(&self, cap: u32) -> u32 {
+        let spent = self.debt_milli.load(Relaxed).div_ceil(RETRY_COST_MILLI);
+        cap.saturating_sub(u32::try_from(spent).unwrap_or(u32::MAX))
+    }
 }
 
 /// How many candidates a pick passes over for one it prefers: on a retry one whose last attempt

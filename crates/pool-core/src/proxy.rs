@@ -317,11 +317,17 @@ impl Gateway {
             missing: None,
             other_failures: false,
         };
-        while progress.spent < self.policy.max_attempts.max(1)
-            && (progress.tried.is_empty() || self.clock.monotonic_us() < deadline_us)
-        {
+        while progress.tried.is_empty() || self.clock.monotonic_us() < deadline_us {
+            let borrowed = progress.spent >= self.policy.max_attempts.max(1);
+            if borrowed && !pool.retries.take(self.policy.retry_budget) {
+                break;
+            }
             let now = self.clock.now_ms();
-            let (key, permit) = match pool.pick(now, &progress.tried, req.model.as_deref(), self.limiter.as_ref()) {
+            let picked = pool.pick(now, &progress.tried, req.model.as_deref(), self.limiter.as_ref());
+            if borrowed && !matches!(picked, Pick::Key(..)) {
+                pool.retries.refund();
+            }
+            let (key, permit) = match picked {
                 Pick::Key(key, permit) => (key, permit),
                 Pick::Exhausted { retry_at, limited } => return self.give_up(req, progress, retry_at, limited, meter),
                 Pick::Unserved if progress.tried.is_empty() => {
@@ -346,6 +352,7 @@ impl Gateway {
             }
             match attempt {
                 Attempt::Served(status, headers, served) => {
+                    pool.retries.earn();
                     let (body, reservation) = self.commit(&key, status, served, meter.take(), waited);
                     let failed_attempts = progress.notes;
                     return Ok(Delivery { status, headers, body, reservation, served_by: key.id, failed_attempts });

@@ -160,7 +160,7 @@ async fn client_errors_are_returned_unchanged_and_do_not_penalise_the_key() {
 
 #[tokio::test]
 async fn when_every_attempt_fails_the_client_gets_502_naming_the_last_upstream_status() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options::new().set("POOL__PROXY__RETRY_BUDGET", "0")).await;
     for key in ["a", "b", "c", "d", "e", "f"] {
         app.add_key(key).await;
         app.upstream.set_fault(key, Fault::status(503));
@@ -340,4 +340,30 @@ async fn new_requests_pass_over_a_key_whose_connection_just_dropped() {
     assert!(started.elapsed() < Duration::from_millis(1500), "the test ran within the moment");
     assert_eq!(statuses, [200; 12]);
     assert_eq!(app.upstream.calls("k2"), 1, "the key that just failed was passed over");
+}
+
+#[tokio::test]
+async fn a_request_that_meets_a_run_of_keys_failing_together_walks_on_to_the_healthy_one() {
+    // Arrange: seven keys added together start dropping connections at once; the eighth serves
+    let app = spawn_app().await;
+    for i in 1..=7 {
+        let name = format!("drop{i}");
+        app.add_key(&name).await;
+        app.upstream.set_fault(&name, Fault::DropBeforeHeaders);
+    }
+    app.add_key("good").await;
+    let budget = "pool_retry_budget{provider=\"ollama\"}";
+    assert_eq!(app.metric(budget).await, 100.0, "a new pool starts with the whole shared budget");
+    // Act
+    let response = app.post_chat(&chat("m", false)).await;
+    // Assert: served from the very first request, past its own four attempts
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.upstream.calls("good"), 1);
+    assert_eq!(app.upstream.total_calls(), 8, "every dropping key once, in ring order, then the good one");
+    let borrowed = 8 - 4;
+    assert_eq!(
+        app.metric(budget).await,
+        100.0 - borrowed as f64,
+        "each attempt past the request's own four came from the pool"
+    );
 }

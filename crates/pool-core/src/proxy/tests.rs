@@ -199,14 +199,65 @@ async fn when_every_attempt_fails_the_error_names_the_last_status() {
     assert_eq!(counted[0], (Kind::Request, None, 502, Outcome::Failed, 1));
 }
 
-#[tokio::test]
-async fn ambiguous_failures_spend_the_budget_and_stop_the_request() {
+async fn attempts_until_failure(gw: &Gateway) -> usize {
+    let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
+    notes.len()
+}
+
+/// Six keys that all answer 503, with the pool's shared retry budget set to `budget`.
+fn six_failing_keys(budget: u32) -> Gateway {
     let names = ["a", "b", "c", "d", "e", "f"];
     let scripts: Vec<_> = names.iter().map(|k| (*k, Script::Status(503))).collect();
-    let (gw, keys) = gateway(&names, &scripts);
-    let Err(ProxyError::AllFailed { notes, .. }) = gw.forward(request()).await else { panic!("expected AllFailed") };
-    assert_eq!(notes.len(), FailurePolicy::default().max_attempts as usize);
-    let _ = keys;
+    let (mut gw, _) = gateway(&names, &scripts);
+    gw.policy.retry_budget = budget;
+    gw
+}
+
+#[tokio::test]
+async fn ambiguous_failures_spend_the_budget_and_stop_the_request() {
+    let gw = six_failing_keys(0);
+    assert_eq!(attempts_until_failure(&gw).await, FailurePolicy::default().max_attempts as usize);
+}
+
+#[tokio::test]
+async fn the_pools_retry_budget_carries_a_request_past_a_run_of_failing_keys_to_the_healthy_one() {
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let drops: Vec<_> = names[..7].iter().map(|k| (*k, Script::Transport(TransportError::Dropped))).collect();
+    let (gw, keys) = gateway(&names, &drops);
+    let delivery = gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(delivery.served_by, keys[7].id, "seven drops in a row, then the healthy key");
+    assert_eq!(delivery.failed_attempts.len(), 7);
+    let pool = gw.pools.pool(&provider()).unwrap_or_else(|| panic!("pool"));
+    assert_eq!(
+        pool.retries.left(gw.policy.retry_budget),
+        gw.policy.retry_budget - 4,
+        "the fifth to eighth attempts borrowed"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_failing_for_everyone_drains_the_budget_and_requests_stop_at_their_own() {
+    let gw = six_failing_keys(3);
+    assert_eq!(attempts_until_failure(&gw).await, 6, "two borrowed, and the untaken third given back");
+    assert_eq!(attempts_until_failure(&gw).await, 5, "the last one left");
+    assert_eq!(attempts_until_failure(&gw).await, 4, "drained: the request's own budget only");
+    let pool = gw.pools.pool(&provider()).unwrap_or_else(|| panic!("pool"));
+    assert_eq!(pool.retries.left(3), 0);
+}
+
+#[tokio::test]
+async fn served_requests_earn_the_budget_back_a_tenth_at_a_time() {
+    let (mut gw, _) = gateway(&["a", "b", "c", "d", "e", "f"], &[]);
+    gw.policy.retry_budget = 5;
+    let pool = gw.pools.pool(&provider()).unwrap_or_else(|| panic!("pool"));
+    assert!(pool.retries.take(5) && pool.retries.take(5));
+    assert_eq!(pool.retries.left(5), 3);
+    for _ in 0..9 {
+        gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(pool.retries.left(5), 3, "nine tenths is not yet an attempt");
+    gw.forward(request()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pool.retries.left(5), 4);
 }
 
 #[tokio::test]

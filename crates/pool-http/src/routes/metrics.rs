@@ -62,6 +62,17 @@ fn render(state: &AppState) -> String {
         }
     }
 
+    family(
+        &mut out,
+        "pool_retry_budget",
+        "gauge",
+        "Attempts past max_attempts the provider's requests may still share",
+    );
+    let cap = state.gateway.policy.retry_budget;
+    for (name, pool) in state.gateway.pools.providers() {
+        let _ = writeln!(out, "pool_retry_budget{{provider=\"{}\"}} {}", escape(name.as_ref()), pool.retries.left(cap));
+    }
+
     for measure in
         [Measure::RequestDuration, Measure::TimeToFirstByte, Measure::GatewayOverhead, Measure::UpstreamDuration]
     {
