@@ -10,6 +10,8 @@
 mod cipher;
 mod flush;
 mod keys;
+mod requests;
+mod sessions;
 mod settings;
 mod sqlite;
 mod stats;
