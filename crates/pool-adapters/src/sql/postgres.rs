@@ -15,6 +15,7 @@ use sqlx::query::{Query, QueryScalar};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres};
 
 use super::deltas::{HealthColumns, ModelColumns, bindable};
+use super::requests::{LogRow, log_columns};
 use super::rows::KeyRow;
 use super::{Tuning, db_error, migrate, migrator};
 
@@ -73,6 +74,21 @@ const FLUSH_KEYS: &str = "UPDATE upstream_keys AS k SET \
           status, reason, since, until, strikes, cause, models_changed, models, models_at) \
      WHERE k.id = d.id";
 
+/// Ids for a batch of request log rows, drawn from the table's own sequence (so gateways sharing
+/// the database never draw the same one).
+const RESERVE_LOG_IDS: &str = "SELECT nextval(pg_get_serial_sequence('request_log', 'id')) FROM generate_series(1, $1)";
+
+const INSERT_LOG: &str = concat!(
+    "INSERT INTO request_log (",
+    log_columns!(),
+    ") SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+          $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], \
+          $14::bigint[], $15::text[])",
+);
+
+const INSERT_LOG_KEYS: &str = "INSERT INTO request_log_keys (key_id, log_id) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING";
+
 const FLUSH_TOKENS: &str = "UPDATE client_tokens AS t SET \
      request_count = t.request_count + d.requests, \
      last_used_at = GREATEST(t.last_used_at, d.last_used) \
@@ -127,6 +143,39 @@ impl PgStore {
 
     pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(db_error)
+    }
+
+    /// A batch of request log rows in three statements (ids, rows, key index), whatever its size.
+    pub(super) async fn append_log(&self, rows: &[LogRow]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        let mut ids: Vec<i64> =
+            sqlx::query_scalar(RESERVE_LOG_IDS).bind(count).fetch_all(&mut *tx).await.map_err(db_error)?;
+        // In order, so a batch pages in the order its requests settled.
+        ids.sort_unstable();
+        sqlx::query(INSERT_LOG)
+            .bind(&ids)
+            .bind(column(rows, |r| r.at))
+            .bind(column(rows, |r| r.request_id.as_str()))
+            .bind(column(rows, |r| r.provider.as_str()))
+            .bind(column(rows, |r| r.model.as_str()))
+            .bind(column(rows, |r| r.token_id.as_str()))
+            .bind(column(rows, |r| r.token_name.as_str()))
+            .bind(column(rows, |r| r.status))
+            .bind(column(rows, |r| r.status_class))
+            .bind(column(rows, |r| r.outcome))
+            .bind(column(rows, |r| r.latency_ms))
+            .bind(column(rows, |r| r.prompt_tokens))
+            .bind(column(rows, |r| r.completion_tokens))
+            .bind(column(rows, |r| r.stream))
+            .bind(column(rows, |r| r.attempts.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let (keys, log_ids): (Vec<&str>, Vec<i64>) =
+            rows.iter().zip(&ids).flat_map(|(r, id)| r.keys.iter().map(move |k| (k.as_str(), *id))).unzip();
+        sqlx::query(INSERT_LOG_KEYS).bind(keys).bind(log_ids).execute(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 
     pub(super) async fn insert_batch(&self, keys: &[KeyRow<'_>]) -> Result<Vec<String>, StoreError> {

@@ -11,12 +11,18 @@ use pool_core::reqlog::{self, RequestLogEntry, RequestQuery, RequestRecord, Stat
 
 use super::rows::Columns;
 
-pub(crate) const INSERT: &str = "INSERT INTO request_log (at_ms, request_id, provider, model, token_id, \
-     token_name, status, status_class, outcome, latency_ms, prompt_tokens, completion_tokens, stream, attempts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id";
+/// The columns a new row fills, in [`LogRow`]'s order after the id. Ids are drawn before the
+/// insert (from the table's sequence), so one multi-row statement writes a batch and its key
+/// index without reading ids back row by row. A macro, so that statements can `concat!` it.
+macro_rules! log_columns {
+    () => {
+        "id, at_ms, request_id, provider, model, token_id, token_name, status, status_class, outcome, \
+         latency_ms, prompt_tokens, completion_tokens, stream, attempts"
+    };
+}
 
-pub(crate) const INSERT_KEY: &str =
-    "INSERT INTO request_log_keys (key_id, log_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+/// Values per new row, the id included.
+pub(crate) const LOG_WIDTH: usize = 15;
 
 const COLUMNS: &str = "r.id, r.at_ms, r.request_id, r.provider, r.model, r.token_id, r.token_name, r.status, \
      r.outcome, r.latency_ms, r.prompt_tokens, r.completion_tokens, r.stream, r.attempts";
@@ -40,34 +46,49 @@ pub(crate) enum Bind {
     Text(String),
 }
 
-/// A row's values, in [`INSERT`]'s order.
-pub(crate) fn insert_values(e: &RequestLogEntry) -> (Vec<Bind>, Vec<String>) {
-    let attempts = reqlog::attempt_list(&e.failed, e.last, e.status);
-    let keys = attempts.iter().map(|a| a.key.to_string()).collect();
-    let int = |n: u64| Bind::Int(i64::try_from(n).unwrap_or(i64::MAX));
-    let values = vec![
-        Bind::Int(e.at),
-        Bind::Text(e.request_id.as_str().to_owned()),
-        Bind::Text(e.provider.to_string()),
-        Bind::Text(e.model.to_string()),
-        opt_text(e.token.map(|t| t.to_string())),
-        opt_text(e.token_name.clone()),
-        Bind::Int(i64::from(e.status)),
-        Bind::Int(i64::from(e.status / 100)),
-        Bind::Text(e.outcome.as_str().to_owned()),
-        int(e.latency_ms),
-        int(e.prompt_tokens),
-        int(e.completion_tokens),
-        Bind::Int(i64::from(e.stream)),
-        Bind::Text(reqlog::format_attempts(&attempts)),
-    ];
-    (values, keys)
+/// A new row's values, in `log_columns!`'s order after the id, and the keys it tried.
+pub(crate) struct LogRow {
+    pub at: i64,
+    pub request_id: String,
+    pub provider: String,
+    pub model: String,
+    /// A missing token is stored as the empty string (one type to bind on both backends), and
+    /// read back as `None`.
+    pub token_id: String,
+    pub token_name: String,
+    pub status: i64,
+    pub status_class: i64,
+    pub outcome: &'static str,
+    pub latency_ms: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub stream: i64,
+    pub attempts: String,
+    pub keys: Vec<String>,
 }
 
-/// A missing token is stored as the empty string (one type to bind on both backends), and read
-/// back as `None`.
-fn opt_text(value: Option<String>) -> Bind {
-    value.map_or(Bind::Text(String::new()), Bind::Text)
+impl LogRow {
+    pub(crate) fn of(e: &RequestLogEntry) -> Self {
+        let attempts = reqlog::attempt_list(&e.failed, e.last, e.status);
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Self {
+            at: e.at,
+            request_id: e.request_id.as_str().to_owned(),
+            provider: e.provider.to_string(),
+            model: e.model.to_string(),
+            token_id: e.token.map(|t| t.to_string()).unwrap_or_default(),
+            token_name: e.token_name.clone().unwrap_or_default(),
+            status: i64::from(e.status),
+            status_class: i64::from(e.status / 100),
+            outcome: e.outcome.as_str(),
+            latency_ms: int(e.latency_ms),
+            prompt_tokens: int(e.prompt_tokens),
+            completion_tokens: int(e.completion_tokens),
+            stream: i64::from(e.stream),
+            attempts: reqlog::format_attempts(&attempts),
+            keys: attempts.iter().map(|a| a.key.to_string()).collect(),
+        }
+    }
 }
 
 /// The page statement for `query` and its values; it fetches one row more than a page, to
@@ -162,22 +183,8 @@ macro_rules! impl_request_log_store {
                 if entries.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.begin_write().await?;
-                for entry in entries {
-                    let (values, keys) = $crate::sql::requests::insert_values(entry);
-                    let query = sqlx::query_scalar::<_, i64>($crate::sql::requests::INSERT);
-                    let id =
-                        $crate::sql::requests::bind_all!(query, values).fetch_one(&mut *tx).await.map_err(db_error)?;
-                    for key in keys {
-                        sqlx::query($crate::sql::requests::INSERT_KEY)
-                            .bind(key)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db_error)?;
-                    }
-                }
-                tx.commit().await.map_err(db_error)
+                let rows: Vec<_> = entries.iter().map($crate::sql::requests::LogRow::of).collect();
+                self.append_log(&rows).await
             }
 
             async fn query_requests(
@@ -229,4 +236,4 @@ macro_rules! impl_request_log_store {
     };
 }
 
-pub(crate) use {bind_all, impl_request_log_store};
+pub(crate) use {bind_all, impl_request_log_store, log_columns};

@@ -18,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::deltas::{HealthColumns, ModelColumns, bindable};
+use super::requests::{LOG_WIDTH, LogRow, log_columns};
 use super::rows::KeyRow;
 use super::{Tuning, db_error, migrate, migrator};
 
@@ -33,8 +34,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Bound parameters per key row of [`INSERT_KEYS`].
 const KEY_COLUMNS: usize = 9;
-/// Keys per insert statement: SQLite binds at most 32,766 parameters.
-const INSERT_CHUNK: usize = 32_766 / KEY_COLUMNS;
+
+/// The most values SQLite binds to one statement (`SQLITE_MAX_VARIABLE_NUMBER`).
+const MAX_BINDS: usize = 32_766;
+
+/// The request log's last id, kept by `AUTOINCREMENT` (never lowered by pruning).
+const LOG_SEQUENCE: &str = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'request_log'), 0)";
+
+/// Keys per insert statement.
+const INSERT_CHUNK: usize = MAX_BINDS / KEY_COLUMNS;
 
 const INSERT_KEYS: &str = "INSERT INTO upstream_keys (id, provider, secret, secret_hash, label, created_at, expires_at, rpm, max_concurrent) ";
 
@@ -105,6 +113,38 @@ impl SqliteStore {
 
     pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
+    }
+
+    /// A batch of request log rows: the ids follow the table's sequence (read inside the write
+    /// transaction, so no other writer can draw them), then multi-row inserts of the rows and
+    /// of the key index.
+    pub(super) async fn append_log(&self, rows: &[LogRow]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let last: i64 = sqlx::query_scalar(LOG_SEQUENCE).fetch_one(&mut *tx).await.map_err(db_error)?;
+        let ids: Vec<i64> = (1..).map(|n| last + n).take(rows.len()).collect();
+        let numbered: Vec<_> = ids.iter().zip(rows).collect();
+        for chunk in numbered.chunks(MAX_BINDS / LOG_WIDTH) {
+            let mut insert = QueryBuilder::<Sqlite>::new(concat!("INSERT INTO request_log (", log_columns!(), ") "));
+            insert.push_values(chunk, |mut b, (id, r)| {
+                b.push_bind(**id).push_bind(r.at).push_bind(&r.request_id).push_bind(&r.provider);
+                b.push_bind(&r.model).push_bind(&r.token_id).push_bind(&r.token_name).push_bind(r.status);
+                b.push_bind(r.status_class).push_bind(r.outcome).push_bind(r.latency_ms);
+                b.push_bind(r.prompt_tokens).push_bind(r.completion_tokens).push_bind(r.stream);
+                b.push_bind(&r.attempts);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        let keys: Vec<(&str, i64)> =
+            numbered.iter().flat_map(|(id, r)| r.keys.iter().map(|k| (k.as_str(), **id))).collect();
+        for chunk in keys.chunks(MAX_BINDS / 2) {
+            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO request_log_keys (key_id, log_id) ");
+            insert.push_values(chunk, |mut b, (key, id)| {
+                b.push_bind(*key).push_bind(*id);
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert.build().execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     pub(super) async fn insert_batch(&self, keys: &[KeyRow<'_>]) -> Result<Vec<String>, StoreError> {

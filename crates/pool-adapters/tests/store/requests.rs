@@ -7,7 +7,9 @@ use pool_core::ids::{KeyId, TokenId};
 use pool_core::ports::Store;
 use pool_core::provider::ProviderName;
 use pool_core::proxy::AttemptNote;
-use pool_core::reqlog::{LastAttempt, LoggedAttempt, RequestId, RequestLogEntry, RequestQuery, StatusFilter};
+use pool_core::reqlog::{
+    LastAttempt, LoggedAttempt, RequestId, RequestLogEntry, RequestQuery, RequestRecord, StatusFilter,
+};
 use pool_core::stats::Outcome;
 use uuid::Uuid;
 
@@ -21,6 +23,8 @@ contract!(
     a_request_id_finds_its_newest_entry,
     pruning_takes_the_oldest_in_bounded_passes_with_their_key_rows,
     hostile_models_and_token_names_round_trip_unchanged,
+    a_batch_larger_than_one_statement_is_written_whole_in_order,
+    ids_keep_growing_after_every_entry_is_pruned,
 );
 
 fn entry(at: i64, request_id: &str, status: u16) -> RequestLogEntry {
@@ -203,4 +207,53 @@ async fn hostile_models_and_token_names_round_trip_unchanged(store: &Arc<dyn Sto
         let by_model = RequestQuery { model: Some((*s).to_owned()), ..query(50) };
         assert_eq!(ids_of(store, by_model).await, [format!("h{i}")], "filter by value {i}");
     }
+}
+
+/// Every entry under `q`, page after page.
+async fn walk(store: &Arc<dyn Store>, q: RequestQuery) -> Vec<RequestRecord> {
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.query_requests(&RequestQuery { before, ..q.clone() }).await.expect("query");
+        before = page.entries.last().map(|e| e.id);
+        all.extend(page.entries);
+        if !page.has_more {
+            return all;
+        }
+    }
+}
+
+async fn a_batch_larger_than_one_statement_is_written_whole_in_order(store: &Arc<dyn Store>) {
+    // Arrange: more rows, and more key rows, than SQLite binds to one statement
+    let (a, b) = (key_id(), key_id());
+    let entries: Vec<_> = (0..5_000)
+        .map(|i| RequestLogEntry {
+            failed: vec![AttemptNote { key: a, outcome: "upstream answered 500".to_owned() }],
+            last: Some(LastAttempt::Served(b)),
+            ..entry(T0 + i, &format!("bulk{i}"), 200)
+        })
+        .collect();
+    // Act
+    store.append_requests(&entries).await.expect("append");
+    // Assert: all of them, newest first, each findable by either key it tried
+    let read = walk(store, query(200)).await;
+    let expected: Vec<_> = (0..5_000).rev().map(|i| format!("bulk{i}")).collect();
+    assert_eq!(read.iter().map(|e| e.request_id.clone()).collect::<Vec<_>>(), expected);
+    assert!(read.windows(2).all(|w| w[0].id > w[1].id), "ids follow the batch's order");
+    assert_eq!(walk(store, RequestQuery { key: Some(a), ..query(200) }).await.len(), 5_000);
+    assert_eq!(walk(store, RequestQuery { key: Some(b), ..query(200) }).await.len(), 5_000);
+}
+
+async fn ids_keep_growing_after_every_entry_is_pruned(store: &Arc<dyn Store>) {
+    // Arrange: two batches, then everything pruned
+    store.append_requests(&[entry(T0, "first", 200), entry(T0 + 1, "second", 200)]).await.expect("append");
+    store.append_requests(&[entry(T0 + 2, "third", 200)]).await.expect("append");
+    let newest = walk(store, query(10)).await[0].id;
+    assert_eq!(store.prune_requests(T0 + 10, 100).await.expect("prune"), 3);
+    // Act
+    store.append_requests(&[entry(T0 + 20, "after", 200)]).await.expect("append");
+    // Assert: a cursor a console still holds never meets a reused id
+    let read = walk(store, query(10)).await;
+    assert_eq!(read.len(), 1);
+    assert!(read[0].id > newest, "{} after {newest}", read[0].id);
 }

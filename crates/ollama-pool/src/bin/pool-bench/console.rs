@@ -8,21 +8,32 @@
 //! by a recursive `WITH` (a million rows a transaction), which writes them in seconds where
 //! binding every value from here would take minutes. Traffic: 20 models, 100 tokens, every key
 //! in turn, 3 % of requests failed over from a rate-limited key, 2 % answered 502, 3 % 400.
+//!
+//! Then the log's writer: how many entries a second `append_requests` stores, in the batches the
+//! gateway's flush hands it, on a fresh SQLite file (and a fresh PostgreSQL database with
+//! `--postgres`), to set beside the gateway's request rate.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use pool_core::ids::KeyId;
+use pool_core::accounting::REQUEST_LOG_BATCH;
+use pool_core::ids::{KeyId, TokenId};
 use pool_core::ports::NewKey;
+use pool_core::provider::ProviderName;
+use pool_core::proxy::AttemptNote;
+use pool_core::reqlog::{LastAttempt, RequestId, RequestLogEntry};
+use pool_core::stats::Outcome;
 use sqlx::Connection;
 use uuid::Uuid;
 
 use crate::http::{self, Client};
+use crate::import;
 use crate::procs::{self, GatewaySpec};
 use crate::stats::{Percentiles, ms};
 
@@ -50,7 +61,12 @@ pub struct ConsoleResult {
     pub plan: ConsolePlan,
     pub seed_secs: f64,
     pub timings: Vec<(&'static str, Percentiles)>,
+    /// Request log entries written a second, per backend.
+    pub log_writes: Vec<(&'static str, f64)>,
 }
+
+/// Entries of the log-writer figure; each tried two keys (one failed), as a failover does.
+const LOG_ENTRIES: usize = 100_000;
 
 /// Seeds a fresh SQLite database in `dir`, starts a gateway on it, and times the console's calls.
 pub async fn run(
@@ -58,6 +74,7 @@ pub async fn run(
     dir: &Path,
     spec: &GatewaySpec<'_>,
     plan: ConsolePlan,
+    postgres: Option<&str>,
 ) -> anyhow::Result<ConsoleResult> {
     let url = format!("sqlite://{}/console.db", dir.display());
     let started = Instant::now();
@@ -88,7 +105,45 @@ pub async fn run(
         timings.push((name, time(|| async { http::admin_get(client, addr, admin, &path).await.map(drop) }).await?));
     }
     gateway.ensure_running()?;
-    Ok(ConsoleResult { plan, seed_secs, timings })
+    let mut log_writes = vec![("sqlite", write_rate(&format!("sqlite://{}/log.db", dir.display())).await?)];
+    if let Some(server) = postgres {
+        log_writes.push((
+            "postgres",
+            import::on_fresh_postgres(server, "log", |url| async move { write_rate(&url).await }).await?,
+        ));
+    }
+    Ok(ConsoleResult { plan, seed_secs, timings, log_writes })
+}
+
+/// Entries a second through the store's `append_requests`, in the flush's batches.
+async fn write_rate(url: &str) -> anyhow::Result<f64> {
+    let store = pool_adapters::sql::connect(url).await.context("opening the log-writer database")?;
+    let now = pool_adapters::clock::now_ms();
+    let provider = ProviderName::parse("ollama")?;
+    let model: Arc<str> = Arc::from("model-01");
+    let entries: Vec<RequestLogEntry> = (0..LOG_ENTRIES)
+        .map(|i| RequestLogEntry {
+            at: now + i64::try_from(i).unwrap_or(0),
+            request_id: RequestId::new(format!("bench-{i:010}").as_bytes()),
+            provider: provider.clone(),
+            model: Arc::clone(&model),
+            token: Some(TokenId::from_uuid(id(u64::try_from(i % 100).unwrap_or(0) + 1))),
+            token_name: Some(format!("token-{:02}", i % 100)),
+            status: 200,
+            outcome: Outcome::Success,
+            latency_ms: 240,
+            prompt_tokens: 40,
+            completion_tokens: 200,
+            stream: i % 2 == 0,
+            failed: vec![AttemptNote { key: KeyId::from_uuid(id(1)), outcome: "upstream answered 429".to_owned() }],
+            last: Some(LastAttempt::Served(KeyId::from_uuid(id(2)))),
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in entries.chunks(REQUEST_LOG_BATCH) {
+        store.append_requests(batch).await.context("appending to the request log")?;
+    }
+    Ok(f64::from(u32::try_from(LOG_ENTRIES)?) / started.elapsed().as_secs_f64())
 }
 
 async fn time<F, Fut>(mut call: F) -> anyhow::Result<Percentiles>
@@ -193,6 +248,11 @@ pub fn print(result: Option<&ConsoleResult>) {
     for (name, p) in &r.timings {
         println!("  {:<44} {:>9.2} {:>9.2}", name, ms(p.p50), ms(p.p95));
     }
+    for (backend, rate) in &r.log_writes {
+        println!(
+            "  request log writer ({backend}): {rate:.0} entries/s ({LOG_ENTRIES} in batches of {REQUEST_LOG_BATCH})"
+        );
+    }
 }
 
 pub fn json(result: Option<&ConsoleResult>) -> serde_json::Value {
@@ -202,5 +262,8 @@ pub fn json(result: Option<&ConsoleResult>) -> serde_json::Value {
         .iter()
         .map(|(name, p)| ((*name).to_owned(), serde_json::json!({"p50Ms": ms(p.p50), "p95Ms": ms(p.p95)})))
         .collect();
-    serde_json::json!({"keys": r.plan.keys, "requests": r.plan.requests, "seedSecs": r.seed_secs, "timings": timings})
+    let writes: serde_json::Map<String, serde_json::Value> =
+        r.log_writes.iter().map(|(backend, rate)| ((*backend).to_owned(), serde_json::json!(rate))).collect();
+    serde_json::json!({"keys": r.plan.keys, "requests": r.plan.requests, "seedSecs": r.seed_secs, "timings": timings,
+        "logWritesPerSec": writes})
 }

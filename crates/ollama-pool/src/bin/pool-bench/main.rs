@@ -161,7 +161,8 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
             "seeding {} keys and {} logged requests in SQLite, then timing the console",
             plan.keys, plan.requests
         ));
-        report.console = Some(console::run(&client, dir.path(), &spec, plan).await?);
+        let postgres = report.args.postgres.clone();
+        report.console = Some(console::run(&client, dir.path(), &spec, plan, postgres.as_deref()).await?);
     }
     report.print();
     Ok(())
