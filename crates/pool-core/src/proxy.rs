@@ -31,7 +31,7 @@ use crate::ports::{BodyStream, Clock, Shutdown, TransportError, Upstream, Upstre
 use crate::provider::{ProviderKind, ProviderName};
 use crate::quota::QuotaRest;
 use crate::recheck::ModelRechecks;
-use crate::reqlog::{LastAttempt, RequestId, RequestLog, RequestLogEntry};
+use crate::reqlog::{AttemptNote, LastAttempt, RequestId, RequestLog, RequestLogEntry};
 use crate::sse::{Framing, inband_error_status};
 use crate::stats::{Dims, Kind, Outcome, Recorder, Timing};
 use crate::token::{AuthError, ClientToken};
@@ -114,13 +114,6 @@ pub struct Answered<'a> {
     /// When the request arrived ([`Clock::monotonic_us`]).
     pub started_us: i64,
     pub request_id: RequestId,
-}
-
-/// One attempt that did not serve the request: which key, and why it was left.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttemptNote {
-    pub key: KeyId,
-    pub outcome: String,
 }
 
 pub enum Body {

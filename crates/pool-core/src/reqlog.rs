@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::UnixMs;
 use crate::ids::{KeyId, TokenId};
 use crate::provider::ProviderName;
-use crate::proxy::AttemptNote;
 use crate::stats::Outcome;
 
 /// Longest request id kept (the gateway's own are 32 characters; a client's at most 64).
@@ -61,6 +60,13 @@ impl std::fmt::Debug for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// One attempt that did not serve the request: which key, and why it was left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptNote {
+    pub key: KeyId,
+    pub outcome: String,
 }
 
 /// The last key a request went to, besides those that failed.

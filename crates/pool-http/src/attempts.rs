@@ -35,7 +35,8 @@ mod tests {
     use super::*;
     use axum::http::{HeaderMap, StatusCode};
     use pool_core::ids::KeyId;
-    use pool_core::proxy::{AttemptNote, Body};
+    use pool_core::proxy::Body;
+    use pool_core::reqlog::AttemptNote;
     use pool_core::reqlog::sanitise;
     use uuid::Uuid;
 

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use pool_core::ids::{KeyId, TokenId};
 use pool_core::ports::Store;
 use pool_core::provider::ProviderName;
-use pool_core::proxy::AttemptNote;
 use pool_core::reqlog::{
-    LastAttempt, LoggedAttempt, RequestId, RequestLogEntry, RequestQuery, RequestRecord, StatusFilter,
+    AttemptNote, LastAttempt, LoggedAttempt, RequestId, RequestLogEntry, RequestQuery, RequestRecord, StatusFilter,
 };
 use pool_core::stats::Outcome;
 use uuid::Uuid;
