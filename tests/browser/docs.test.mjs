@@ -51,6 +51,7 @@ describe('/docs', () => {
       assert.match(await page.textContent('#base-urls'), new RegExp(`${gw.base}/v1`));
       assert.match(await page.textContent('#base-urls'), new RegExp(`${gw.base}/openrouter/v1`), 'one base URL per provider');
       assert.match(await page.textContent('#snippet-python'), new RegExp(`base_url="${gw.base}/v1"`));
+      assert.equal(await page.getAttribute('#openapi-link', 'href'), '/openapi.json', 'the docs link the OpenAPI document');
       await shot(page, `docs-${scheme}`);
       assert.deepEqual(await axeViolations(page), []);
       assert.deepEqual(problems, []);

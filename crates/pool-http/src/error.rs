@@ -9,7 +9,8 @@ use pool_core::ports::StoreError;
 use pool_core::proxy::ProxyError;
 use pool_core::request::Refused;
 use pool_core::token::AuthError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -116,11 +117,30 @@ fn cause_chain(error: &dyn std::error::Error) -> String {
     chain
 }
 
+/// The body of every error the gateway itself answers: OpenAI's error shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// For the reader: what went wrong and, where it helps, what to do.
+    pub message: String,
+    /// The class of error: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `upstream_error`, `service_unavailable`, `server_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field or parameter at fault, when one is.
+    pub param: Option<&'static str>,
+    /// A stable code for programs (`invalid_api_key`, `no_available_key`, `csrf_failed`, ...).
+    pub code: Option<&'static str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
-        let mut response = (self.status, Json(body)).into_response();
+        let error = ErrorDetail { message: self.message, kind: self.kind, param: self.param, code: self.code };
+        let mut response = (self.status, Json(ErrorBody { error })).into_response();
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::response::sse::Event;
 use futures_util::Stream;
 use pool_core::UnixMs;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// How long a finished job stays visible.
@@ -69,7 +71,8 @@ impl Job {
     }
 
     /// Records one finished item.
-    pub fn record(&self, valid: bool, entry: Value) {
+    pub fn record(&self, valid: bool, entry: &impl Serialize) {
+        let entry = serde_json::to_value(entry).unwrap_or(Value::Null);
         {
             let mut results = lock(&self.results);
             if valid { results.valid.push(entry) } else { results.invalid.push(entry) }
@@ -93,29 +96,24 @@ impl Job {
     }
 
     /// Everything: counts and the full lists.
-    pub fn snapshot(&self) -> Value {
+    pub fn snapshot(&self) -> JobSnapshot {
         let results = lock(&self.results);
-        self.state_with(json!({"valid": results.valid, "invalid": results.invalid}))
+        JobSnapshot { state: self.state(), valid: results.valid.clone(), invalid: results.invalid.clone() }
     }
 
     /// Counts only, for progress events.
-    fn progress(&self) -> Value {
+    fn progress(&self) -> JobProgress {
         let results = lock(&self.results);
-        self.state_with(json!({"validCount": results.valid.len(), "invalidCount": results.invalid.len()}))
+        JobProgress { state: self.state(), valid_count: results.valid.len(), invalid_count: results.invalid.len() }
     }
 
-    /// The job's id, status and progress, with `extra`'s fields added.
-    fn state_with(&self, extra: Value) -> Value {
-        let mut state = json!({
-            "id": self.id,
-            "status": if self.is_finished() { "done" } else { "running" },
-            "done": self.done.load(Relaxed),
-            "total": self.total,
-        });
-        if let (Some(state), Value::Object(extra)) = (state.as_object_mut(), extra) {
-            state.extend(extra);
+    fn state(&self) -> JobState {
+        JobState {
+            id: self.id,
+            status: if self.is_finished() { "done" } else { "running" },
+            done: self.done.load(Relaxed),
+            total: self.total,
         }
-        state
     }
 
     /// `progress` events while the job runs, then one `done` event with the full snapshot.
@@ -124,10 +122,10 @@ impl Job {
         futures_util::stream::unfold(Some((self, changes)), |state| async move {
             let (job, mut changes) = state?;
             if job.is_finished() {
-                let done = Event::default().event("done").data(job.snapshot().to_string());
+                let done = Event::default().event("done").data(to_json(&job.snapshot()));
                 return Some((Ok(done), None));
             }
-            let progress = Event::default().event("progress").data(job.progress().to_string());
+            let progress = Event::default().event("progress").data(to_json(&job.progress()));
             changes.borrow_and_update();
             if changes.changed().await.is_err() {
                 return Some((Ok(progress), None));
@@ -135,6 +133,52 @@ impl Job {
             Some((Ok(progress), Some((job, changes))))
         })
     }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A job's id and progress.
+#[derive(Serialize, ToSchema)]
+pub struct JobState {
+    #[schema(value_type = String)]
+    id: Uuid,
+    /// `running` or `done`.
+    status: &'static str,
+    /// Items finished so far, of `total`.
+    done: usize,
+    total: usize,
+}
+
+/// A job in full: `GET /admin/jobs/{id}`, and the `done` event of its stream.
+#[derive(Serialize, ToSchema)]
+pub struct JobSnapshot {
+    #[serde(flatten)]
+    state: JobState,
+    /// The items that passed: a `KeyCheck` for a bulk verify, an `ImportEntry` for a validated
+    /// import.
+    #[schema(value_type = Vec<Object>)]
+    valid: Vec<Value>,
+    /// The items that did not, in the same shapes (or `{"error"}` when a probe could not run).
+    #[schema(value_type = Vec<Object>)]
+    invalid: Vec<Value>,
+}
+
+/// A `progress` event of a job's stream: counts only.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProgress {
+    #[serde(flatten)]
+    state: JobState,
+    valid_count: usize,
+    invalid_count: usize,
+}
+
+/// An item a job could not work on at all.
+#[derive(Serialize, ToSchema)]
+pub struct Failure {
+    pub error: String,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -26,6 +26,7 @@ mod limits_clients;
 mod limits_keys;
 mod memory;
 mod models;
+mod openapi;
 mod request_id;
 mod request_log;
 mod rotation;

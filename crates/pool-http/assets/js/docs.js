@@ -38,6 +38,7 @@ const ENDPOINTS = [
   ['GET', '/api/tags', 'docs.ep.tags'],
   ['GET', '/health', 'docs.ep.health'],
   ['GET', '/stats.json', 'docs.ep.stats'],
+  ['GET', '/openapi.json', 'docs.ep.openapi'],
 ];
 
 const ERRORS = [
@@ -101,6 +102,7 @@ function render() {
     section('base-urls', 'docs.bases', h('p', { class: 'muted small' }, t('docs.bases.help', { provider: defaultProvider })),
       rows(['docs.col.client', 'docs.col.url'], bases)),
     section('endpoints', 'docs.endpoints', h('p', { class: 'muted small' }, t('docs.endpoints.help')),
+      h('p', {}, t('docs.openapi'), ' ', h('a', { href: '/openapi.json', id: 'openapi-link' }, h('code', {}, '/openapi.json'))),
       rows(['docs.col.method', 'docs.col.path', 'docs.col.what'], ENDPOINTS.map(([m, p, k]) => [m, h('code', {}, p), t(k)]))),
     section('parameters', 'docs.params',
       h('p', {}, t('docs.params.body')),

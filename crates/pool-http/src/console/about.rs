@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 #[derive(Clone, Debug, Default)]
 pub struct About {
@@ -16,7 +17,7 @@ pub struct About {
 
 /// Something about the configuration an operator should fix; `code` is stable (the console
 /// translates it), `message` is English.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Warning {
     pub code: &'static str,
     pub message: String,

@@ -20,25 +20,28 @@ use pool_core::session::{
     SESSION_BYTES, SessionPolicy, SessionRecord, csrf_token, format_secret, kept_agent, secret_hash,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::cookie::{COOKIE_NAME, check_csrf, cookie, current};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
+use crate::routes::Success;
 use crate::state::AppState;
 use crate::wire::iso;
 
 /// Longest admin token the sign-in reads (the configured one is far shorter).
 const MAX_TOKEN_BYTES: usize = 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
+    /// The admin token.
     token: String,
 }
 
-/// What the session routes answer.
-#[derive(Serialize)]
+/// What the session routes answer: `signedIn`, and the session's fields while signed in.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     signed_in: bool,
@@ -71,6 +74,13 @@ impl SessionInfo {
 }
 
 /// `POST /admin/session {"token"}`: a session for the admin token, in a fresh cookie.
+#[utoipa::path(post, path = "/admin/session", tag = "session", request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set (`HttpOnly`, `SameSite=Strict`); keep \
+            `csrfToken` in memory and send it as `X-CSRF-Token` on every state-changing call", body = SessionInfo,
+            headers(("set-cookie" = String, description = "`pool_session=...`"))),
+        (status = 401, description = "Wrong admin token", body = ErrorBody),
+    ))]
 pub async fn sign_in(
     State(state): State<AppState>,
     Peer(peer): Peer,
@@ -110,6 +120,8 @@ pub async fn sign_in(
 }
 
 /// `GET /admin/session`: 200 either way.
+#[utoipa::path(get, path = "/admin/session", tag = "session",
+    responses((status = 200, description = "Whether this browser has a live session (never an error)", body = SessionInfo)))]
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionInfo>, ApiError> {
     let now = state.gateway.clock.now_ms();
     let policy = state.settings.console.sessions;
@@ -120,6 +132,11 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Result<J
 }
 
 /// `DELETE /admin/session`: signs out on the server (CSRF token required) and clears the cookie.
+#[utoipa::path(delete, path = "/admin/session", tag = "session",
+    responses(
+        (status = 200, description = "Signed out; the cookie is cleared", body = SessionInfo),
+        (status = 403, description = "A session cookie without its `X-CSRF-Token`", body = ErrorBody),
+    ))]
 pub async fn sign_out(
     State(state): State<AppState>,
     Peer(peer): Peer,
@@ -137,7 +154,7 @@ pub async fn sign_out(
 }
 
 /// One session as listed: never its secret.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListedSession {
     id: String,
@@ -150,12 +167,14 @@ pub struct ListedSession {
     current: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionList {
     sessions: Vec<ListedSession>,
 }
 
 /// `GET /admin/sessions`: the live sessions, newest first.
+#[utoipa::path(get, path = "/admin/sessions", tag = "admin",
+    responses((status = 200, description = "The live console sessions, newest first", body = SessionList)))]
 pub async fn list(_: Admin, State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionList>, ApiError> {
     let now = state.gateway.clock.now_ms();
     let policy = state.settings.console.sessions;
@@ -178,16 +197,22 @@ pub async fn list(_: Admin, State(state): State<AppState>, headers: HeaderMap) -
 }
 
 /// `DELETE /admin/sessions/{id}`: ends a session at once.
+#[utoipa::path(delete, path = "/admin/sessions/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "Ended", body = Success),
+        (status = 404, description = "No session with that id", body = ErrorBody),
+    ))]
 pub async fn revoke(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Success>, ApiError> {
     if id.len() > 64 || !state.registry.store.delete_session(&id).await? {
         return Err(ApiError::not_found("No session with that id"));
     }
     tracing::info!(session = %id, "console session revoked");
-    Ok(Json(serde_json::json!({"success": true})))
+    Ok(Json(Success { success: true }))
 }
 
 /// The TCP peer's address, when the server put it on the request (the binary always does).

@@ -5,13 +5,17 @@
 //! (`/api/...`, `/{provider}/api/...`). Admin paths keep the shapes of the system we replace.
 //! When the operator set any, the client routes pass [`limits::gate`] (blocked user agents,
 //! requests per client address) before anything else; without, they pay nothing for it.
+//! Every path here but the pages and assets is in `/openapi.json` ([`openapi`]); a test holds the
+//! two together.
 
 mod admin;
 mod health;
 mod limits;
 mod metrics;
 mod models;
+mod openapi;
 
+pub(crate) use admin::Success;
 pub use admin::control::{background_health, recover};
 pub use admin::providers::enabled_setting;
 pub use models::refresh_models;
@@ -50,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens/{id}/usage", get(admin::traffic::token_usage))
         .route("/admin/models/usage", get(admin::traffic::model_usage))
         .route("/metrics", get(metrics::export))
+        .route("/openapi.json", get(openapi::serve))
         .route("/admin/keys/health-check", post(admin::control::health_check))
         .route("/admin/keys/enable", post(admin::control::enable))
         .route("/admin/keys/disable", post(admin::control::disable))

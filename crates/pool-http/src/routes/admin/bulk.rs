@@ -14,31 +14,36 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use pool_core::ids::KeyId;
 use pool_core::key::Health;
 use pool_core::pool::PoolKey;
 use pool_core::probe::Asker;
 use pool_core::registry::ttl_to_expiry;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::control::{check, persist};
 use super::{KeyFilter, id_list, ttl};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
-use crate::jobs::Job;
+use crate::jobs::{Failure, Job};
 use crate::state::AppState;
 use crate::wire::iso;
 
 /// Most ids one call may name; more keys than this are named by a filter.
 pub const MAX_IDS: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
+    /// `verify`, `enable`, `disable`, `reset-cooldown` or `delete`.
     action: String,
+    /// Key ids (at most 10,000); or name the keys by `filter`, not both.
     ids: Option<Vec<String>>,
+    /// Every key matching this filter, as `GET /admin/api-keys` reads it.
     filter: Option<KeyFilter>,
     /// Seconds, for a disable only; absent: until enabled.
     duration: Option<u64>,
@@ -80,11 +85,42 @@ impl Action {
     }
 }
 
+/// A verify started as a job.
+#[derive(Serialize, ToSchema)]
+pub struct BulkStarted {
+    /// Always `verify`.
+    action: &'static str,
+    /// The job's id: follow it at `/admin/jobs/{id}`.
+    #[schema(value_type = String)]
+    job: Uuid,
+    total: usize,
+}
+
+/// A quick action, done.
+#[derive(Serialize, ToSchema)]
+pub struct BulkDone {
+    action: &'static str,
+    /// Keys named.
+    matched: usize,
+    /// Keys whose state changed (an enable of an active key changes nothing).
+    changed: usize,
+    /// For a disable only: when it ends (`null`: until enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    until: Option<Option<String>>,
+}
+
+#[utoipa::path(post, path = "/admin/api-keys/bulk", tag = "admin", request_body = BulkBody,
+    responses(
+        (status = 200, description = "A quick action (enable, disable, reset-cooldown, delete), done", body = BulkDone),
+        (status = 202, description = "A verify, started as a job", body = BulkStarted),
+        (status = 400, description = "An unknown action, malformed ids, or both ids and a filter", body = ErrorBody),
+    ))]
 pub async fn run(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<BulkBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let action = Action::parse(&body.action)?;
     if body.duration.is_some() && action != Action::Disable {
         return Err(ApiError::invalid_param("duration", "duration applies to a disable only"));
@@ -93,10 +129,10 @@ pub async fn run(
     if action == Action::Verify {
         let job = state.jobs.start(keys.len(), state.gateway.clock.now_ms());
         state.tasks.spawn(verify_all(state.clone(), Arc::clone(&job), keys));
-        return Ok((StatusCode::ACCEPTED, Json(json!({"action": "verify", "job": job.id, "total": job.total}))));
+        let started = BulkStarted { action: "verify", job: job.id, total: job.total };
+        return Ok((StatusCode::ACCEPTED, Json(started)).into_response());
     }
-    let answer = apply(&state, action, &keys, body.duration).await?;
-    Ok((StatusCode::OK, Json(answer)))
+    Ok(Json(apply(&state, action, &keys, body.duration).await?).into_response())
 }
 
 /// The keys named: by ids (each a key id; unknown ones are not found) or by a filter.
@@ -131,17 +167,13 @@ async fn apply(
     action: Action,
     keys: &[Arc<PoolKey>],
     duration: Option<u64>,
-) -> Result<Value, ApiError> {
+) -> Result<BulkDone, ApiError> {
     let now = state.gateway.clock.now_ms();
-    let mut answer = json!({"action": action.as_str(), "matched": keys.len()});
     let until = match action {
-        Action::Disable => {
-            let until = ttl_to_expiry(now, ttl("duration", duration)?);
-            answer["until"] = json!(iso(until));
-            until
-        }
+        Action::Disable => ttl_to_expiry(now, ttl("duration", duration)?),
         _ => None,
     };
+    let shown_until = (action == Action::Disable).then(|| iso(until));
     let mut changed = 0;
     for chunk in keys.chunks(WRITE_CHUNK) {
         match apply_chunk(state, action, chunk, now, until).await {
@@ -158,9 +190,8 @@ async fn apply(
             }
         }
     }
-    answer["changed"] = json!(changed);
     tracing::info!(action = action.as_str(), matched = keys.len(), changed, "bulk key action");
-    Ok(answer)
+    Ok(BulkDone { action: action.as_str(), matched: keys.len(), changed, until: shown_until })
 }
 
 async fn apply_chunk(
@@ -199,8 +230,8 @@ async fn verify_all(state: AppState, job: Arc<Job>, keys: Vec<Arc<PoolKey>>) {
         .take_until(state.stopping.cancelled())
         .for_each(|result| {
             match result {
-                Ok(entry) => job.record(entry["valid"] == true, entry),
-                Err(e) => job.record(false, json!({"error": e.message})),
+                Ok(entry) => job.record(entry.valid, &entry),
+                Err(e) => job.record(false, &Failure { error: e.message }),
             }
             futures_util::future::ready(())
         })

@@ -12,27 +12,44 @@ use pool_core::key::{HoldCause, KeyStatus};
 use pool_core::pool::PoolKey;
 use pool_core::probe::{Asker, Report};
 use pool_core::secret::mask;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{provider_or_default, select_keys, ttl};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
 use crate::wire::iso;
 
 /// Names keys by value or id; `duration` (seconds) only for a disable.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyTarget {
+    /// One whole key (also read as `api_key`).
     #[serde(rename = "apiKey", alias = "api_key")]
     api_key: Option<String>,
     #[serde(rename = "apiKeys")]
     api_keys: Option<Vec<String>>,
     id: Option<String>,
     ids: Option<Vec<String>>,
+    /// Only keys of this provider.
     provider: Option<String>,
+    /// For a disable: seconds until the key comes back; absent: until enabled.
     duration: Option<u64>,
+}
+
+/// The answer to an enable or a disable (the seed's `success` and `message`).
+#[derive(Serialize, ToSchema)]
+pub struct Switched {
+    success: bool,
+    /// `API Key enabled` or `API Key disabled`.
+    message: &'static str,
+    /// Keys named and found.
+    count: usize,
+    /// For a disable only: when it ends (`null`: until enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    until: Option<Option<String>>,
 }
 
 impl KeyTarget {
@@ -60,40 +77,66 @@ impl KeyTarget {
     }
 }
 
+#[utoipa::path(post, path = "/admin/keys/enable", tag = "admin", request_body = KeyTarget,
+    responses(
+        (status = 200, description = "The keys, enabled", body = Switched),
+        (status = 400, description = "No key named, or a duration", body = ErrorBody),
+        (status = 404, description = "None of the named keys exists", body = ErrorBody),
+    ))]
 pub async fn enable(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<KeyTarget>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Switched>, ApiError> {
     let keys = body.resolve_without_duration(&state)?;
     state.registry.change_health(&keys, pool_core::key::Health::enable).await?;
-    Ok(Json(json!({"success": true, "message": "API Key enabled", "count": keys.len()})))
+    Ok(Json(Switched { success: true, message: "API Key enabled", count: keys.len(), until: None }))
 }
 
+#[utoipa::path(post, path = "/admin/keys/disable", tag = "admin", request_body = KeyTarget,
+    responses(
+        (status = 200, description = "The keys, disabled", body = Switched),
+        (status = 400, description = "No key named, or a duration over ten years", body = ErrorBody),
+        (status = 404, description = "None of the named keys exists", body = ErrorBody),
+    ))]
 pub async fn disable(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<KeyTarget>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Switched>, ApiError> {
     let (keys, duration) = body.resolve(&state)?;
     let now = state.gateway.clock.now_ms();
     let until = pool_core::registry::ttl_to_expiry(now, ttl("duration", duration)?);
     state.registry.change_health(&keys, |h| h.disable("disabled by an operator".into(), now, until)).await?;
-    Ok(Json(json!({"success": true, "message": "API Key disabled", "count": keys.len(), "until": iso(until)})))
+    let until = Some(iso(until));
+    Ok(Json(Switched { success: true, message: "API Key disabled", count: keys.len(), until }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderScope {
+    /// One provider's keys; absent: every provider's.
     provider: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Reset {
+    success: bool,
+    /// Keys whose hold was lifted.
+    reset: usize,
+}
+
 /// Lifts cooldowns and automatic failures (never an operator's disable) and resets the counters.
+#[utoipa::path(post, path = "/admin/keys/reset-cooldowns", tag = "admin", request_body = ProviderScope,
+    responses(
+        (status = 200, description = "Cooldowns lifted", body = Reset),
+        (status = 400, description = "An unknown provider", body = ErrorBody),
+    ))]
 pub async fn reset_cooldowns(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<ProviderScope>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Reset>, ApiError> {
     let keys = scoped_keys(&state, body.provider.as_deref())?;
     let reset = keys.iter().filter(|k| k.health().reset_cooldown()).count();
     state
@@ -102,16 +145,22 @@ pub async fn reset_cooldowns(
             h.reset_cooldown();
         })
         .await?;
-    Ok(Json(json!({"success": true, "reset": reset})))
+    Ok(Json(Reset { success: true, reset }))
 }
 
 /// Probes one key now: on success it is enabled (whatever held it) and its counter reset; on
 /// failure it is marked with the reason.
+#[utoipa::path(post, path = "/admin/verify-key", tag = "admin", request_body = KeyTarget,
+    responses(
+        (status = 200, description = "The probe's verdict, applied to the key", body = KeyCheck),
+        (status = 400, description = "Not exactly one key named", body = ErrorBody),
+        (status = 404, description = "The named key does not exist", body = ErrorBody),
+    ))]
 pub async fn verify(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<KeyTarget>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyCheck>, ApiError> {
     let keys = body.resolve_without_duration(&state)?;
     let [key] = keys.as_slice() else {
         return Err(ApiError::bad_request("verify-key checks one key; name exactly one"));
@@ -121,20 +170,32 @@ pub async fn verify(
     Ok(Json(result))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct HealthCheck {
+    /// The seed's name; one entry per key probed.
+    results: Vec<KeyCheck>,
+    total: usize,
+    healthy: usize,
+    unhealthy: usize,
+}
+
 /// Probes every key of a provider (or of all), a few at a time; healthy keys that were failed or
 /// auto-disabled come back, failing ones are marked.
+#[utoipa::path(post, path = "/admin/keys/health-check", tag = "admin", request_body = ProviderScope,
+    responses(
+        (status = 200, description = "Every key probed", body = HealthCheck),
+        (status = 400, description = "An unknown provider", body = ErrorBody),
+    ))]
 pub async fn health_check(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<ProviderScope>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HealthCheck>, ApiError> {
     let keys = scoped_keys(&state, body.provider.as_deref())?;
-    let results: Vec<Value> = probe_all(&state, &keys).await.into_iter().filter_map(Result::ok).collect();
+    let results: Vec<KeyCheck> = probe_all(&state, &keys).await.into_iter().filter_map(Result::ok).collect();
     persist(&state).await;
-    let healthy = results.iter().filter(|r| r["valid"] == true).count();
-    Ok(Json(
-        json!({"results": results, "total": results.len(), "healthy": healthy, "unhealthy": results.len() - healthy}),
-    ))
+    let healthy = results.iter().filter(|r| r.valid).count();
+    Ok(Json(HealthCheck { total: results.len(), healthy, unhealthy: results.len() - healthy, results }))
 }
 
 /// One background pass: probes the keys resting for a rate limit or quota longer than
@@ -145,8 +206,7 @@ pub async fn background_health(state: &AppState, horizon_ms: i64) {
     if due.is_empty() {
         return;
     }
-    let recovered =
-        probe_all(state, &due).await.iter().filter(|r| r.as_ref().is_ok_and(|v| v["valid"] == true)).count();
+    let recovered = probe_all(state, &due).await.iter().filter(|r| r.as_ref().is_ok_and(|v| v.valid)).count();
     tracing::info!(probed = due.len(), recovered, "background health check");
     persist(state).await;
 }
@@ -174,7 +234,7 @@ pub async fn recover(state: &AppState) {
     }
     let probes: Vec<_> = half_open.iter().map(|key| Box::pin(check(state, key, Asker::Recovery))).collect();
     let results: Vec<_> = futures_util::stream::iter(probes).buffered(state.settings.probe_concurrency).collect().await;
-    let recovered = results.iter().filter(|r| r.as_ref().is_ok_and(|v| v["valid"] == true)).count();
+    let recovered = results.iter().filter(|r| r.as_ref().is_ok_and(|v| v.valid)).count();
     for key in &rechecks {
         if let Some(provider) = state.providers.get(key.provider.as_ref()) {
             let read = state.prober.rediscover(&provider.spec, key).await;
@@ -193,7 +253,7 @@ fn enabled_keys(state: &AppState) -> impl Iterator<Item = Arc<PoolKey>> + '_ {
 }
 
 /// Probes keys a few at a time (routine: manual disables stay), results in key order.
-async fn probe_all(state: &AppState, keys: &[Arc<PoolKey>]) -> Vec<Result<Value, ApiError>> {
+async fn probe_all(state: &AppState, keys: &[Arc<PoolKey>]) -> Vec<Result<KeyCheck, ApiError>> {
     // Boxed so the handler's future stays `Send` with a nameable type (axum needs both).
     let checks: Vec<_> = keys.iter().map(|key| Box::pin(check(state, key, Asker::Routine))).collect();
     futures_util::stream::iter(checks).buffered(state.settings.probe_concurrency).collect().await
@@ -207,30 +267,57 @@ fn scoped_keys(state: &AppState, provider: Option<&str>) -> Result<Vec<Arc<PoolK
 }
 
 /// Probes a pooled key, applies the verdict, and describes the result.
-pub(crate) async fn check(state: &AppState, key: &PoolKey, asker: Asker) -> Result<Value, ApiError> {
+pub(crate) async fn check(state: &AppState, key: &PoolKey, asker: Asker) -> Result<KeyCheck, ApiError> {
     let provider = state
         .providers
         .get(key.provider.as_ref())
         .ok_or_else(|| ApiError::not_found(format!("Provider '{}' is not configured", key.provider)))?;
     let report = state.prober.check(&provider.spec, key, asker).await;
-    Ok(describe(state, key, &report))
+    Ok(KeyCheck::of(key, &report, state.gateway.clock.now_ms()))
 }
 
-fn describe(state: &AppState, key: &PoolKey, report: &Report) -> Value {
-    let now = state.gateway.clock.now_ms();
-    let models = key.models();
-    json!({
-        "id": key.id,
-        "apiKey": mask(key.secret.expose_secret()),
-        "provider": key.provider,
-        "valid": report.healthy(),
-        "status": key.status(now).as_str(),
-        "detail": report.detail,
-        "error": (!report.healthy()).then_some(&report.detail),
-        "models": models.as_ref().map(|m| m.names.iter().collect::<Vec<_>>()),
-        "categories": models.map(|m| m.categories()),
-        "timestamp": iso(Some(now)),
-    })
+/// A probe's verdict on one key, as applied (the seed's `valid`, `status`, `error`, `apiKey` and
+/// `timestamp`, camelCase like them).
+#[derive(Serialize, ToSchema)]
+pub struct KeyCheck {
+    #[schema(value_type = String)]
+    id: pool_core::ids::KeyId,
+    /// The key, masked.
+    #[serde(rename = "apiKey")]
+    api_key: String,
+    #[schema(value_type = String)]
+    provider: pool_core::provider::ProviderName,
+    /// The upstream accepted the key.
+    pub(crate) valid: bool,
+    /// The key's state after the verdict.
+    status: &'static str,
+    /// What the probe saw.
+    detail: String,
+    /// The same as `detail` when the key is not valid; `null` otherwise.
+    error: Option<String>,
+    /// The models discovered on the key; `null` until discovered.
+    models: Option<Vec<String>>,
+    /// Families found among the models (`kimi`, `llama`, `qwen`, `general`).
+    categories: Option<Vec<&'static str>>,
+    timestamp: Option<String>,
+}
+
+impl KeyCheck {
+    fn of(key: &PoolKey, report: &Report, now: UnixMs) -> Self {
+        let models = key.models();
+        Self {
+            id: key.id,
+            api_key: mask(key.secret.expose_secret()),
+            provider: key.provider.clone(),
+            valid: report.healthy(),
+            status: key.status(now).as_str(),
+            detail: report.detail.clone(),
+            error: (!report.healthy()).then(|| report.detail.clone()),
+            models: models.as_ref().map(|m| m.names.iter().cloned().collect()),
+            categories: models.map(|m| m.categories()),
+            timestamp: iso(Some(now)),
+        }
+    }
 }
 
 /// Writes the probes' verdicts at once rather than at the next flush. A failure is logged; the

@@ -18,9 +18,10 @@ use pool_core::UnixMs;
 use pool_core::pool::PoolKey;
 use pool_core::secret::mask;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{KeyFilter, query};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Admin;
 use crate::state::AppState;
 use crate::wire::iso;
@@ -30,9 +31,12 @@ const ROWS_PER_CHUNK: usize = 500;
 
 const CSV_HEADER: &str = "id,label,provider,api_key,state,reason,until,models,requests,successes,failures,last_used\n";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `csv` (default) or `json`.
     format: Option<String>,
+    /// The listing's filter, as `GET /admin/api-keys` reads it.
     provider: Option<String>,
     status: Option<String>,
     search: Option<String>,
@@ -44,6 +48,14 @@ enum Format {
     Json,
 }
 
+#[utoipa::path(get, path = "/admin/api-keys/export", tag = "admin", params(ExportQuery),
+    responses(
+        (status = 200, description = "The matching keys as a download, masked", content(
+            (Vec<KeyRow> = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "An unknown format, provider or status", body = ErrorBody),
+    ))]
 pub async fn export(
     _: Admin,
     State(state): State<AppState>,
@@ -98,9 +110,10 @@ fn chunks(
     futures_util::stream::iter(parts.map(|s| Ok(Bytes::from(s))))
 }
 
-/// One exported key. The secret only masked.
-#[derive(Serialize)]
-struct KeyRow {
+/// One exported key, the secret only masked. Its names are the CSV's columns (snake_case, like the
+/// seed's key listing).
+#[derive(Serialize, ToSchema)]
+pub struct KeyRow {
     id: String,
     label: Option<String>,
     provider: String,

@@ -20,69 +20,89 @@ use pool_core::import::{
 use pool_core::ports::NewKey;
 use pool_core::provider::ProviderName;
 use pool_core::secret::{Secret, SecretHash, mask};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::provider_or_default;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
 
 /// Most entries listed in `details`; the counts always cover everything.
 const MAX_DETAILS: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportKeys {
     /// An array of strings, each read like a line of a text import (an object is read as in
     /// `accounts`: one parser for every endpoint).
+    #[schema(value_type = Vec<Object>)]
     keys: Value,
+    /// The provider the keys join; absent: the default provider.
     provider: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportText {
     /// The text of an `ollama.txt`-style file.
+    #[schema(value_type = String)]
     content: Value,
     provider: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportAccounts {
     /// An array of lines and `{"api_key", "username"?}` objects, as the dashboard sends.
+    #[schema(value_type = Vec<Object>)]
     accounts: Value,
     provider: Option<String>,
 }
 
+#[utoipa::path(post, path = "/admin/api-keys/import", tag = "admin", request_body = ImportKeys,
+    responses(
+        (status = 200, description = "The keys added, and what was set aside", body = ImportReport),
+        (status = 400, description = "`keys` is not an array, or an unknown provider", body = ErrorBody),
+    ))]
 pub async fn keys(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<ImportKeys>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImportReport>, ApiError> {
     let provider = provider_or_default(&state, body.provider.as_deref())?;
     let parsed = parse_entries(array("keys", &body.keys)?);
     import(&state, &provider.spec.name, parsed).await
 }
 
+#[utoipa::path(post, path = "/admin/api-keys/import-from-txt", tag = "admin", request_body = ImportText,
+    responses(
+        (status = 200, description = "The keys added, and what was set aside", body = ImportReport),
+        (status = 400, description = "`content` is not a string, or an unknown provider", body = ErrorBody),
+    ))]
 pub async fn text(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<ImportText>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImportReport>, ApiError> {
     let provider = provider_or_default(&state, body.provider.as_deref())?;
     let content =
         body.content.as_str().ok_or_else(|| ApiError::invalid_param("content", "'content' must be a string"))?;
     import(&state, &provider.spec.name, parse_text(content)).await
 }
 
+#[utoipa::path(post, path = "/admin/import", tag = "admin", request_body = ImportAccounts,
+    responses(
+        (status = 200, description = "The keys added, and what was set aside", body = ImportReport),
+        (status = 400, description = "`accounts` is not an array, or an unknown provider", body = ErrorBody),
+    ))]
 pub async fn accounts(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<ImportAccounts>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImportReport>, ApiError> {
     let provider = provider_or_default(&state, body.provider.as_deref())?;
     let parsed = parse_entries(array("accounts", &body.accounts)?);
     import(&state, &provider.spec.name, parsed).await
@@ -96,14 +116,14 @@ fn array<'a>(param: &'static str, value: &'a Value) -> Result<&'a [Value], ApiEr
 }
 
 /// Sets duplicates aside, inserts the rest in one transaction, and reports.
-async fn import(state: &AppState, provider: &ProviderName, parsed: Parsed) -> Result<Json<Value>, ApiError> {
+async fn import(state: &AppState, provider: &ProviderName, parsed: Parsed) -> Result<Json<ImportReport>, ApiError> {
     let total = parsed.total();
     let Deduped { fresh, mut duplicates } = dedupe(parsed.keys, &hashes_in_pool(state, provider));
     let (added, already_stored) = insert(state, provider, fresh).await?;
     duplicates.extend(already_stored);
     let invalid = parsed.rejected.len();
     tracing::info!(provider = %provider, total, added, duplicates = duplicates.len(), invalid, "keys imported");
-    Ok(Json(report(provider, total, added, duplicates, parsed.rejected)))
+    Ok(Json(ImportReport::of(provider, total, added, duplicates, parsed.rejected)))
 }
 
 /// Inserts keys in one transaction and puts them in rotation. Returns how many went in, and the
@@ -143,48 +163,74 @@ fn new_key(provider: &ProviderName, key: ParsedKey, now: UnixMs) -> NewKey {
 }
 
 /// One entry of `details`: a rejected line or a duplicate, never a whole key.
-enum Detail {
-    Rejected(Rejected),
-    Duplicate(Duplicate),
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Detail {
+    Rejected {
+        line: usize,
+        /// Why the line is not a key.
+        error: String,
+    },
+    Duplicate {
+        line: usize,
+        /// The key, masked.
+        #[serde(rename = "apiKey")]
+        api_key: String,
+        /// `pool` (already held) or `batch` (earlier in this import).
+        duplicate: &'static str,
+    },
 }
 
 impl Detail {
     fn line(&self) -> usize {
         match self {
-            Self::Rejected(r) => r.line,
-            Self::Duplicate(d) => d.line,
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        match self {
-            Self::Rejected(r) => json!({"line": r.line, "error": r.reason}),
-            Self::Duplicate(d) => json!({"line": d.line, "apiKey": d.masked, "duplicate": d.of.as_str()}),
+            Self::Rejected { line, .. } | Self::Duplicate { line, .. } => *line,
         }
     }
 }
 
-fn report(
-    provider: &ProviderName,
+impl From<Rejected> for Detail {
+    fn from(r: Rejected) -> Self {
+        Self::Rejected { line: r.line, error: r.reason }
+    }
+}
+
+impl From<Duplicate> for Detail {
+    fn from(d: Duplicate) -> Self {
+        Self::Duplicate { line: d.line, api_key: d.masked, duplicate: d.of.as_str() }
+    }
+}
+
+/// What an import did: counts of everything, and the lines set aside (at most 10,000).
+#[derive(Serialize, ToSchema)]
+pub struct ImportReport {
+    #[schema(value_type = String)]
+    provider: ProviderName,
+    /// Lines or entries read.
     total: usize,
     added: usize,
-    duplicates: Vec<Duplicate>,
-    rejected: Vec<Rejected>,
-) -> Value {
-    let (duplicate_count, invalid) = (duplicates.len(), rejected.len());
-    let mut details: Vec<Detail> =
-        rejected.into_iter().map(Detail::Rejected).chain(duplicates.into_iter().map(Detail::Duplicate)).collect();
-    // Two or three runs already in line order: the stable sort merges them in linear time.
-    details.sort_by_key(Detail::line);
-    let truncated = details.len() > MAX_DETAILS;
-    let details: Vec<Value> = details.iter().take(MAX_DETAILS).map(Detail::to_json).collect();
-    json!({
-        "provider": provider,
-        "total": total,
-        "added": added,
-        "duplicates": duplicate_count,
-        "invalid": invalid,
-        "details": details,
-        "truncated": truncated,
-    })
+    duplicates: usize,
+    invalid: usize,
+    details: Vec<Detail>,
+    /// `details` was cut at 10,000 entries.
+    truncated: bool,
+}
+
+impl ImportReport {
+    fn of(
+        provider: &ProviderName,
+        total: usize,
+        added: usize,
+        duplicates: Vec<Duplicate>,
+        rejected: Vec<Rejected>,
+    ) -> Self {
+        let (duplicate_count, invalid) = (duplicates.len(), rejected.len());
+        let mut details: Vec<Detail> =
+            rejected.into_iter().map(Detail::from).chain(duplicates.into_iter().map(Detail::from)).collect();
+        // Two or three runs already in line order: the stable sort merges them in linear time.
+        details.sort_by_key(Detail::line);
+        let truncated = details.len() > MAX_DETAILS;
+        details.truncate(MAX_DETAILS);
+        Self { provider: provider.clone(), total, added, duplicates: duplicate_count, invalid, details, truncated }
+    }
 }

@@ -27,7 +27,8 @@ use pool_core::secret::hash_secret;
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::{AppState, ProviderRuntime};
@@ -135,11 +136,14 @@ pub(crate) fn status_filter(raw: Option<&str>) -> Result<Option<KeyStatus>, ApiE
 /// The filter of a key listing: by provider, status and search. The listing, the export and the
 /// bulk actions all read it from the same three fields and apply it here, so "the keys matching
 /// the filter" means one thing everywhere.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFilter {
+    /// A configured provider's name; absent: every provider.
     pub provider: Option<String>,
+    /// `all` (or absent), `active`, `cooling`, `failed`, `disabled` or `expired`.
     pub status: Option<String>,
+    /// A case-insensitive substring of the label, the start of the id, or the whole secret.
     pub search: Option<String>,
 }
 
@@ -202,8 +206,47 @@ impl Page {
         self.total.div_ceil(self.page_size).max(1)
     }
 
+    /// The page's place in the listing, as the listings answer it.
+    pub fn info(&self) -> PageInfo {
+        PageInfo { total: self.total, page: self.page, page_size: self.page_size, total_pages: self.total_pages() }
+    }
+
     pub fn slice<'a, T>(&self, items: &'a [T]) -> impl Iterator<Item = &'a T> {
         items.iter().skip((self.page - 1) * self.page_size).take(self.page_size)
+    }
+}
+
+/// Where a page sits in a listing (the seed's `total`, `page`, `pageSize`, `totalPages`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    /// Entries matching the filter, on every page.
+    pub total: usize,
+    pub page: usize,
+    pub page_size: usize,
+    pub total_pages: usize,
+}
+
+/// `{"success": bool}`: the answer of a single deletion or revocation (the seed's shape).
+#[derive(Serialize, ToSchema)]
+pub struct Success {
+    pub success: bool,
+}
+
+/// How many keys there are, and how many in each state (every state is listed, 0 included).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCounts {
+    pub total: usize,
+    #[schema(value_type = BTreeMap<String, usize>)]
+    pub by_status: BTreeMap<&'static str, usize>,
+}
+
+impl KeyCounts {
+    /// The keys of `provider` now.
+    pub(crate) fn of(state: &AppState, provider: &ProviderName, now: UnixMs) -> Self {
+        let (total, by_status) = key_counts(state, provider, now);
+        Self { total, by_status }
     }
 }
 

@@ -12,29 +12,39 @@ use pool_core::ids::{KeyId, TokenId};
 use pool_core::reqlog::{MAX_PAGE, RequestQuery, RequestRecord, StatusFilter};
 use pool_core::stats::Outcome;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::query;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Admin;
 use crate::state::AppState;
 use crate::wire::iso;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
+    /// An entry id: the previous page's `nextBefore`.
     before: Option<i64>,
+    /// Entries per page (default 50).
     limit: Option<u32>,
+    /// A status (`404`) or a class (`4xx`).
     status: Option<String>,
+    /// An outcome (`success`, `rate_limited`, ...).
     outcome: Option<String>,
     model: Option<String>,
+    /// A token id.
     token: Option<String>,
+    /// A key id: entries with an attempt on it.
     key: Option<String>,
     request_id: Option<String>,
+    /// Unix milliseconds, inclusive.
     from: Option<i64>,
+    /// Unix milliseconds, exclusive.
     to: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageBody {
     /// `false` when `request_log.retention_days = 0`: nothing is recorded.
@@ -44,7 +54,7 @@ pub struct PageBody {
     has_more: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryBody {
     id: i64,
@@ -64,7 +74,7 @@ pub struct EntryBody {
     attempts: Vec<AttemptBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptBody {
     key_id: String,
@@ -97,6 +107,11 @@ impl From<RequestRecord> for EntryBody {
     }
 }
 
+#[utoipa::path(get, path = "/admin/requests", tag = "admin", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the request log, newest first", body = PageBody),
+        (status = 400, description = "A parameter that makes no sense, named in `param`", body = ErrorBody),
+    ))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -113,6 +128,13 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/admin/requests/{request_id}", tag = "admin",
+    params(("request_id" = String, Path, description = "A request id, as in `x-request-id`")),
+    responses(
+        (status = 200, description = "The newest entry with that id", body = EntryBody),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "No entry with that id", body = ErrorBody),
+    ))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,

@@ -18,12 +18,12 @@ use pool_core::provider::ProviderName;
 use pool_core::registry::ttl_to_expiry;
 use pool_core::secret::{TOKEN_BYTES, format_token, hash_secret, token_prefix};
 use pool_core::token::{ClientToken, TokenSettings};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{id_list, label, limit, present, provider_or_default, query, ttl};
-use crate::error::ApiError;
+use super::{Success, id_list, label, limit, present, provider_or_default, query, ttl};
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
 use crate::wire::iso;
@@ -31,27 +31,49 @@ use crate::wire::iso;
 /// Most entries in a token's model allow-list.
 const MAX_MODELS: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// Default `unnamed`.
     name: Option<String>,
+    /// Seconds until the token expires (also read as `ttl`); absent: never.
     #[serde(rename = "expiresIn", alias = "ttl")]
     expires_in: Option<u64>,
+    /// One provider the token may use; with `providers`, the union. Absent: every provider.
     provider: Option<String>,
     providers: Option<Vec<String>>,
+    /// Requests per minute; absent: no limit.
     rpm: Option<u32>,
+    /// Requests per UTC day.
     rpd: Option<u64>,
+    /// Tokens per UTC day.
     tpd: Option<u64>,
+    /// Requests at once.
     #[serde(rename = "maxConcurrent")]
     max_concurrent: Option<u32>,
+    /// The models the token may use (an entry ending in `*` matches by prefix); absent: every model.
     models: Option<Vec<String>>,
 }
 
+/// A new token: the only answer that carries the whole token.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    view: TokenView,
+    /// The token itself, shown this once.
+    token: String,
+}
+
+#[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body = CreateToken,
+    responses(
+        (status = 200, description = "The token, shown this once", body = CreatedToken),
+        (status = 400, description = "A malformed name, limit, model list or unknown provider", body = ErrorBody),
+    ))]
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<CreateToken>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CreatedToken>, ApiError> {
     let providers = scope(&state, body.provider, body.providers)?;
     let limits = limits(body.rpm, body.rpd, body.tpd, body.max_concurrent)?;
     let models = model_list(body.models)?;
@@ -71,9 +93,7 @@ pub async fn create(
         models,
     };
     let created = state.registry.add_token(record).await?;
-    let mut shown = token_json(&created, now);
-    shown["token"] = Value::String(token);
-    Ok(Json(shown))
+    Ok(Json(CreatedToken { view: TokenView::of(&created, now), token }))
 }
 
 /// A fresh token from the OS CSPRNG.
@@ -84,39 +104,54 @@ fn mint_token() -> Result<String, ApiError> {
 }
 
 /// An edit: absent fields stay, `null` clears.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateToken {
     name: Option<String>,
+    /// Seconds from now (also read as `ttl`); `null`: never expires.
     #[serde(rename = "expiresIn", alias = "ttl", default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     expires_in: Option<Option<u64>>,
     provider: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     providers: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
     rpm: Option<Option<u32>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     rpd: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     tpd: Option<Option<u64>>,
     #[serde(rename = "maxConcurrent", default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
     max_concurrent: Option<Option<u32>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     models: Option<Option<Vec<String>>>,
 }
 
+#[utoipa::path(patch, path = "/admin/tokens/{id}", tag = "admin", request_body = UpdateToken,
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 200, description = "The token as edited", body = TokenView),
+        (status = 400, description = "A malformed field", body = ErrorBody),
+        (status = 404, description = "No token with that id", body = ErrorBody),
+    ))]
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
     AppJson(body): AppJson<UpdateToken>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenView>, ApiError> {
     let id: TokenId = id.parse().map_err(|_| ApiError::not_found("No token with that id"))?;
     let now = state.gateway.clock.now_ms();
     let edit = Edit::parse(&state, body, now)?;
     let updated = state.registry.update_token(id, |current| Ok::<_, ApiError>(edit.apply(current))).await?;
     let token = updated.ok_or_else(|| ApiError::not_found("No token with that id"))?;
-    Ok(Json(token_json(&token, now)))
+    Ok(Json(TokenView::of(&token, now)))
 }
 
 /// An edit, validated: `Some(new value)` for each field it changes.
@@ -223,29 +258,37 @@ fn model_list(models: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiErr
     Ok(Some(unique))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// A case-insensitive substring of the name, or the start of the display prefix.
     search: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+#[utoipa::path(get, path = "/admin/tokens", tag = "admin", params(ListQuery),
+    responses((status = 200, description = "The matching tokens (never the tokens themselves)", body = TokenList)))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     let q = query(q)?;
     let now = state.gateway.clock.now_ms();
     let needle = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
-    let tokens: Vec<Value> = state
+    let tokens = state
         .registry
         .tokens
         .all()
         .iter()
         .filter(|t| needle.as_deref().is_none_or(|n| matches_search(t, n)))
-        .map(|t| token_json(t, now))
+        .map(|t| TokenView::of(t, now))
         .collect();
-    Ok(Json(json!({"tokens": tokens})))
+    Ok(Json(TokenList { tokens }))
 }
 
 /// A search (already lowercased) matches a name by substring or a display prefix by its start.
@@ -256,51 +299,103 @@ fn matches_search(token: &ClientToken, needle: &str) -> bool {
 /// Most tokens one bulk revocation may name.
 const MAX_REVOKE: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeMany {
+    /// 1 to 10,000 token ids.
     ids: Vec<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    success: bool,
+    /// Tokens revoked (unknown ids are not found).
+    revoked: usize,
+    total: usize,
+}
+
 /// Revokes many tokens in one store write; unknown ids are not found, malformed ones refused.
+#[utoipa::path(post, path = "/admin/tokens/bulk-revoke", tag = "admin", request_body = RevokeMany,
+    responses(
+        (status = 200, description = "How many were revoked", body = Revoked),
+        (status = 400, description = "No ids, too many, or a malformed one", body = ErrorBody),
+    ))]
 pub async fn revoke_many(
     _: Admin,
     State(state): State<AppState>,
     AppJson(body): AppJson<RevokeMany>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let ids: Vec<TokenId> = id_list(&body.ids, MAX_REVOKE, "token")?;
     let revoked = state.registry.revoke_tokens(&ids).await?;
-    Ok(Json(json!({"success": true, "revoked": revoked, "total": ids.len()})))
+    Ok(Json(Revoked { success: true, revoked, total: ids.len() }))
 }
 
-pub async fn revoke(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(delete, path = "/admin/tokens/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 200, description = "Revoked", body = Success),
+        (status = 404, description = "No token with that id", body = ErrorBody),
+    ))]
+pub async fn revoke(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Success>, ApiError> {
     let id: TokenId = id.parse().map_err(|_| ApiError::not_found("No token with that id"))?;
     if state.registry.revoke_token(id).await? {
-        Ok(Json(json!({"success": true})))
+        Ok(Json(Success { success: true }))
     } else {
         Err(ApiError::not_found("No token with that id"))
     }
 }
 
-fn token_json(token: &ClientToken, now: i64) -> Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    let last_used = Some(token.last_used.load(Relaxed)).filter(|&v| v != 0);
-    let settings = token.settings();
-    let limits = &settings.limits;
-    json!({
-        "id": token.id,
-        "name": settings.name,
-        "prefix": token.prefix,
-        "providers": settings.providers,
-        "createdAt": iso(Some(token.created_at)),
-        "expiresAt": iso(settings.expires_at),
-        "expired": settings.is_expired(now),
-        "requestCount": token.requests.load(Relaxed),
-        "lastUsedAt": iso(last_used),
-        "rpm": limits.rpm,
-        "rpd": limits.rpd,
-        "tpd": limits.tpd,
-        "maxConcurrent": limits.max_concurrent,
-        "models": settings.models,
-    })
+/// A client token as listed: never the token itself, only its display prefix (the seed's
+/// `createdAt`, `expiresAt`, `requestCount`, camelCase like them).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    #[schema(value_type = String)]
+    id: TokenId,
+    name: String,
+    /// The token's first characters, to recognise it by.
+    prefix: String,
+    /// The providers the token may use; `null`: every provider.
+    #[schema(value_type = Option<Vec<String>>)]
+    providers: Option<Vec<ProviderName>>,
+    created_at: Option<String>,
+    expires_at: Option<String>,
+    expired: bool,
+    request_count: u64,
+    last_used_at: Option<String>,
+    rpm: Option<u32>,
+    rpd: Option<u64>,
+    tpd: Option<u64>,
+    max_concurrent: Option<u32>,
+    /// The models the token may use; `null`: every model.
+    models: Option<Vec<String>>,
+}
+
+impl TokenView {
+    fn of(token: &ClientToken, now: i64) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last_used = Some(token.last_used.load(Relaxed)).filter(|&v| v != 0);
+        let settings = token.settings();
+        let limits = &settings.limits;
+        Self {
+            id: token.id,
+            name: settings.name.clone(),
+            prefix: token.prefix.clone(),
+            providers: settings.providers.clone(),
+            created_at: iso(Some(token.created_at)),
+            expires_at: iso(settings.expires_at),
+            expired: settings.is_expired(now),
+            request_count: token.requests.load(Relaxed),
+            last_used_at: iso(last_used),
+            rpm: limits.rpm,
+            rpd: limits.rpd,
+            tpd: limits.tpd,
+            max_concurrent: limits.max_concurrent,
+            models: settings.models.clone(),
+        }
+    }
 }

@@ -7,22 +7,25 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use pool_core::stats::{Trend, TrendPoint, TrendRange};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::query;
 use super::traffic::{ProviderQuery, provider_filter, unavailable};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Admin;
 use crate::state::AppState;
 use crate::wire::iso;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TrendQuery {
+    /// `1h`, `24h` (default), `7d` or `30d`.
     range: Option<String>,
     provider: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrendBody {
     range: &'static str,
@@ -33,7 +36,7 @@ pub struct TrendBody {
     previous: PointBody,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PointBody {
     at: Option<String>,
@@ -57,6 +60,11 @@ impl From<&TrendPoint> for PointBody {
     }
 }
 
+#[utoipa::path(get, path = "/admin/stats/trend", tag = "admin", params(TrendQuery),
+    responses(
+        (status = 200, description = "The request trend, and this period against the previous one", body = TrendBody),
+        (status = 400, description = "An unknown range or provider", body = ErrorBody),
+    ))]
 pub async fn trend(
     _: Admin,
     State(state): State<AppState>,
