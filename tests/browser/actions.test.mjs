@@ -152,7 +152,8 @@ describe('keys', () => {
 
 describe('tokens and providers', () => {
   test('a token is edited in a dialog, and several are revoked in one call', async () => {
-    for (const name of ['edit-me', 'bulk-1', 'bulk-2']) await gw.admin('/admin/tokens', 'POST', { name });
+    await gw.admin('/admin/tokens', 'POST', { name: 'edit-me', expiresIn: 86400 });
+    for (const name of ['bulk-1', 'bulk-2']) await gw.admin('/admin/tokens', 'POST', { name });
     const { context, page, problems } = await open();
     await signIn(page, gw.base);
     await page.goto(`${gw.base}/dashboard#tokens`);
@@ -162,13 +163,16 @@ describe('tokens and providers', () => {
     await page.waitForSelector('#token-edit[open]');
     await page.fill('#edit-rpm', '30');
     await page.fill('#edit-models', 'llama*\nqwen2.5:7b');
+    assert.equal(await page.isDisabled('#edit-days'), false, 'a token that expires offers a new expiry');
+    await page.check('#edit-never');
+    assert.equal(await page.isDisabled('#edit-days'), true);
     await shot(page, 'tokens-edit-light');
     assert.deepEqual(await axeViolations(page), []);
     await page.click('#edit-save');
     await page.waitForSelector('#token-edit', { state: 'detached' });
     await page.waitForFunction(() => /rpm 30/.test(document.querySelector('#token-list tbody tr').textContent));
     const edited = (await gw.admin('/admin/tokens?search=edit-me')).tokens[0];
-    assert.deepEqual([edited.rpm, edited.models], [30, ['llama*', 'qwen2.5:7b']]);
+    assert.deepEqual([edited.rpm, edited.models, edited.expiresAt], [30, ['llama*', 'qwen2.5:7b'], null]);
     await page.fill('#token-search', 'bulk-');
     await page.waitForFunction(() => document.querySelectorAll('#token-list tbody tr').length === 2);
     for (const box of await page.$$('#token-list .select-token')) await box.check();

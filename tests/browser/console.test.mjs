@@ -106,6 +106,8 @@ describe('signed in', () => {
     await page.goto(`${gw.base}/dashboard#keys`);
     await page.waitForSelector('#keys-list tbody tr');
     assert.match(await page.textContent('#keys-total'), /123 keys/);
+    const [scrolled, shown] = await page.$eval('#keys-list .table-wrap', (el) => [el.scrollWidth, el.clientWidth]);
+    assert.ok(scrolled <= shown, `at 1280 px the keys table is ${scrolled} px wide in ${shown} px`);
     await page.selectOption('#keys-page-size', '20');
     await page.waitForFunction(() => document.querySelectorAll('#keys-list tbody tr').length === 20);
     await page.click('#keys-list .pager button:last-child');
@@ -131,7 +133,7 @@ describe('signed in', () => {
     await page.goto(`${gw.base}/dashboard#keys`);
     await page.fill('#keys-search', 'window.__xss');
     await page.waitForFunction(() => document.querySelector('#keys-total').textContent === '3 keys');
-    const labels = await page.$$eval('#keys-list tbody tr td:nth-child(2)', (els) => els.map((e) => e.textContent));
+    const labels = await page.$$eval('#keys-list tbody tr .key-label', (els) => els.map((e) => e.textContent));
     assert.deepEqual(labels.sort(), [...XSS].sort());
     await page.goto(`${gw.base}/dashboard#tokens`);
     await page.waitForSelector('#token-list tbody tr');

@@ -4,7 +4,7 @@
 import { t } from '../i18n.js';
 import { h } from '../ui.js';
 
-// columns: [{ key: 'keys.col.label', cell: (row) => Node|string, num: bool, head: () => Node }]
+// columns: [{ key: 'keys.col.key', cell: (row) => Node|string, num: bool, head: () => Node }]
 // (`head` replaces the header text, e.g. with a select-all checkbox); `rowData(row)` gives each
 // row's data-* attributes.
 export function table(columns, rows, emptyKey, rowData = () => ({})) {
