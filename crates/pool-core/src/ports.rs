@@ -249,6 +249,8 @@ pub trait AccountStore: Send + Sync {
     /// deleted it may act on it.
     async fn consume_code(&self, email: &Email, purpose: CodePurpose, hash: &SecretHash) -> Result<bool, StoreError>;
     /// The send tallies of an email and a client address on `day` (sends that day, last send).
+    /// `address` is the client's address as [`crate::limit::Subject::client`] folds it (an IPv6
+    /// address as its /64), so one subscriber cannot rotate through addresses.
     async fn code_sends(&self, email: &Email, address: &str, day: LocalDay) -> Result<SendTallies, StoreError>;
     /// Counts a send at `at` on `day` for the email and the address, atomically, and returns
     /// the new tallies: `sends` with this send counted, `last_sent` the send before it.
