@@ -264,7 +264,8 @@ pub trait AccountStore: Send + Sync {
 
     /// Records the user's sign-in for `day` and sets their client token's expiry to
     /// `new_expiry`, in one transaction, exactly once per (user, day): a second call for the
-    /// same day, concurrent or not, changes nothing and returns `None`.
+    /// same day, concurrent or not, changes nothing and returns `None` (as does a call for a
+    /// user that does not exist). The running token index is the caller's to update.
     async fn sign_in(
         &self,
         user: UserId,
@@ -275,6 +276,7 @@ pub trait AccountStore: Send + Sync {
     /// A page of the user's sign-ins, newest first, with the total.
     async fn sign_in_page(&self, user: UserId, offset: u64, limit: u32) -> Result<SignInPage, StoreError>;
 
+    /// Stores an invite; [`StoreError::Conflict`] when its code (or id) is already stored.
     async fn insert_invite(&self, invite: &InviteRecord) -> Result<(), StoreError>;
     /// Marks the unused, unexpired invite with `hash` as used by `user` at `at`, atomically:
     /// returns whether this call used it (of two racing registrations, one wins).
