@@ -22,11 +22,15 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT, URL_SA
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use pool_core::UnixMs;
-use pool_core::ids::{KeyId, TokenId};
+use pool_core::account::{
+    CodePurpose, CodeRecord, Email, InviteRecord, LocalDay, PasswordHash, SendTallies, SignInPage, SignInRecord,
+    UserPage, UserQuery, UserRecord, UserStatus,
+};
+use pool_core::ids::{KeyId, TokenId, UserId};
 use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, RequestLogStore, SessionStore, SettingsStore, StatsStore, Store, StoreError,
-    TokenRecord, TokenStore, TokenUsage, UsageQuery,
+    AccountStore, KeyRecord, KeyStore, NewKey, RequestLogStore, SessionStore, SettingsStore, StatsStore, Store,
+    StoreError, TokenRecord, TokenStore, TokenUsage, UsageQuery,
 };
 use pool_core::reqlog::{RequestLogEntry, RequestPage, RequestQuery, RequestRecord};
 use pool_core::secret::{Secret, SecretHash};
@@ -386,6 +390,98 @@ impl SettingsStore for EncryptingStore {
 
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         self.inner.put_setting(name, value).await
+    }
+}
+
+/// Accounts hold hashes only (codes and invites hashed, passwords argon2id): passed through.
+#[async_trait]
+impl AccountStore for EncryptingStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.inner.insert_user(user).await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_id(id).await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_email(email).await
+    }
+
+    async fn user_page(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
+        self.inner.user_page(query).await
+    }
+
+    async fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<bool, StoreError> {
+        self.inner.set_user_status(id, status).await
+    }
+
+    async fn set_user_password(&self, id: UserId, hash: Option<&PasswordHash>) -> Result<bool, StoreError> {
+        self.inner.set_user_password(id, hash).await
+    }
+
+    async fn set_user_name(&self, id: UserId, name: Option<&str>) -> Result<bool, StoreError> {
+        self.inner.set_user_name(id, name).await
+    }
+
+    async fn set_last_login(&self, id: UserId, at: UnixMs) -> Result<bool, StoreError> {
+        self.inner.set_last_login(id, at).await
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        self.inner.delete_user(id).await
+    }
+
+    async fn put_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+        self.inner.put_code(code).await
+    }
+
+    async fn take_code_try(&self, email: &Email, purpose: CodePurpose) -> Result<Option<CodeRecord>, StoreError> {
+        self.inner.take_code_try(email, purpose).await
+    }
+
+    async fn consume_code(&self, email: &Email, purpose: CodePurpose, hash: &SecretHash) -> Result<bool, StoreError> {
+        self.inner.consume_code(email, purpose, hash).await
+    }
+
+    async fn code_sends(&self, email: &Email, address: &str, day: LocalDay) -> Result<SendTallies, StoreError> {
+        self.inner.code_sends(email, address, day).await
+    }
+
+    async fn count_code_send(
+        &self,
+        email: &Email,
+        address: &str,
+        day: LocalDay,
+        at: UnixMs,
+    ) -> Result<SendTallies, StoreError> {
+        self.inner.count_code_send(email, address, day, at).await
+    }
+
+    async fn sign_in(
+        &self,
+        user: UserId,
+        day: LocalDay,
+        at: UnixMs,
+        new_expiry: UnixMs,
+    ) -> Result<Option<SignInRecord>, StoreError> {
+        self.inner.sign_in(user, day, at, new_expiry).await
+    }
+
+    async fn sign_in_page(&self, user: UserId, offset: u64, limit: u32) -> Result<SignInPage, StoreError> {
+        self.inner.sign_in_page(user, offset, limit).await
+    }
+
+    async fn insert_invite(&self, invite: &InviteRecord) -> Result<(), StoreError> {
+        self.inner.insert_invite(invite).await
+    }
+
+    async fn use_invite(&self, hash: &SecretHash, user: UserId, at: UnixMs) -> Result<bool, StoreError> {
+        self.inner.use_invite(hash, user, at).await
+    }
+
+    async fn list_invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        self.inner.list_invites().await
     }
 }
 

@@ -13,11 +13,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pool_core::UnixMs;
-use pool_core::ids::{KeyId, TokenId};
+use pool_core::account::{
+    CodePurpose, CodeRecord, Email, InviteRecord, LocalDay, PasswordHash, SendTallies, SignInPage, SignInRecord,
+    UserPage, UserQuery, UserRecord, UserStatus,
+};
+use pool_core::ids::{KeyId, TokenId, UserId};
 use pool_core::pool::{KeyDelta, KeyLimits};
 use pool_core::ports::{
-    KeyRecord, KeyStore, NewKey, RequestLogStore, SessionStore, SettingsStore, StatsStore, Store, StoreError,
-    TokenRecord, TokenStore, TokenUsage, UsageQuery,
+    AccountStore, KeyRecord, KeyStore, NewKey, RequestLogStore, SessionStore, SettingsStore, StatsStore, Store,
+    StoreError, TokenRecord, TokenStore, TokenUsage, UsageQuery,
 };
 use pool_core::reqlog::{RequestLogEntry, RequestPage, RequestQuery, RequestRecord};
 use pool_core::secret::{Secret, SecretHash};
@@ -222,5 +226,96 @@ impl SettingsStore for GuardedStore {
 
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         self.write(self.inner.put_setting(name, value)).await
+    }
+}
+
+#[async_trait]
+impl AccountStore for GuardedStore {
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.write(self.inner.insert_user(user)).await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.read(self.inner.user_by_id(id)).await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        self.read(self.inner.user_by_email(email)).await
+    }
+
+    async fn user_page(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
+        self.read(self.inner.user_page(query)).await
+    }
+
+    async fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<bool, StoreError> {
+        self.write(self.inner.set_user_status(id, status)).await
+    }
+
+    async fn set_user_password(&self, id: UserId, hash: Option<&PasswordHash>) -> Result<bool, StoreError> {
+        self.write(self.inner.set_user_password(id, hash)).await
+    }
+
+    async fn set_user_name(&self, id: UserId, name: Option<&str>) -> Result<bool, StoreError> {
+        self.write(self.inner.set_user_name(id, name)).await
+    }
+
+    async fn set_last_login(&self, id: UserId, at: UnixMs) -> Result<bool, StoreError> {
+        self.write(self.inner.set_last_login(id, at)).await
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        self.write(self.inner.delete_user(id)).await
+    }
+
+    async fn put_code(&self, code: &CodeRecord) -> Result<(), StoreError> {
+        self.write(self.inner.put_code(code)).await
+    }
+
+    async fn take_code_try(&self, email: &Email, purpose: CodePurpose) -> Result<Option<CodeRecord>, StoreError> {
+        self.write(self.inner.take_code_try(email, purpose)).await
+    }
+
+    async fn consume_code(&self, email: &Email, purpose: CodePurpose, hash: &SecretHash) -> Result<bool, StoreError> {
+        self.write(self.inner.consume_code(email, purpose, hash)).await
+    }
+
+    async fn code_sends(&self, email: &Email, address: &str, day: LocalDay) -> Result<SendTallies, StoreError> {
+        self.read(self.inner.code_sends(email, address, day)).await
+    }
+
+    async fn count_code_send(
+        &self,
+        email: &Email,
+        address: &str,
+        day: LocalDay,
+        at: UnixMs,
+    ) -> Result<SendTallies, StoreError> {
+        self.write(self.inner.count_code_send(email, address, day, at)).await
+    }
+
+    async fn sign_in(
+        &self,
+        user: UserId,
+        day: LocalDay,
+        at: UnixMs,
+        new_expiry: UnixMs,
+    ) -> Result<Option<SignInRecord>, StoreError> {
+        self.write(self.inner.sign_in(user, day, at, new_expiry)).await
+    }
+
+    async fn sign_in_page(&self, user: UserId, offset: u64, limit: u32) -> Result<SignInPage, StoreError> {
+        self.read(self.inner.sign_in_page(user, offset, limit)).await
+    }
+
+    async fn insert_invite(&self, invite: &InviteRecord) -> Result<(), StoreError> {
+        self.write(self.inner.insert_invite(invite)).await
+    }
+
+    async fn use_invite(&self, hash: &SecretHash, user: UserId, at: UnixMs) -> Result<bool, StoreError> {
+        self.write(self.inner.use_invite(hash, user, at)).await
+    }
+
+    async fn list_invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        self.read(self.inner.list_invites()).await
     }
 }

@@ -42,3 +42,5 @@ macro_rules! id_type {
 
 id_type!(KeyId, "an upstream key");
 id_type!(TokenId, "a client token");
+id_type!(UserId, "a community user (a self-registered account)");
+id_type!(InviteId, "an invite code (its public id: listing never shows the code)");

@@ -15,6 +15,8 @@
 //! - [`buffer`]: the budget of bytes held in memory at once (bodies and answers read whole).
 //! - [`quota`]: which quota window a 429 (or 402/403) names, and how long a key rests for it.
 //! - [`ports`]: the traits adapters implement (stores, the upstream client, the clock).
+//! - [`account`]: community accounts: emails and domain lists, verification codes and their
+//!   throttle, the daily sign-in in the operator's time zone, users and invites.
 //! - [`accounting`]: the use cases that move counts between memory and the store (flushes,
 //!   the day's usage read back at start); [`store_health`]: whether the store takes writes.
 //!
@@ -22,6 +24,7 @@
 //! so every rule is a plain unit test. The only place that reads a clock is the [`ports::Clock`]
 //! the proxy use case is handed.
 
+pub mod account;
 pub mod accounting;
 pub mod buffer;
 pub mod client;

@@ -11,7 +11,11 @@ use bytes::Bytes;
 use futures_core::Stream;
 
 use crate::UnixMs;
-use crate::ids::{KeyId, TokenId};
+use crate::account::{
+    CodePurpose, CodeRecord, Email, InviteRecord, LocalDay, PasswordHash, SendTallies, SignInPage, SignInRecord,
+    UserPage, UserQuery, UserRecord, UserStatus,
+};
+use crate::ids::{KeyId, TokenId, UserId};
 use crate::key::Health;
 use crate::limit::Limits;
 use crate::pool::{CounterValues, KeyDelta, KeyLimits, ModelSet};
@@ -215,9 +219,81 @@ pub trait RequestLogStore: Send + Sync {
     async fn prune_requests(&self, before: UnixMs, max_rows: u32) -> Result<u64, StoreError>;
 }
 
+/// Community accounts (see [`crate::account`]): users, verification codes and their send
+/// tallies, daily sign-ins and invite codes. Every count a limit rests on is changed here
+/// atomically, so the limits hold across restarts and between gateways sharing a database.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Inserts a user; [`StoreError::Conflict`] when the email (or id) is taken.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+    /// One page of users, newest first, and how many match the filter in all.
+    async fn user_page(&self, query: &UserQuery) -> Result<UserPage, StoreError>;
+    /// Each setter returns whether the user exists.
+    async fn set_user_status(&self, id: UserId, status: UserStatus) -> Result<bool, StoreError>;
+    async fn set_user_password(&self, id: UserId, hash: Option<&PasswordHash>) -> Result<bool, StoreError>;
+    async fn set_user_name(&self, id: UserId, name: Option<&str>) -> Result<bool, StoreError>;
+    async fn set_last_login(&self, id: UserId, at: UnixMs) -> Result<bool, StoreError>;
+    /// Deletes a user, their sign-ins and their client token, in one transaction. Returns
+    /// whether the user existed. (The running token index is the caller's to update.)
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+
+    /// Stores a new code for its (email, purpose), replacing the live one and its tries.
+    async fn put_code(&self, code: &CodeRecord) -> Result<(), StoreError>;
+    /// Counts one try of the live code of (email, purpose), atomically, and returns the record
+    /// with the try counted (`tries` is this try's number), or `None` when there is no code.
+    async fn take_code_try(&self, email: &Email, purpose: CodePurpose) -> Result<Option<CodeRecord>, StoreError>;
+    /// Deletes the code of (email, purpose) if it is still the one whose hash is `hash`.
+    /// Returns whether it did: of two callers accepting the same code, only the one that
+    /// deleted it may act on it.
+    async fn consume_code(&self, email: &Email, purpose: CodePurpose, hash: &SecretHash) -> Result<bool, StoreError>;
+    /// The send tallies of an email and a client address on `day` (sends that day, last send).
+    /// `address` is the client's address as [`crate::limit::Subject::client`] folds it (an IPv6
+    /// address as its /64), so one subscriber cannot rotate through addresses.
+    async fn code_sends(&self, email: &Email, address: &str, day: LocalDay) -> Result<SendTallies, StoreError>;
+    /// Counts a send at `at` on `day` for the email and the address, atomically, and returns
+    /// the new tallies: `sends` with this send counted, `last_sent` the send before it.
+    async fn count_code_send(
+        &self,
+        email: &Email,
+        address: &str,
+        day: LocalDay,
+        at: UnixMs,
+    ) -> Result<SendTallies, StoreError>;
+
+    /// Records the user's sign-in for `day` and sets their client token's expiry to
+    /// `new_expiry`, in one transaction, exactly once per (user, day): a second call for the
+    /// same day, concurrent or not, changes nothing and returns `None` (as does a call for a
+    /// user that does not exist). The running token index is the caller's to update.
+    async fn sign_in(
+        &self,
+        user: UserId,
+        day: LocalDay,
+        at: UnixMs,
+        new_expiry: UnixMs,
+    ) -> Result<Option<SignInRecord>, StoreError>;
+    /// A page of the user's sign-ins, newest first, with the total.
+    async fn sign_in_page(&self, user: UserId, offset: u64, limit: u32) -> Result<SignInPage, StoreError>;
+
+    /// Stores an invite; [`StoreError::Conflict`] when its code (or id) is already stored.
+    async fn insert_invite(&self, invite: &InviteRecord) -> Result<(), StoreError>;
+    /// Marks the unused, unexpired invite with `hash` as used by `user` at `at`, atomically:
+    /// returns whether this call used it (of two racing registrations, one wins).
+    async fn use_invite(&self, hash: &SecretHash, user: UserId, at: UnixMs) -> Result<bool, StoreError>;
+    /// Every invite, newest first.
+    async fn list_invites(&self) -> Result<Vec<InviteRecord>, StoreError>;
+}
+
 /// The store of record: SQLite or PostgreSQL.
-pub trait Store: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore + RequestLogStore {}
-impl<T: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore + RequestLogStore> Store for T {}
+pub trait Store:
+    KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore + RequestLogStore + AccountStore
+{
+}
+impl<T: KeyStore + TokenStore + SettingsStore + StatsStore + SessionStore + RequestLogStore + AccountStore> Store
+    for T
+{
+}
 
 /// The one way the domain learns the time.
 pub trait Clock: Send + Sync {

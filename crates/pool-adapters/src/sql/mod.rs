@@ -6,6 +6,8 @@
 //! - `rows`: everything both backends share: the statements that read the same on both, row →
 //!   record mapping, health ↔ columns, and the merging of flush deltas.
 //! - `ports`: one macro that implements the three store ports for both stores over those pieces.
+//! - `sessions`, `requests`, `stats`, `accounts`: one port each, as statements both backends
+//!   read alike and a macro that implements the port on both stores.
 //! - `sqlite` / `postgres`: only what differs: connecting, and the bulk statements (multi-row
 //!   `VALUES` on SQLite, `UNNEST` of bound arrays on PostgreSQL).
 //!
@@ -17,6 +19,7 @@
 //! Counters only ever grow in SQL (`col = col + $n`), never by a read-modify-write in Rust, so
 //! several gateways can flush into one PostgreSQL without losing a request.
 
+mod accounts;
 mod deltas;
 mod ports;
 mod postgres;

@@ -163,6 +163,8 @@ super::sessions::impl_session_store!(SqliteStore);
 super::sessions::impl_session_store!(PgStore);
 super::requests::impl_request_log_store!(SqliteStore);
 super::requests::impl_request_log_store!(PgStore);
+super::accounts::impl_account_store!(SqliteStore);
+super::accounts::impl_account_store!(PgStore);
 
 /// The ids a batch insert returned, in the order the caller gave the keys (a database may
 /// return them in any order), each once.

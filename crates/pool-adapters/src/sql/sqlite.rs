@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "hold_cause", include_str!("../../migrations/sqlite/0005_hold_cause.sql")),
     (6, "request_log", include_str!("../../migrations/sqlite/0006_request_log.sql")),
     (7, "console_sessions", include_str!("../../migrations/sqlite/0007_console_sessions.sql")),
+    (8, "accounts", include_str!("../../migrations/sqlite/0008_accounts.sql")),
 ];
 
 /// Bound parameters per key row of [`INSERT_KEYS`].

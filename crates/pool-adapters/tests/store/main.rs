@@ -7,6 +7,7 @@
 //! gets a fresh SQLite file or PostgreSQL schema.
 #![expect(clippy::expect_used, reason = "a test fails loudly on an unexpected error")]
 
+mod accounts;
 mod cipher;
 mod flush;
 mod keys;
