@@ -1,11 +1,19 @@
 //! Small wire-format helpers shared by the handlers: RFC 3339 times, OpenAI's reset durations
-//! and its `x-ratelimit-*` headers.
+//! and its `x-ratelimit-*` headers, and the seed's `{"success": bool}` answer.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use pool_core::UnixMs;
 use pool_core::limit::{RateInfo, Window};
+use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+/// `{"success": bool}`: the answer of a single deletion or revocation (the seed's shape).
+#[derive(Serialize, ToSchema)]
+pub struct Success {
+    pub success: bool,
+}
 
 /// A unix-millisecond instant as RFC 3339 (UTC), or `None` for "never".
 pub fn iso(ms: Option<UnixMs>) -> Option<String> {

@@ -26,8 +26,8 @@ use uuid::Uuid;
 use super::cookie::{COOKIE_NAME, check_csrf, cookie, current};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
-use crate::routes::Success;
 use crate::state::AppState;
+use crate::wire::Success;
 use crate::wire::iso;
 
 /// Longest admin token the sign-in reads (the configured one is far shorter).

@@ -15,7 +15,6 @@ mod metrics;
 mod models;
 mod openapi;
 
-pub(crate) use admin::Success;
 pub use admin::control::{background_health, recover};
 pub use admin::providers::enabled_setting;
 pub use models::refresh_models;

@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{KeyFilter, Page, PageInfo, Success, label, limit, present, provider_or_default, query, select_keys, ttl};
+use super::{KeyFilter, Page, PageInfo, label, limit, present, provider_or_default, query, select_keys, ttl};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
-use crate::wire::iso;
+use crate::wire::{Success, iso};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -227,12 +227,6 @@ pub struct PageInfo {
     pub total_pages: usize,
 }
 
-/// `{"success": bool}`: the answer of a single deletion or revocation (the seed's shape).
-#[derive(Serialize, ToSchema)]
-pub struct Success {
-    pub success: bool,
-}
-
 /// How many keys there are, and how many in each state (every state is listed, 0 included).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -22,11 +22,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Success, id_list, label, limit, present, provider_or_default, query, ttl};
+use super::{id_list, label, limit, present, provider_or_default, query, ttl};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Admin, AppJson};
 use crate::state::AppState;
-use crate::wire::iso;
+use crate::wire::{Success, iso};
 
 /// Most entries in a token's model allow-list.
 const MAX_MODELS: usize = 1000;
