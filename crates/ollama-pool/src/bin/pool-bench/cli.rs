@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// e.g. postgres://postgres@127.0.0.1:5432/postgres. Without it only SQLite is measured.
     #[arg(long, env = "POOL_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
+    /// Configuration for every gateway the benchmark starts, as `POOL__SECTION__KEY=VALUE`
+    /// (repeatable), e.g. `POOL__REQUEST_LOG__RETENTION_DAYS=0` for an A/B without the request
+    /// log. The benchmark's own environment never reaches its gateways.
+    #[arg(long = "gateway-env", value_name = "POOL__…=VALUE", value_parser = gateway_setting)]
+    pub gateway_env: Vec<(String, String)>,
     /// Which scenario to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,
@@ -143,4 +148,12 @@ pub struct BareProxyArgs {
     /// Exit when standard input closes, i.e. when the parent benchmark dies.
     #[arg(long)]
     pub watch_stdin: bool,
+}
+
+/// `POOL__SECTION__KEY=VALUE`, split at the first `=`.
+fn gateway_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if name.starts_with("POOL_") => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected POOL__SECTION__KEY=VALUE, got {text:?}")),
+    }
 }

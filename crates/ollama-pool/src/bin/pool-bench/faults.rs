@@ -95,13 +95,15 @@ pub struct Launch<'a> {
     pub dir: &'a Path,
     pub binary: &'a Path,
     pub admin: &'a str,
+    /// `--gateway-env` settings.
+    pub env: &'a [(String, String)],
 }
 
 pub async fn start_rig(client: &Client, launch: Launch<'_>, name: &str) -> anyhow::Result<Rig> {
-    let Launch { dir, binary, admin } = launch;
+    let Launch { dir, binary, admin, env: settings } = launch;
     let upstream = FakeUpstream::start().await.context("starting the in-process fake upstream")?;
     upstream.set_seed(SEED);
-    let spec = GatewaySpec { binary, upstream: upstream.addr(), admin_token: admin, database_url: None };
+    let spec = GatewaySpec { binary, upstream: upstream.addr(), admin_token: admin, database_url: None, env: settings };
     let env = [("POOL__PROXY__FIRST_BYTE_TIMEOUT_SECS", FIRST_BYTE_TIMEOUT_SECS)];
     let (mut gateway, addr) = crate::procs::start_gateway_with(&rig_dir(dir, name)?, &spec, &env)?;
     crate::http::wait_healthy(client, addr, &mut gateway).await?;

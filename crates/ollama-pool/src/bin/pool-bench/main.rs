@@ -101,8 +101,14 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
     let (bare, bare_addr) = procs::start_bare_proxy(dir.path(), upstream_addr)?;
     let admin = admin_token();
     let gateway_binary = machine.gateway.clone();
-    let spec =
-        GatewaySpec { binary: &gateway_binary, upstream: upstream_addr, admin_token: &admin, database_url: None };
+    let gateway_env = args.gateway_env.clone();
+    let spec = GatewaySpec {
+        binary: &gateway_binary,
+        upstream: upstream_addr,
+        admin_token: &admin,
+        database_url: None,
+        env: &gateway_env,
+    };
     let (mut gateway, gateway_addr) = procs::start_gateway(dir.path(), &spec)?;
     let client = http::client();
     http::wait_healthy(&client, gateway_addr, &mut gateway).await?;
@@ -182,7 +188,7 @@ async fn run_fault_scenarios(
         report.pick = Some(pick::run(pick::PickPlan::new(args.quick))?);
     }
     let plan = faults::FaultPlan::new(args.quick);
-    let launch = faults::Launch { dir, binary: spec.binary, admin: spec.admin_token };
+    let launch = faults::Launch { dir, binary: spec.binary, admin: spec.admin_token, env: spec.env };
     if args.scenario.includes(Scenario::Failover) {
         progress(&format!("{} chats through a gateway with six of eight keys failing", plan.requests));
         report.failover.push(failover::fixed(client, launch, plan).await?);

@@ -144,6 +144,8 @@ pub struct GatewaySpec<'a> {
     pub admin_token: &'a str,
     /// `None`: a fresh SQLite file in the work directory.
     pub database_url: Option<String>,
+    /// `--gateway-env` settings, before the scenario's own.
+    pub env: &'a [(String, String)],
 }
 
 /// Starts `ollama-pool serve` on a free port of 127.0.0.1 with a fresh SQLite database.
@@ -170,6 +172,7 @@ pub fn start_gateway_with(
         .env("POOL_ADMIN_TOKEN", spec.admin_token)
         .env("POOL__PROVIDERS__OLLAMA__URL", format!("http://{}", spec.upstream))
         .env("RUST_LOG", "warn")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .envs(env.iter().copied());
     let inner = cmd.spawn().with_context(|| format!("starting {}", spec.binary.display()))?;
     let child = Child { name: "gateway", inner, log };
