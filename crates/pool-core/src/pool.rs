@@ -708,7 +708,21 @@ impl KeyPool {
         if !due || (!force && now - signal.last_rebuild.load(Relaxed) < REBUILD_GAP_MS) {
             return false;
         }
-        let Ok(_rebuilding) = signal.rebuilding.try_lock() else { return false };
+        // Unforced, a pick that finds another rebuilding goes on with the list it has. Forced
+        // (its scan found no key), it waits for the rebuild and scans again: a burst of first
+        // requests after keys were added must not see the old, shorter list and answer 503.
+        let _rebuilding = if force {
+            let guard = signal.rebuilding.lock().unwrap_or_else(PoisonError::into_inner);
+            if !(signal.stale.load(Relaxed) || now >= signal.next_return.load(Relaxed)) {
+                return true;
+            }
+            guard
+        } else {
+            match signal.rebuilding.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return false,
+            }
+        };
         signal.stale.store(false, Relaxed);
         let keys = self.keys.load();
         let mut next_return = UnixMs::MAX;

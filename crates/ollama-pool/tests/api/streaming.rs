@@ -165,8 +165,10 @@ async fn five_hundred_concurrent_streams_all_complete() {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(response.status(), 200);
-                response.text().await.unwrap()
+                let status = response.status();
+                let body = response.text().await.unwrap();
+                assert_eq!(status, 200, "{body}");
+                body
             })
         })
         .collect();
